@@ -1,0 +1,125 @@
+"""Write WebDataset shards from the synthetic generator or from a folder of images.
+
+    python jobs/make_shards.py synthetic --num-images 200 --shard-size 50 --output DIR
+    python jobs/make_shards.py folder --images PHOTOS/ --shard-size 1000 --output s3://bucket/corpus/
+
+`--output` is a directory URI (local path, s3://, any fsspec URI). Synthetic
+shards carry their ground truth (`json`, `panoptic.png`, `parts.png`);
+`--coco-dir` also exports the same images as COCO panoptic + instances, and
+`--preview` draws the first 8 with their ground truth overlaid.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+
+from PIL import Image
+
+from pipeline.shards import ImageFolder, shard_pattern, synthetic_sample, write_shards
+from pipeline.storage import join, resolve
+from samcp.data.categories import CATEGORY_BY_ID, SYNTHETIC_CATEGORIES
+from samcp.data.coco import export_coco
+from samcp.data.synthetic import SyntheticConfig, SyntheticCorpus
+from samcp.viz import grid, overlay_panoptic
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'256' -> (256, 256); '192x256' -> (height 192, width 256)."""
+    try:
+        parts = [int(v) for v in text.lower().split("x")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"image size must be N or HxW, got {text!r}") from None
+    if len(parts) == 1:
+        return parts[0], parts[0]
+    if len(parts) == 2:
+        return parts[0], parts[1]
+    raise argparse.ArgumentTypeError(f"image size must be N or HxW, got {text!r}")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    source = parser.add_subparsers(dest="source", required=True)
+
+    def common(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--output", required=True, help="directory URI for the shards")
+        sub.add_argument("--shard-size", type=int, default=1000, help="samples per shard")
+        sub.add_argument("--storage-options", type=json.loads, default=None,
+                         help='fsspec options as JSON, e.g. \'{"anon": false}\'')
+        sub.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+    synthetic = source.add_parser("synthetic", help="procedural images with panoptic ground truth")
+    common(synthetic)
+    synthetic.add_argument("--num-images", type=int, required=True)
+    synthetic.add_argument("--seed", type=int, default=0)
+    synthetic.add_argument("--start-index", type=int, default=0,
+                           help="index of the first image (to extend a corpus)")
+    synthetic.add_argument("--image-size", type=parse_size, default=(256, 256), help="N or HxW")
+    synthetic.add_argument("--image-format", choices=["jpg", "png", "webp"], default="jpg")
+    synthetic.add_argument("--coco-dir", help="also export COCO panoptic + instances here (local)")
+    synthetic.add_argument("--preview", help="also draw the first 8 images with ground truth (PNG)")
+
+    folder = source.add_parser("folder", help="a folder of jpg/png/webp images, recursive")
+    common(folder)
+    folder.add_argument("--images", required=True, help="folder URI to pack")
+    return parser.parse_args(argv)
+
+
+def write_manifest(output: str, storage_options: dict | None, manifest: dict) -> None:
+    fs, root = resolve(output, storage_options)
+    with fs.open(join(fs, root, "_corpus.json"), "w") as f:
+        json.dump(manifest, f, indent=1)
+
+
+def preview(corpus: SyntheticCorpus, start: int, count: int, path: str) -> None:
+    tiles = []
+    for index in range(start, start + count):
+        sample = corpus[index]
+        tiles.append(overlay_panoptic(sample.image, sample.panoptic, sample.metadata()["segments_info"],
+                                      CATEGORY_BY_ID, part_map=sample.part_map))
+    Image.fromarray(grid(tiles, columns=4)).save(path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    started = time.time()
+    if args.source == "synthetic":
+        if args.num_images < 1:
+            raise SystemExit("--num-images must be >= 1")
+        height, width = args.image_size
+        config = SyntheticConfig(seed=args.seed, height=height, width=width)
+        corpus = SyntheticCorpus(config)
+        indices = range(args.start_index, args.start_index + args.num_images)
+        samples = (synthetic_sample(corpus[i], args.image_format) for i in indices)
+        total = len(indices)
+        manifest = {"source": "synthetic", "config": dataclasses.asdict(config),
+                    "start_index": args.start_index, "image_format": args.image_format,
+                    "categories": [c.to_coco() for c in SYNTHETIC_CATEGORIES]}
+    else:
+        folder = ImageFolder(args.images, args.storage_options)
+        if len(folder) == 0:
+            raise SystemExit(f"no jpg/png/webp images under {args.images}")
+        samples, total = iter(folder), len(folder)
+        manifest = {"source": "folder", "images": args.images}
+    urls = write_shards(samples, args.output, args.shard_size, storage_options=args.storage_options,
+                        total=total, progress=not args.no_progress)
+    manifest.update(num_samples=total, num_shards=len(urls), shard_size=args.shard_size,
+                    pattern=shard_pattern(args.output, len(urls)))
+    write_manifest(args.output, args.storage_options, manifest)
+    print(f"wrote {total} samples in {len(urls)} shards to {manifest['pattern']} "
+          f"in {time.time() - started:.1f}s")
+    if args.source == "synthetic" and args.coco_dir:
+        paths = export_coco((corpus[i] for i in indices), args.coco_dir, SYNTHETIC_CATEGORIES)
+        print(f"COCO panoptic: {paths['panoptic']}  COCO instances: {paths['instances']}")
+    if args.source == "synthetic" and args.preview:
+        preview(corpus, args.start_index, min(8, total), args.preview)
+        print(f"preview: {args.preview}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

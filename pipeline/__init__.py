@@ -1,0 +1,1 @@
+"""Corpus-scale plumbing: shards, Ray Data, Parquet output."""

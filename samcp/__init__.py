@@ -1,0 +1,1 @@
+"""SAM-CP: SAM patches merged and labeled by composable prompts."""

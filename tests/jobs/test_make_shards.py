@@ -1,0 +1,63 @@
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import webdataset as wds
+from PIL import Image
+
+from samcp.data.coco import rgb_to_id
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_job(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "jobs" / "make_shards.py"), *args],
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_synthetic_200_images_in_4_shards(tmp_path):
+    out = tmp_path / "shards"
+    done = run_job("synthetic", "--num-images", "200", "--shard-size", "50", "--output", str(out),
+                   "--no-progress", "--coco-dir", str(tmp_path / "coco"),
+                   "--preview", str(tmp_path / "preview.png"))
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in out.glob("*.tar")) == [f"shard-00000{i}.tar" for i in range(4)]
+    manifest = json.loads((out / "_corpus.json").read_text())
+    assert manifest["num_samples"] == 200 and manifest["num_shards"] == 4
+    rows = list(wds.WebDataset(manifest["pattern"], shardshuffle=False).decode("rgb8"))
+    assert len({r["__key__"] for r in rows}) == 200
+    for row in rows:
+        meta = row["json"]
+        assert row["jpg"].shape == (meta["height"], meta["width"], 3)
+        ids = rgb_to_id(row["panoptic.png"])
+        assert ids.shape == row["jpg"].shape[:2]
+        segment_ids = [s["id"] for s in meta["segments_info"]]
+        assert len(segment_ids) == len(set(segment_ids))
+        assert set(np.unique(ids)) == set(segment_ids)
+    panoptic = json.loads((tmp_path / "coco" / "panoptic.json").read_text())
+    assert len(panoptic["annotations"]) == 200
+    assert Image.open(tmp_path / "preview.png").size[0] > 4 * 256
+
+
+def test_folder_of_images(tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(3):
+        Image.fromarray(np.full((20, 30, 3), 40 * i, np.uint8)).save(photos / f"p{i}.png")
+    done = run_job("folder", "--images", str(photos), "--shard-size", "2",
+                   "--output", str(tmp_path / "out"), "--no-progress")
+    assert done.returncode == 0, done.stderr
+    rows = list(wds.WebDataset(str(tmp_path / "out" / "shard-{000000..000001}.tar"),
+                               shardshuffle=False))
+    assert sorted(r["__key__"] for r in rows) == ["p0", "p1", "p2"]
+    assert Image.open(io.BytesIO(rows[0]["png"])).size == (30, 20)
+
+
+def test_bad_arguments_fail_clearly(tmp_path):
+    done = run_job("folder", "--images", str(tmp_path / "missing"), "--output", str(tmp_path))
+    assert done.returncode != 0 and "image folder not found" in done.stderr
+    done = run_job("synthetic", "--num-images", "0", "--output", str(tmp_path))
+    assert done.returncode != 0 and "--num-images must be >= 1" in done.stderr
