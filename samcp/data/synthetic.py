@@ -26,6 +26,9 @@ from samcp.data.categories import (
 )
 from samcp.data.textures import STUFF_TEXTURES, shaded_surface
 
+# Corpus seeds of the standard splits: models train on "train" and are measured on "val".
+SPLIT_SEEDS: dict[str, int] = {"train": 1, "val": 2, "test": 3}
+
 
 @dataclass(frozen=True)
 class SyntheticConfig:

@@ -1,0 +1,64 @@
+"""Reading and writing weights from local paths or any fsspec URI, never unpickling code."""
+
+from __future__ import annotations
+
+import io
+import pickle
+
+import fsspec
+import torch
+from torch import nn
+
+
+def load_state_dict(uri: str, storage_options: dict | None = None) -> dict:
+    """The tensors saved at `uri`, loaded with `weights_only=True` onto the CPU.
+
+    Raises FileNotFoundError for a missing file and ValueError for anything that
+    is not a plain torch checkpoint (corrupt, truncated, or a pickle with code).
+    A dict holding the weights under `model` or `state_dict` is unwrapped.
+    """
+    try:
+        with fsspec.open(uri, "rb", **(storage_options or {})) as f:
+            data = f.read()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"checkpoint not found: {uri}") from None
+    try:
+        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise ValueError(f"refusing checkpoint {uri}: it is not plain weights ({error})"
+                         .split("\n")[0]) from None
+    except Exception as error:  # torch raises many types for damaged files
+        raise ValueError(f"corrupt checkpoint {uri}: {error}".split("\n")[0]) from None
+    for wrapper in ("model", "state_dict"):
+        if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
+            state = state[wrapper]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"checkpoint {uri} does not hold a state dict of tensors")
+    return state
+
+
+def load_weights(model: nn.Module, uri: str, architecture: str,
+                 storage_options: dict | None = None) -> None:
+    """Load `uri` into `model`, in the model's dtype; a mismatch names the architecture."""
+    state = load_state_dict(uri, storage_options)
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong_shape = sorted(k for k in set(state) & set(expected) if state[k].shape != expected[k].shape)
+    if missing or unexpected or wrong_shape:
+        details = "; ".join(f"{label}: {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}"
+                            for label, keys in (("missing", missing), ("unexpected", unexpected),
+                                                ("wrong shape", wrong_shape)) if keys)
+        raise ValueError(f"checkpoint {uri} does not fit architecture {architecture!r} ({details})")
+    model.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()})
+
+
+def save_weights(model: nn.Module, uri: str, half: bool = False,
+                 storage_options: dict | None = None) -> None:
+    """Save the model's state dict to `uri`; `half` stores floating tensors as fp16."""
+    state = {k: (v.half() if half and v.is_floating_point() else v).detach().cpu()
+             for k, v in model.state_dict().items()}
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    with fsspec.open(uri, "wb", **(storage_options or {})) as f:
+        f.write(buffer.getvalue())

@@ -1,0 +1,37 @@
+"""Typed dataclass configs <-> command-line flags (`field_name` <-> `--field-name`)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import types
+import typing
+from typing import TypeVar, get_type_hints
+
+T = TypeVar("T")
+
+
+def _optional(kind: type):
+    def parse(text: str):
+        return None if text.lower() == "none" else kind(text)
+    parse.__name__ = f"{kind.__name__} or none"
+    return parse
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, config_type: type) -> None:
+    """One flag per field of the dataclass `config_type`, defaulting to the field's default.
+    `X | None` fields accept "none"."""
+    hints = get_type_hints(config_type)
+    for field in dataclasses.fields(config_type):
+        kind = hints[field.name]
+        flag = "--" + field.name.replace("_", "-")
+        if kind is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=field.default)
+            continue
+        if typing.get_origin(kind) in (typing.Union, types.UnionType):
+            kind = _optional(next(a for a in typing.get_args(kind) if a is not type(None)))
+        parser.add_argument(flag, type=kind, default=field.default, help=f"default: {field.default}")
+
+
+def config_from_args(config_type: type[T], args: argparse.Namespace) -> T:
+    return config_type(**{f.name: getattr(args, f.name) for f in dataclasses.fields(config_type)})

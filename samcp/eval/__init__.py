@@ -1,0 +1,1 @@
+"""Metrics: panoptic quality, patch quality."""
