@@ -1,0 +1,1 @@
+"""The SAM-CP head: patch encoder, unified affinity decoder, classifier."""

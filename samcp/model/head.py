@@ -1,0 +1,64 @@
+"""The SAM-CP head: patch encoder + unified affinity decoder + text classifier."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from samcp.model.affinity_decoder import AffinityDecoder
+from samcp.model.classifier import TextClassifier
+from samcp.model.inputs import HeadInputs
+from samcp.model.patch_encoder import PatchEncoder
+
+
+@dataclass(frozen=True)
+class HeadConfig:
+    """Sizes and switches of the head; every module can be turned off for ablation."""
+
+    feature_dim: int = 128  # channels of the backbone map (SAM tiny's embedding)
+    text_dim: int = 64
+    dim: int = 128
+    roi_size: int = 7
+    mlp_hidden_dim: int = 512
+    num_heads: int = 4
+    ffn_dim: int = 512
+    encoder_layers: int = 2  # omega
+    decoder_layers: int = 3
+    use_mask_roi: bool = True
+    use_dca: bool = True
+    use_affinity_refine: bool = True
+
+
+class SamCPHead(nn.Module):
+    def __init__(self, config: HeadConfig):
+        super().__init__()
+        self.config = config
+        self.encoder = PatchEncoder(config.feature_dim, config.dim, config.roi_size,
+                                    config.mlp_hidden_dim, config.encoder_layers, config.num_heads,
+                                    config.ffn_dim, use_mask_roi=config.use_mask_roi)
+        self.decoder = AffinityDecoder(config.dim, config.text_dim, config.decoder_layers,
+                                       config.num_heads, config.ffn_dim, use_dca=config.use_dca,
+                                       use_affinity_refine=config.use_affinity_refine)
+        self.classifier = TextClassifier(config.dim, config.text_dim)
+
+    def forward(self, inputs: HeadInputs, stuff_text: torch.Tensor, thing_text: torch.Tensor
+                ) -> list[dict[str, torch.Tensor]]:
+        """stuff_text (S, T), thing_text (K, T): text embeddings of the vocabulary's classes.
+
+        Returns one dict per decoder layer: "affinity" (B, S + N, N) logits, where rows
+        0..S-1 are the semantic queries (stuff class s) and rows S.. the instance queries
+        (one per patch); "stuff_logits" (B, S) each semantic query's own-class logit;
+        "thing_logits" (B, N, K) the instance queries' thing-class logits.
+        """
+        patches, pos = self.encoder(inputs.features, inputs.feature_boxes, inputs.roi_masks,
+                                    inputs.boxes_cxcywh, inputs.padding)
+        decoded = self.decoder(patches, pos, inputs.boxes_xyxy, inputs.padding, stuff_text)
+        s = stuff_text.shape[0]
+        outputs = []
+        for queries, affinity in zip(decoded["queries"], decoded["affinity"]):
+            stuff_logits = self.classifier(queries[:, :s], stuff_text).diagonal(dim1=1, dim2=2)
+            outputs.append({"affinity": affinity, "stuff_logits": stuff_logits,
+                            "thing_logits": self.classifier(queries[:, s:], thing_text)})
+        return outputs

@@ -1,0 +1,60 @@
+"""Patch encoder: one feature vector per SAM patch, contextualised over the image's patches.
+
+Per patch: RoIAlign of the backbone feature map inside the patch box, times the
+patch's own mask on the same grid (MaskRoI), flattened through an MLP; plus a
+sine encoding of its box; then omega post-norm self-attention layers over the
+patches of each image (padding masked out).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torchvision.ops import roi_align
+
+from samcp.model.layers import MLP, Attention, FeedForward, box_sine_encoding
+
+
+def mask_roi_grid(masks: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Tensor:
+    """Each patch mask (N, H, W) bool sampled on a size x size grid inside its own box
+    (N, 4) xyxy pixels: (N, size, size) float in {0, 1}."""
+    if len(masks) == 0:
+        return masks.new_zeros((0, size, size), dtype=torch.float)
+    rois = torch.cat([torch.arange(len(boxes), device=boxes.device, dtype=boxes.dtype)[:, None],
+                      boxes], dim=1)
+    sampled = roi_align(masks[:, None].float(), rois, output_size=size, aligned=True)
+    return (sampled[:, 0] >= 0.5).float()
+
+
+class PatchEncoder(nn.Module):
+    def __init__(self, feature_dim: int, dim: int, roi_size: int, mlp_hidden_dim: int,
+                 num_layers: int, num_heads: int, ffn_dim: int, use_mask_roi: bool = True):
+        super().__init__()
+        self.roi_size = roi_size
+        self.use_mask_roi = use_mask_roi
+        self.roi_mlp = MLP(feature_dim * roi_size * roi_size, mlp_hidden_dim, dim, 2)
+        self.roi_norm = nn.LayerNorm(dim)
+        self.pos_mlp = MLP(dim, dim, dim, 2)
+        self.attention = nn.ModuleList(Attention(dim, num_heads) for _ in range(num_layers))
+        self.ffn = nn.ModuleList(FeedForward(dim, ffn_dim) for _ in range(num_layers))
+
+    def forward(self, features: torch.Tensor, feature_boxes: torch.Tensor, roi_masks: torch.Tensor,
+                norm_boxes: torch.Tensor, padding: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """
+        features: (B, C, h, w) backbone map. feature_boxes: (B, N, 4) xyxy in feature-map cells.
+        roi_masks: (B, N, S, S) patch masks inside their boxes. norm_boxes: (B, N, 4) cxcywh in [0, 1].
+        padding: (B, N) bool, True where there is no patch.
+        Returns patch features and their positional encodings, both (B, N, D).
+        """
+        b, n = padding.shape
+        batch_index = torch.arange(b, device=features.device, dtype=features.dtype)
+        rois = torch.cat([batch_index[:, None, None].expand(b, n, 1), feature_boxes], dim=-1)
+        pooled = roi_align(features, rois.reshape(-1, 5), output_size=self.roi_size, aligned=True)
+        pooled = pooled.reshape(b, n, -1, self.roi_size, self.roi_size)
+        if self.use_mask_roi:
+            pooled = pooled * roi_masks[:, :, None]
+        x = self.roi_norm(self.roi_mlp(pooled.flatten(2)))
+        pos = self.pos_mlp(box_sine_encoding(norm_boxes, x.shape[-1]))
+        for attention, ffn in zip(self.attention, self.ffn):
+            x = ffn(attention(x, pos, x, pos, key_padding_mask=padding))
+        return x.masked_fill(padding[..., None], 0), pos
