@@ -25,8 +25,10 @@ def load_state_dict(uri: str, storage_options: dict | None = None) -> dict:
     try:
         state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        raise ValueError(f"refusing checkpoint {uri}: it is not plain weights ({error})"
-                         .split("\n")[0]) from None
+        if "Weights only load failed" in str(error):
+            raise ValueError(f"refusing checkpoint {uri}: it holds objects other than plain weights, "
+                             "which are never unpickled") from None
+        raise ValueError(f"corrupt checkpoint {uri}: {error}".split("\n")[0]) from None
     except Exception as error:  # torch raises many types for damaged files
         raise ValueError(f"corrupt checkpoint {uri}: {error}".split("\n")[0]) from None
     for wrapper in ("model", "state_dict"):

@@ -43,7 +43,7 @@ def test_missing_checkpoint(tmp_path):
 
 def test_corrupt_and_truncated_checkpoints(tmp_path):
     junk = tmp_path / "junk.pt"
-    junk.write_bytes(os.urandom(1000))
+    junk.write_bytes(b"this is not a checkpoint\n" * 40)
     with pytest.raises(ValueError, match="corrupt checkpoint"):
         build_sam("tiny", checkpoint=str(junk))
     good = tmp_path / "good.pt"

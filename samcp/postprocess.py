@@ -1,0 +1,86 @@
+"""From the head's last-layer outputs to non-overlapping panoptic segments.
+
+Each query's mask is the union of the patches it claims (min-max normalized
+affinity >= 0.5; its best patch always). Candidates are the semantic queries
+(score = sigmoid of their own stuff logit) and the instance queries (score =
+best thing probability); those above `score_thresh` whose best affinity
+passes `affinity_thresh` compete per pixel by score (Mask2Former-style
+fusion), and a candidate that keeps less than `overlap_thresh` of its mask is
+dropped. Stuff is one segment per class: one semantic query per stuff class.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from samcp.model.affinity_decoder import normalized_affinity
+
+
+@dataclass(frozen=True)
+class PostprocessConfig:
+    score_thresh: float = 0.3
+    affinity_thresh: float = 0.3
+    overlap_thresh: float = 0.8
+    max_segments: int = 100
+    merge_instances: bool = True  # False: each instance query keeps only its own patch (ablation)
+
+
+@dataclass
+class PanopticResult:
+    """id_map: (H, W) int32 segment ids (0 = void). segments: dicts with id, category_index
+    (into the vocabulary's classes), isthing, score, area."""
+
+    id_map: torch.Tensor
+    segments: list[dict]
+
+
+def query_masks(affinity: torch.Tensor, patch_masks: torch.Tensor) -> torch.Tensor:
+    """Union of claimed patches: affinity logits (Q, N), patch masks (N, H, W) -> (Q, H, W) bool."""
+    padding = torch.zeros((1, affinity.shape[1]), dtype=torch.bool, device=affinity.device)
+    claims = (normalized_affinity(affinity[None], padding)[0] >= 0.5).float()
+    covered = claims @ patch_masks.flatten(1).float()
+    return (covered > 0).reshape(len(affinity), *patch_masks.shape[1:])
+
+
+def panoptic(affinity: torch.Tensor, stuff_logits: torch.Tensor, thing_logits: torch.Tensor,
+             patch_masks: torch.Tensor, stuff_classes: list[int], thing_classes: list[int],
+             cfg: PostprocessConfig) -> PanopticResult:
+    """One image. affinity (S + N, N) logits, stuff_logits (S,), thing_logits (N, K), patch_masks
+    (N, H, W) bool; stuff_classes / thing_classes map rows and columns to vocabulary indices."""
+    s = len(stuff_logits)
+    masks = query_masks(affinity, patch_masks)
+    if not cfg.merge_instances:
+        masks[s:] = patch_masks
+    if thing_logits.shape[-1]:
+        thing_prob, thing_label = thing_logits.sigmoid().max(-1)
+    else:  # a vocabulary of stuff only
+        thing_prob = thing_logits.new_zeros(len(thing_logits))
+        thing_label = torch.zeros(len(thing_logits), dtype=torch.long)
+    scores = torch.cat([stuff_logits.sigmoid(), thing_prob])
+    classes = torch.tensor(stuff_classes + [thing_classes[i] for i in thing_label.tolist()], dtype=torch.long)
+    isthing = torch.arange(len(scores)) >= s
+    best_affinity = affinity.sigmoid().amax(-1)
+    keep = (scores > cfg.score_thresh) & (best_affinity > cfg.affinity_thresh) & masks.flatten(1).any(-1)
+    candidates = keep.nonzero()[:, 0]
+    candidates = candidates[scores[candidates].argsort(descending=True)][:cfg.max_segments]
+
+    h, w = patch_masks.shape[1:]
+    id_map = torch.zeros((h, w), dtype=torch.int32)
+    segments: list[dict] = []
+    if len(candidates) == 0:
+        return PanopticResult(id_map, segments)
+    weighted = scores[candidates, None, None] * masks[candidates].float()
+    winner = weighted.argmax(0)
+    claimed = weighted.amax(0) > 0
+    for rank, q in enumerate(candidates.tolist()):
+        region = (winner == rank) & claimed & masks[q]
+        area = int(region.sum())
+        if area == 0 or area < cfg.overlap_thresh * int(masks[q].sum()):
+            continue
+        segment_id = len(segments) + 1
+        id_map[region] = segment_id
+        segments.append({"id": segment_id, "category_index": int(classes[q]), "isthing": bool(isthing[q]),
+                         "score": float(scores[q]), "area": area})
+    return PanopticResult(id_map, segments)
