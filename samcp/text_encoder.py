@@ -1,0 +1,74 @@
+"""Class-name text embeddings from an open_clip model, cached on disk.
+
+Any open_clip architecture name works (`ViT-B-16`, ...) with a checkpoint from a
+local path or fsspec URI; `samcp-clip-tiny` is the package's own small config.
+Without a checkpoint the model keeps a fixed-seed random initialisation: its
+embeddings still tell the class names apart, which is enough for a closed
+vocabulary, but not for names the head never saw.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from importlib import resources
+
+import fsspec
+import open_clip
+import torch
+import torch.nn.functional as F
+
+from samcp.checkpoint import load_weights
+from samcp.vocab import Vocabulary
+
+open_clip.add_model_config(resources.files("samcp.model_configs") / "open_clip")
+
+DEFAULT_CACHE = os.path.join(os.path.expanduser("~"), ".cache", "samcp", "text")
+
+
+def _checkpoint_digest(uri: str | None, storage_options: dict | None) -> str:
+    if uri is None:
+        return "random-seed-0"
+    with fsspec.open(uri, "rb", **(storage_options or {})) as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+class TextEncoder:
+    def __init__(self, model_name: str = "samcp-clip-tiny", checkpoint: str | None = None,
+                 storage_options: dict | None = None, cache_dir: str | None = DEFAULT_CACHE,
+                 device: str | torch.device = "cpu"):
+        if model_name not in open_clip.list_models():
+            raise ValueError(f"unknown open_clip model {model_name!r}")
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            self.model = open_clip.create_model(model_name, pretrained=None, device=device).eval()
+        if checkpoint is not None:
+            load_weights(self.model, checkpoint, model_name, storage_options)
+        self.tokenizer = open_clip.get_tokenizer(model_name)
+        self.model_name = model_name
+        self.dim: int = open_clip.get_model_config(model_name)["embed_dim"]
+        self.cache_dir = cache_dir
+        self.key = hashlib.sha256(
+            f"{model_name}:{_checkpoint_digest(checkpoint, storage_options)}".encode()).hexdigest()[:16]
+
+    @torch.no_grad()
+    def embed(self, vocab: Vocabulary) -> torch.Tensor:
+        """(C, T) normalized embeddings in the vocabulary's class order, from the cache when there."""
+        path = None
+        if self.cache_dir:
+            path = os.path.join(self.cache_dir, f"{self.key}-{vocab.fingerprint()[:16]}.pt")
+            if os.path.exists(path):
+                return torch.load(path, weights_only=True)
+        device = next(self.model.parameters()).device
+        rows = []
+        for cls in vocab.classes:
+            tokens = self.tokenizer(vocab.prompts(cls)).to(device)
+            features = F.normalize(self.model.encode_text(tokens).float(), dim=-1)
+            rows.append(F.normalize(features.mean(0), dim=-1))
+        embeddings = torch.stack(rows).cpu()
+        if path:
+            os.makedirs(self.cache_dir, exist_ok=True)
+            tmp = f"{path}.tmp-{os.getpid()}"
+            torch.save(embeddings, tmp)
+            os.replace(tmp, path)
+        return embeddings
