@@ -9,10 +9,7 @@ between predicted and true IoU for every output, as in the SAM paper.
 
 from __future__ import annotations
 
-import json
-import math
 import os
-import time
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -24,6 +21,7 @@ from torchvision.ops import sigmoid_focal_loss
 from samcp.data.categories import CATEGORY_BY_ID
 from samcp.data.synthetic import SPLIT_SEEDS, SyntheticConfig, SyntheticCorpus, SyntheticImage
 from samcp.sam import build_sam
+from samcp.train_loop import MetricsLog, resume_state, save_state, warmup_cosine
 
 
 @dataclass(frozen=True)
@@ -175,13 +173,6 @@ def training_step(sam: Sam, batch: list[Example], rng: np.random.Generator, cfg:
     return losses
 
 
-def learning_rate(cfg: SamTrainConfig, step: int) -> float:
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
-    return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-
 def train_sam(cfg: SamTrainConfig, output_dir: str, log=print) -> Sam:
     """Train from scratch, or resume from `output_dir/last.pt`; returns the trained model.
 
@@ -194,46 +185,29 @@ def train_sam(cfg: SamTrainConfig, output_dir: str, log=print) -> Sam:
     sam = build_sam(cfg.architecture, checkpoint=None).to(device).train()
     optimizer = torch.optim.AdamW(sam.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     last = os.path.join(output_dir, "last.pt")
-    start = 0
-    if os.path.exists(last):
-        state = torch.load(last, map_location=device, weights_only=True)
-        sam.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        start = int(state["step"])
+    start = resume_state(last, sam, optimizer, device)
+    if start:
         log(f"resumed from {last} at step {start}")
     image_size = sam.image_encoder.img_size
     corpus = SyntheticCorpus(SyntheticConfig(seed=cfg.data_seed, height=image_size, width=image_size))
     examples = ExampleCache(corpus, cfg.train_images, cfg.min_part_area)
-    metrics_path = os.path.join(output_dir, "metrics.jsonl")
-    started, window = time.time(), []
+    metrics = MetricsLog(os.path.join(output_dir, "metrics.jsonl"), cfg.steps, start, log=log)
     for step in range(start, cfg.steps):
         rng = np.random.default_rng([cfg.seed, step])
         torch.manual_seed(cfg.seed * 1_000_003 + step)
         batch = [examples[int(i)] for i in rng.integers(0, cfg.train_images, cfg.batch_size)]
         if rng.random() < 0.5:
             batch = [Example(ex.image[:, ::-1].copy(), ex.targets[:, :, ::-1].copy()) for ex in batch]
+        lr = warmup_cosine(cfg.lr, cfg.warmup_steps, cfg.steps, step)
         for group in optimizer.param_groups:
-            group["lr"] = learning_rate(cfg, step)
+            group["lr"] = lr
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             losses = training_step(sam, batch, rng, cfg, device)
         optimizer.zero_grad(set_to_none=True)
         losses["loss"].backward()
         torch.nn.utils.clip_grad_norm_(sam.parameters(), 1.0)
         optimizer.step()
-        window.append({k: float(v.detach()) for k, v in losses.items()})
-        if (step + 1) % 25 == 0 or step + 1 == cfg.steps:
-            mean = {k: float(np.mean([w[k] for w in window])) for k in window[0]}
-            rate = (step + 1 - start) / (time.time() - started)
-            eta = (cfg.steps - step - 1) / max(rate, 1e-9)
-            log(f"step {step + 1}/{cfg.steps} loss {mean['loss']:.4f} focal {mean['focal']:.4f} "
-                f"dice {mean['dice']:.4f} iou-mse {mean['iou']:.4f} mask-iou {mean['miou']:.3f} "
-                f"lr {learning_rate(cfg, step):.2e} {rate:.2f} step/s eta {eta / 60:.1f} min")
-            with open(metrics_path, "a") as f:
-                f.write(json.dumps({"step": step + 1, **mean}) + "\n")
-            window = []
+        metrics.add(step, {k: float(v.detach()) for k, v in losses.items()}, lr)
         if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
-            tmp = last + ".tmp"
-            torch.save({"model": sam.state_dict(), "optimizer": optimizer.state_dict(),
-                        "step": step + 1, "config": asdict(cfg)}, tmp)
-            os.replace(tmp, last)
+            save_state(last, sam, optimizer, step + 1, asdict(cfg))
     return sam.eval()

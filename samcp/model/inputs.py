@@ -1,4 +1,9 @@
-"""From `PatchSet`s to the padded tensors the SAM-CP head reads."""
+"""From `PatchSet`s to the padded tensors the SAM-CP head reads.
+
+`patch_features` keeps what the head needs of one image's patches (small: the
+full-resolution masks are dropped), so training can cache it once per image;
+`collate` pads several images into one `HeadInputs` batch.
+"""
 
 from __future__ import annotations
 
@@ -12,14 +17,27 @@ from samcp.patches import PatchSet
 
 
 @dataclass
-class HeadInputs:
-    """A batch of B images with up to N patches each.
+class PatchFeatures:
+    """One image's N patches as the head sees them.
 
-    features: (B, C, h, w) SAM image embeddings. feature_boxes: (B, N, 4) xyxy in
-    feature-map cells. roi_masks: (B, N, S, S) each patch mask inside its box.
-    boxes_xyxy, boxes_cxcywh: (B, N, 4) normalized by the image size.
-    padding: (B, N) bool, True where there is no patch.
+    embedding: (C, h, w). feature_boxes: (N, 4) xyxy in feature-map cells.
+    roi_masks: (N, S, S) each patch mask inside its box. boxes: (N, 4) xyxy normalized by image size.
     """
+
+    embedding: torch.Tensor
+    feature_boxes: torch.Tensor
+    roi_masks: torch.Tensor
+    boxes: torch.Tensor
+
+    def to_dict(self) -> dict[str, torch.Tensor]:
+        return dict(vars(self))
+
+
+@dataclass
+class HeadInputs:
+    """B images padded to N patches: features (B, C, h, w), feature_boxes (B, N, 4),
+    roi_masks (B, N, S, S), boxes_xyxy and boxes_cxcywh (B, N, 4) normalized, padding (B, N)
+    bool (True where there is no patch)."""
 
     features: torch.Tensor
     feature_boxes: torch.Tensor
@@ -37,33 +55,46 @@ def pixel_boxes(patches: PatchSet) -> torch.Tensor:
     return patches.boxes + torch.tensor([0.0, 0.0, 1.0, 1.0], device=patches.boxes.device)
 
 
-def head_inputs(patch_sets: list[PatchSet], encoder_image_size: int, roi_size: int) -> HeadInputs:
+def patch_features(patches: PatchSet, encoder_image_size: int, roi_size: int) -> PatchFeatures:
+    boxes = pixel_boxes(patches)
+    h, w = patches.image_size
+    input_scale = patches.input_size[0] / h  # ResizeLongestSide keeps the aspect ratio
+    feature_cells = patches.embedding.shape[-1] / encoder_image_size
+    return PatchFeatures(
+        embedding=patches.embedding,
+        feature_boxes=boxes * input_scale * feature_cells,
+        roi_masks=mask_roi_grid(patches.masks, boxes, roi_size),
+        boxes=boxes / torch.tensor([w, h, w, h], dtype=torch.float, device=boxes.device),
+    )
+
+
+def collate(images: list[PatchFeatures]) -> HeadInputs:
     """Pad and stack the patches of several images (each with at least one patch)."""
-    if any(len(p) == 0 for p in patch_sets):
-        raise ValueError("head_inputs needs at least one patch per image")
-    b, n = len(patch_sets), max(len(p) for p in patch_sets)
-    first = patch_sets[0]
-    device = first.embedding.device
-    feature_cells = first.embedding.shape[-1] / encoder_image_size
+    if any(len(p.boxes) == 0 for p in images):
+        raise ValueError("collate needs at least one patch per image")
+    b, n = len(images), max(len(p.boxes) for p in images)
+    first = images[0]
+    device, size = first.embedding.device, first.roi_masks.shape[-1]
     feature_boxes = torch.zeros((b, n, 4), device=device)
-    roi_masks = torch.zeros((b, n, roi_size, roi_size), device=device)
-    boxes_xyxy = torch.zeros((b, n, 4), device=device)
-    boxes_xyxy[..., 2:] = 1.0  # padded patches get the whole frame: finite encodings
+    roi_masks = torch.zeros((b, n, size, size), device=device)
+    boxes = torch.zeros((b, n, 4), device=device)
+    boxes[..., 2:] = 1.0  # padded patches get the whole frame: finite encodings
     padding = torch.ones((b, n), dtype=torch.bool, device=device)
-    for i, patches in enumerate(patch_sets):
-        k = len(patches)
-        boxes = pixel_boxes(patches)
-        h, w = patches.image_size
-        input_scale = patches.input_size[0] / h  # ResizeLongestSide keeps the aspect ratio
-        feature_boxes[i, :k] = boxes * input_scale * feature_cells
-        roi_masks[i, :k] = mask_roi_grid(patches.masks, boxes, roi_size)
-        boxes_xyxy[i, :k] = boxes / torch.tensor([w, h, w, h], device=device)
+    for i, p in enumerate(images):
+        k = len(p.boxes)
+        feature_boxes[i, :k] = p.feature_boxes
+        roi_masks[i, :k] = p.roi_masks.float()
+        boxes[i, :k] = p.boxes
         padding[i, :k] = False
     return HeadInputs(
-        features=torch.stack([p.embedding for p in patch_sets]).float(),
+        features=torch.stack([p.embedding for p in images]).float(),
         feature_boxes=feature_boxes,
         roi_masks=roi_masks,
-        boxes_xyxy=boxes_xyxy,
-        boxes_cxcywh=box_convert(boxes_xyxy, "xyxy", "cxcywh"),
+        boxes_xyxy=boxes,
+        boxes_cxcywh=box_convert(boxes, "xyxy", "cxcywh"),
         padding=padding,
     )
+
+
+def head_inputs(patch_sets: list[PatchSet], encoder_image_size: int, roi_size: int) -> HeadInputs:
+    return collate([patch_features(p, encoder_image_size, roi_size) for p in patch_sets])
