@@ -10,12 +10,11 @@ import torch
 from torch import nn
 
 
-def load_state_dict(uri: str, storage_options: dict | None = None) -> dict:
-    """The tensors saved at `uri`, loaded with `weights_only=True` onto the CPU.
+def read_checkpoint(uri: str, storage_options: dict | None = None):
+    """Whatever `uri` holds, loaded with `weights_only=True` onto the CPU.
 
     Raises FileNotFoundError for a missing file and ValueError for anything that
     is not a plain torch checkpoint (corrupt, truncated, or a pickle with code).
-    A dict holding the weights under `model` or `state_dict` is unwrapped.
     """
     try:
         with fsspec.open(uri, "rb", **(storage_options or {})) as f:
@@ -23,7 +22,7 @@ def load_state_dict(uri: str, storage_options: dict | None = None) -> dict:
     except FileNotFoundError:
         raise FileNotFoundError(f"checkpoint not found: {uri}") from None
     try:
-        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         if "Weights only load failed" in str(error):
             raise ValueError(f"refusing checkpoint {uri}: it holds objects other than plain weights, "
@@ -31,6 +30,12 @@ def load_state_dict(uri: str, storage_options: dict | None = None) -> dict:
         raise ValueError(f"corrupt checkpoint {uri}: {error}".split("\n")[0]) from None
     except Exception as error:  # torch raises many types for damaged files
         raise ValueError(f"corrupt checkpoint {uri}: {error}".split("\n")[0]) from None
+
+
+def load_state_dict(uri: str, storage_options: dict | None = None) -> dict:
+    """The state dict saved at `uri` (see `read_checkpoint`); a dict holding the weights
+    under `model` or `state_dict` is unwrapped."""
+    state = read_checkpoint(uri, storage_options)
     for wrapper in ("model", "state_dict"):
         if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
             state = state[wrapper]

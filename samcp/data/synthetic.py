@@ -25,6 +25,7 @@ from samcp.data.categories import (
     Category,
 )
 from samcp.data.textures import STUFF_TEXTURES, shaded_surface
+from samcp.masks import mask_bbox
 
 # Corpus seeds of the standard splits: models train on "train" and are measured on "val".
 SPLIT_SEEDS: dict[str, int] = {"train": 1, "val": 2, "test": 3}
@@ -134,14 +135,6 @@ class _Thing:
 
     def __post_init__(self) -> None:
         self.visible = np.logical_or.reduce(self.part_masks)
-
-
-def mask_bbox(mask: np.ndarray) -> list[int]:
-    """COCO (x, y, w, h) of the True pixels of a (H, W) mask; zeros for an empty mask."""
-    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-    if rows.size == 0:
-        return [0, 0, 0, 0]
-    return [int(cols[0]), int(rows[0]), int(cols[-1] - cols[0] + 1), int(rows[-1] - rows[0] + 1)]
 
 
 def _rasterize(polygon: np.ndarray, height: int, width: int) -> np.ndarray:

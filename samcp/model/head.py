@@ -21,7 +21,7 @@ class HeadConfig:
     text_dim: int = 64
     dim: int = 128
     roi_size: int = 7
-    mlp_hidden_dim: int = 512
+    mlp_hidden_dim: int = 256
     num_heads: int = 4
     ffn_dim: int = 512
     encoder_layers: int = 2  # omega

@@ -7,7 +7,8 @@ from samcp.data.categories import (
     SYNTHETIC_CATEGORIES,
     THING_CATEGORIES,
 )
-from samcp.data.synthetic import SyntheticConfig, SyntheticCorpus, mask_bbox
+from samcp.data.synthetic import SyntheticConfig, SyntheticCorpus
+from samcp.masks import mask_bbox
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,47 @@
+"""PQ/SQ/RQ, mask AP and mIoU of panoptic predictions, image by image."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from samcp.data.categories import Category
+from samcp.eval.instances import MaskAP
+from samcp.eval.panoptic import PanopticQuality
+from samcp.eval.semantic import SemanticIoU
+
+
+class PanopticEvaluator:
+    def __init__(self, categories: Sequence[Category]):
+        self.categories = list(categories)
+        self.pq = PanopticQuality({c.id: c.isthing for c in categories})
+        self.miou = SemanticIoU([c.id for c in categories])
+        self.ap = MaskAP([c.id for c in categories if c.isthing])
+
+    def update(self, gt: np.ndarray, gt_segments: Sequence[Mapping], pred: np.ndarray,
+               pred_segments: Sequence[Mapping]) -> None:
+        """(H, W) id maps with their segment lists; predicted segments carry a `score` for AP."""
+        for metric in (self.pq, self.miou, self.ap):
+            metric.update(gt, gt_segments, pred, pred_segments)
+
+    def summary(self) -> dict:
+        pq = self.pq.summary()
+        names = {c.id: c.name for c in self.categories}
+        return {
+            "pq": {k: pq[k] for k in ("All", "Things", "Stuff")},
+            "per_class": {names[c]: v for c, v in pq["per_class"].items()},
+            "mask_ap": self.ap.summary(),
+            "miou": self.miou.summary()["miou"],
+        }
+
+    @staticmethod
+    def format(summary: dict) -> str:
+        lines = [f"{'':8s}{'PQ':>7s}{'SQ':>7s}{'RQ':>7s}{'n':>4s}"]
+        for group in ("All", "Things", "Stuff"):
+            r = summary["pq"][group]
+            lines.append(f"{group:8s}{r['pq']:7.1f}{r['sq']:7.1f}{r['rq']:7.1f}{r['n']:4d}")
+        ap = summary["mask_ap"]
+        lines.append(f"mask AP {ap['ap']:.1f} (AP50 {ap['ap50']:.1f}, AP75 {ap['ap75']:.1f})   "
+                     f"mIoU {summary['miou']:.1f}")
+        return "\n".join(lines)

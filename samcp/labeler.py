@@ -1,0 +1,79 @@
+"""Label one image (or a batch) with no cluster: SAM patches -> SAM-CP head -> panoptic segments.
+
+    from samcp import Labeler
+    segments = Labeler().label(image)      # shipped tiny models, built-in synthetic vocabulary
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from samcp.data.coco import encode_rle
+from samcp.masks import mask_bbox
+from samcp.model.factory import build_head
+from samcp.model.head import SamCPHead
+from samcp.model.inputs import head_inputs
+from samcp.patches import PatchConfig, PatchGenerator, PatchSet
+from samcp.postprocess import PostprocessConfig, panoptic
+from samcp.sam import build_sam
+from samcp.text_encoder import TextEncoder
+from samcp.vocab import Vocabulary, load_vocabulary
+
+
+@dataclass
+class LabeledImage:
+    """Panoptic result of one image: id_map (H, W) int32 (0 = void) and one dict per segment
+    with id, category_id, category, isthing, score, area, bbox (x, y, w, h) and rle."""
+
+    id_map: np.ndarray
+    segments: list[dict]
+    num_patches: int
+
+
+class Labeler:
+    def __init__(self, sam=None, head: SamCPHead | None = None, vocab: Vocabulary | str = "builtin:synthetic",
+                 text_encoder: TextEncoder | None = None, patch_config: PatchConfig | None = None,
+                 postprocess: PostprocessConfig | None = None, device: str | None = None):
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.sam = (sam or build_sam("tiny")).to(self.device).eval()
+        self.head = (head or build_head()).to(self.device).eval()
+        self.vocab = load_vocabulary(vocab) if isinstance(vocab, str) else vocab
+        text = (text_encoder or TextEncoder()).embed(self.vocab).to(self.device)
+        is_thing = torch.tensor([c.isthing for c in self.vocab.classes])
+        self.stuff_text, self.thing_text = text[~is_thing], text[is_thing]
+        self.stuff_index = (~is_thing).nonzero()[:, 0].tolist()
+        self.thing_index = is_thing.nonzero()[:, 0].tolist()
+        self.generator = PatchGenerator(self.sam, patch_config or PatchConfig(points_per_side=16))
+        self.postprocess = postprocess or PostprocessConfig()
+
+    def label(self, image: np.ndarray) -> LabeledImage:
+        """One RGB (H, W, 3) uint8 image."""
+        return self.label_batch([image])[0]
+
+    @torch.no_grad()
+    def label_batch(self, images: list[np.ndarray]) -> list[LabeledImage]:
+        patch_sets = self.generator(images)
+        return [self.label_patches(p) for p in patch_sets]
+
+    @torch.no_grad()
+    def label_patches(self, patches: PatchSet) -> LabeledImage:
+        h, w = patches.image_size
+        if len(patches) == 0:
+            return LabeledImage(np.zeros((h, w), np.int32), [], 0)
+        inputs = head_inputs([patches], self.sam.image_encoder.img_size, self.head.config.roi_size)
+        last = self.head(inputs, self.stuff_text, self.thing_text)[-1]
+        result = panoptic(last["affinity"][0].float(), last["stuff_logits"][0].float(),
+                          last["thing_logits"][0].float(), patches.masks, self.stuff_index,
+                          self.thing_index, self.postprocess)
+        id_map = result.id_map.cpu().numpy()
+        segments = []
+        for seg in result.segments:
+            cls = self.vocab.classes[seg["category_index"]]
+            mask = id_map == seg["id"]
+            segments.append({"id": seg["id"], "category_id": cls.id, "category": cls.name,
+                             "isthing": cls.isthing, "score": seg["score"], "area": seg["area"],
+                             "bbox": mask_bbox(mask), "rle": encode_rle(mask)})
+        return LabeledImage(id_map, segments, len(patches))

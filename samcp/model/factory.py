@@ -1,0 +1,45 @@
+"""Save and build SAM-CP heads: a checkpoint holds its `HeadConfig` next to the weights."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+from importlib import resources
+
+import fsspec
+import torch
+
+from samcp.checkpoint import load_weights, read_checkpoint
+from samcp.model.head import HeadConfig, SamCPHead
+
+SHIPPED_HEAD = "samcp_head_tiny.pt"
+
+
+def shipped_head_checkpoint() -> str:
+    return str(resources.files("samcp") / "assets" / SHIPPED_HEAD)
+
+
+def save_head(head: SamCPHead, uri: str, half: bool = True, storage_options: dict | None = None) -> None:
+    state = {k: (v.half() if half and v.is_floating_point() else v).detach().cpu()
+             for k, v in head.state_dict().items()}
+    buffer = io.BytesIO()
+    torch.save({"config": dataclasses.asdict(head.config), "model": state}, buffer)
+    with fsspec.open(uri, "wb", **(storage_options or {})) as f:
+        f.write(buffer.getvalue())
+
+
+def build_head(checkpoint: str = "shipped", storage_options: dict | None = None) -> SamCPHead:
+    """A head in eval mode from a checkpoint path or fsspec URI ("shipped": the package's own)."""
+    if checkpoint == "shipped":
+        checkpoint = shipped_head_checkpoint()
+    raw = read_checkpoint(checkpoint, storage_options)
+    if not isinstance(raw, dict) or not isinstance(raw.get("config"), dict):
+        raise ValueError(f"{checkpoint} is not a SAM-CP head checkpoint (no 'config')")
+    known = {f.name for f in dataclasses.fields(HeadConfig)}
+    config_dict = raw["config"].get("head", raw["config"])  # training states nest it under "head"
+    unknown = set(config_dict) - known
+    if unknown:
+        raise ValueError(f"{checkpoint}: unknown head config keys {sorted(unknown)}")
+    head = SamCPHead(HeadConfig(**config_dict))
+    load_weights(head, checkpoint, "samcp-head", storage_options)
+    return head.eval()

@@ -1,0 +1,149 @@
+"""Train the SAM-CP head on the synthetic corpus with SAM frozen.
+
+SAM runs once per training image: its patches are reduced to what the head
+reads (`PatchFeatures`) and assigned to the ground truth (`SegmentTargets`),
+and both are cached on disk in parts of `cache_part_size` images, so a rerun
+reuses them. Training then samples batches from the cache: AdamW, warm-up +
+cosine schedule, bf16 autocast on GPU, resumable from `last.pt`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from samcp.assign import SegmentTargets, assign
+from samcp.criterion import CriterionConfig, samcp_loss
+from samcp.data.synthetic import SPLIT_SEEDS, SyntheticConfig, SyntheticCorpus
+from samcp.model.head import HeadConfig, SamCPHead
+from samcp.model.inputs import PatchFeatures, collate, patch_features, pixel_boxes
+from samcp.patches import PatchConfig, PatchGenerator
+from samcp.sam import build_sam
+from samcp.text_encoder import TextEncoder
+from samcp.train_loop import MetricsLog, resume_state, save_state, warmup_cosine
+from samcp.vocab import Vocabulary, load_vocabulary
+
+
+@dataclass(frozen=True)
+class HeadTrainConfig:
+    sam_model: str = "tiny"
+    sam_checkpoint: str = "shipped"
+    clip_model: str = "samcp-clip-tiny"
+    clip_checkpoint: str | None = None
+    vocab: str = "builtin:synthetic"
+    train_images: int = 1000
+    data_seed: int = SPLIT_SEEDS["train"]
+    image_size: int = 256
+    points_per_side: int = 16
+    pred_iou_thresh: float = 0.88
+    stability_score_thresh: float = 0.95
+    max_patches: int = 128
+    cache_part_size: int = 50
+    steps: int = 2000
+    batch_size: int = 8
+    lr: float = 2e-4
+    weight_decay: float = 1e-4
+    warmup_steps: int = 100
+    grad_clip: float = 1.0
+    seed: int = 0
+    checkpoint_every: int = 200
+
+
+@dataclass
+class CachedImage:
+    features: PatchFeatures
+    targets: SegmentTargets
+
+
+def patch_config(cfg: HeadTrainConfig) -> PatchConfig:
+    return PatchConfig(points_per_side=cfg.points_per_side, pred_iou_thresh=cfg.pred_iou_thresh,
+                       stability_score_thresh=cfg.stability_score_thresh, max_patches=cfg.max_patches)
+
+
+def build_cache(cfg: HeadTrainConfig, vocab: Vocabulary, cache_dir: str, roi_size: int,
+                device: torch.device, log=print) -> list[CachedImage]:
+    """Patches and targets of the first `train_images` images, from disk where already cached."""
+    os.makedirs(cache_dir, exist_ok=True)
+    corpus = SyntheticCorpus(SyntheticConfig(seed=cfg.data_seed, height=cfg.image_size,
+                                             width=cfg.image_size))
+    sam = None
+    thing_ids = [c.id for c in vocab.things]
+    stuff_ids = [c.id for c in vocab.stuff]
+    cached: list[CachedImage] = []
+    skipped = 0
+    parts = range(0, cfg.train_images, cfg.cache_part_size)
+    for first in tqdm(parts, desc="patch cache", unit="part"):
+        path = os.path.join(cache_dir, f"part-{first // cfg.cache_part_size:05d}.pt")
+        if not os.path.exists(path):
+            if sam is None:
+                sam = build_sam(cfg.sam_model, cfg.sam_checkpoint).to(device)
+                generator = PatchGenerator(sam, patch_config(cfg))
+            rows = []
+            for index in range(first, min(first + cfg.cache_part_size, cfg.train_images)):
+                sample = corpus[index]
+                patches = generator([sample.image])[0].to("cpu")
+                if len(patches) == 0:
+                    skipped += 1
+                    continue
+                segment_masks = torch.stack([torch.from_numpy(sample.panoptic == s.id)
+                                             for s in sample.segments])
+                targets = assign(patches.masks, pixel_boxes(patches), segment_masks,
+                                 [s.category_id for s in sample.segments], thing_ids, stuff_ids)
+                features = patch_features(patches, sam.image_encoder.img_size, roi_size)
+                features.embedding = features.embedding.half()
+                rows.append({"features": features.to_dict(), "targets": vars(targets)})
+            tmp = f"{path}.tmp"
+            torch.save(rows, tmp)
+            os.replace(tmp, path)
+        for row in torch.load(path, weights_only=True):
+            cached.append(CachedImage(PatchFeatures(**row["features"]), SegmentTargets(**row["targets"])))
+    if skipped:
+        log(f"{skipped} training images had no patch and were left out")
+    return cached
+
+
+def train_head(cfg: HeadTrainConfig, head_config: HeadConfig, output_dir: str,
+               criterion: CriterionConfig | None = None, log=print) -> SamCPHead:
+    """Train from scratch or resume from `output_dir/last.pt`; returns the trained head."""
+    criterion = criterion or CriterionConfig()
+    os.makedirs(output_dir, exist_ok=True)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    vocab = load_vocabulary(cfg.vocab)
+    text = TextEncoder(cfg.clip_model, cfg.clip_checkpoint).embed(vocab).to(device)
+    is_thing = torch.tensor([c.isthing for c in vocab.classes])
+    stuff_text, thing_text = text[~is_thing], text[is_thing]
+    cache = build_cache(cfg, vocab, os.path.join(output_dir, "cache"), head_config.roi_size, device, log)
+
+    torch.manual_seed(cfg.seed)
+    head = SamCPHead(head_config).to(device).train()
+    optimizer = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    last = os.path.join(output_dir, "last.pt")
+    start = resume_state(last, head, optimizer, device)
+    if start:
+        log(f"resumed from {last} at step {start}")
+    metrics = MetricsLog(os.path.join(output_dir, "metrics.jsonl"), cfg.steps, start, log=log)
+    for step in range(start, cfg.steps):
+        rng = np.random.default_rng([cfg.seed, step])
+        batch = [cache[int(i)] for i in rng.integers(0, len(cache), cfg.batch_size)]
+        inputs = collate([b.features for b in batch]).to(device)
+        targets = [b.targets.to(device) for b in batch]
+        lr = warmup_cosine(cfg.lr, cfg.warmup_steps, cfg.steps, step)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            outputs = head(inputs, stuff_text, thing_text)
+        outputs = [{k: v.float() for k, v in layer.items()} for layer in outputs]
+        losses = samcp_loss(outputs, targets, inputs.boxes_xyxy, inputs.padding, len(stuff_text), criterion)
+        optimizer.zero_grad(set_to_none=True)
+        losses["loss"].backward()
+        torch.nn.utils.clip_grad_norm_(head.parameters(), cfg.grad_clip)
+        optimizer.step()
+        metrics.add(step, {k: float(v.detach()) for k, v in losses.items()}, lr)
+        if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
+            save_state(last, head, optimizer, step + 1,
+                       {"train": asdict(cfg), "head": asdict(head_config)})
+    return head.eval()
