@@ -1,0 +1,74 @@
+"""Image bytes -> RGB uint8 array, or a clear reason why not.
+
+Every failure is a `DecodeError` with a message fit for an output row's
+`error` column; nothing here raises anything else for bad bytes. Images are
+EXIF-rotated, converted to RGB from any mode (grayscale, palette, RGBA,
+16-bit, CMYK), and images larger than `max_side` are downscaled while they
+decode (JPEG draft mode), so a huge image never needs its full-size buffer.
+Images above `max_pixels` are refused before decoding (decompression bombs).
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+
+class DecodeError(ValueError):
+    """The bytes of a sample are not a usable image."""
+
+
+@dataclass(frozen=True)
+class DecodeConfig:
+    max_side: int = 2048  # longer side after decoding; larger images are downscaled
+    max_pixels: int = 150_000_000  # width x height above which an image is refused (12000^2 passes)
+    min_side: int = 8  # images smaller than this on either side are refused
+
+
+def decode_image(data: bytes, cfg: DecodeConfig | None = None) -> np.ndarray:
+    """(H, W, 3) uint8 RGB from encoded image bytes; raises DecodeError with the reason."""
+    cfg = cfg or DecodeConfig()
+    if not data:
+        raise DecodeError("empty image (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # `max_pixels` decides
+            image = Image.open(io.BytesIO(data))
+            width, height = image.size
+            if width * height > cfg.max_pixels:
+                raise DecodeError(f"image too large: {width}x{height} pixels exceeds the limit of "
+                                  f"{cfg.max_pixels} (possible decompression bomb)")
+            if min(width, height) < cfg.min_side:
+                raise DecodeError(f"image too small: {width}x{height}, "
+                                  f"need at least {cfg.min_side} px a side")
+            if max(width, height) > cfg.max_side and image.format == "JPEG":
+                image.draft("RGB", (cfg.max_side, cfg.max_side))  # decode at reduced scale
+            image = ImageOps.exif_transpose(image)
+            image = _to_rgb(image)
+            if max(image.size) > cfg.max_side:
+                image.thumbnail((cfg.max_side, cfg.max_side), Image.Resampling.BILINEAR)
+            return np.asarray(image, dtype=np.uint8).copy()
+    except DecodeError:
+        raise
+    except Image.DecompressionBombError as error:
+        raise DecodeError(f"image refused as a decompression bomb: {error}") from None
+    except UnidentifiedImageError:
+        raise DecodeError("not an image (unrecognised format)") from None
+    except (OSError, SyntaxError, ValueError) as error:
+        raise DecodeError(f"corrupt image: {error}") from None
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16/32-bit grey: scale to 8 bits
+        values = np.asarray(image, dtype=np.float64)
+        peak = values.max() if values.size and values.max() > 255 else 255.0
+        return Image.fromarray((values * (255.0 / peak)).clip(0, 255).astype(np.uint8)).convert("RGB")
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")

@@ -1,0 +1,56 @@
+"""The labeling output: one Parquet row per input sample (see shared DESIGN.md).
+
+`key`, `shard`, `width`, `height`, `status` (`ok` / `error`), `error` (null
+when ok), `num_patches`, and `segments`: a list of structs with `id`,
+`category_id`, `category`, `isthing`, `score`, `area`, `bbox` (x, y, w, h) and
+`counts` (compressed COCO RLE for the image's height and width).
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+SEGMENT_TYPE = pa.struct([
+    ("id", pa.int32()),
+    ("category_id", pa.int32()),
+    ("category", pa.string()),
+    ("isthing", pa.bool_()),
+    ("score", pa.float32()),
+    ("area", pa.int64()),
+    ("bbox", pa.list_(pa.float32())),
+    ("counts", pa.string()),
+])
+
+SCHEMA = pa.schema([
+    ("key", pa.string()),
+    ("shard", pa.string()),
+    ("width", pa.int32()),
+    ("height", pa.int32()),
+    ("status", pa.string()),
+    ("error", pa.string()),
+    ("num_patches", pa.int32()),
+    ("segments", pa.list_(SEGMENT_TYPE)),
+])
+
+
+def ok_row(key: str, shard: str, width: int, height: int, num_patches: int, segments: list[dict]) -> dict:
+    """A labeled sample. Segments need id, category_id, category, isthing, score, area, bbox, rle."""
+    return {
+        "key": key, "shard": shard, "width": width, "height": height, "status": "ok", "error": None,
+        "num_patches": num_patches,
+        "segments": [{"id": s["id"], "category_id": s["category_id"], "category": s["category"],
+                      "isthing": s["isthing"], "score": s["score"], "area": s["area"],
+                      "bbox": [float(v) for v in s["bbox"]], "counts": s["rle"]["counts"]}
+                     for s in segments],
+    }
+
+
+def error_row(key: str, shard: str, reason: str, width: int | None = None,
+              height: int | None = None) -> dict:
+    """A sample that could not be labeled, with the reason; never dropped."""
+    return {"key": key, "shard": shard, "width": width, "height": height, "status": "error",
+            "error": reason, "num_patches": 0, "segments": []}
+
+
+def to_table(rows: list[dict]) -> pa.Table:
+    return pa.Table.from_pylist(rows, schema=SCHEMA)
