@@ -30,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
                         help='path or fsspec URI; "shipped" for the package\'s own weights')
     parser.add_argument("--num-images", type=int, default=200)
     parser.add_argument("--split", choices=sorted(SPLIT_SEEDS), default="val")
+    parser.add_argument("--first-index", type=int, default=0, help="index of the first image scored")
     parser.add_argument("--image-size", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=4, help="images encoded together")
     parser.add_argument("--output", help="write the summary JSON here")
@@ -43,13 +44,15 @@ def main(argv: list[str] | None = None) -> int:
                                              width=args.image_size))
     quality = PatchQuality(CATEGORY_BY_ID)
     started = time.time()
-    for first in tqdm(range(0, args.num_images, args.batch_size), unit="batch", desc="patches"):
-        samples = [corpus[i] for i in range(first, min(first + args.batch_size, args.num_images))]
+    end = args.first_index + args.num_images
+    for first in tqdm(range(args.first_index, end, args.batch_size), unit="batch", desc="patches"):
+        samples = [corpus[i] for i in range(first, min(first + args.batch_size, end))]
         for sample, patches in zip(samples, generator([s.image for s in samples])):
             quality.update(patches.masks.cpu().numpy(), sample)
     summary = quality.summary()
-    summary.update(images=args.num_images, split=args.split, sam_model=args.sam_model,
-                   sam_checkpoint=args.sam_checkpoint, seconds=round(time.time() - started, 1),
+    summary.update(images=args.num_images, split=args.split, first_index=args.first_index,
+                   sam_model=args.sam_model, sam_checkpoint=args.sam_checkpoint,
+                   seconds=round(time.time() - started, 1),
                    patch_config=vars(generator.config))
     pq = summary["oracle_pq"]
     print(f"oracle PQ  all {pq['All']['pq']:.1f}  things {pq['Things']['pq']:.1f}  "

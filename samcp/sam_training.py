@@ -27,6 +27,7 @@ from samcp.train_loop import MetricsLog, resume_state, save_state, warmup_cosine
 @dataclass(frozen=True)
 class SamTrainConfig:
     architecture: str = "tiny"
+    init: str | None = None  # weights to start from (path or URI) instead of random ones
     steps: int = 4000
     batch_size: int = 8
     prompts_per_image: int = 16
@@ -182,7 +183,7 @@ def train_sam(cfg: SamTrainConfig, output_dir: str, log=print) -> Sam:
     os.makedirs(output_dir, exist_ok=True)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(cfg.seed)
-    sam = build_sam(cfg.architecture, checkpoint=None).to(device).train()
+    sam = build_sam(cfg.architecture, checkpoint=cfg.init).to(device).train()
     optimizer = torch.optim.AdamW(sam.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     last = os.path.join(output_dir, "last.pt")
     start = resume_state(last, sam, optimizer, device)
