@@ -88,8 +88,8 @@ def main() -> None:
     agreement = [mean_matched_iou(m.cpu().numpy(), r) for m, r in zip(mine, reference)]
     counts = [(len(m), len(r)) for m, r in zip(mine, reference)]
     result = {
-        "device": torch.cuda.get_device_name() if device == "cuda" else f"cpu ({os.cpu_count()} cores, "
-                                                                         f"{platform.processor()})",
+        "device": (torch.cuda.get_device_name() if device == "cuda"
+                   else f"cpu ({os.cpu_count()} cores, {platform.machine()})"),
         "sam_model": args.sam_model, "sam_checkpoint": args.sam_checkpoint,
         "image_size": args.image_size, "images": args.images, "batch_size": args.batch_size,
         "autocast": args.autocast, **thresholds,

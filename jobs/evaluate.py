@@ -63,14 +63,13 @@ def evaluate_folders(gt_dir: str, pred_dir: str) -> dict:
 def evaluate_synthetic(args: argparse.Namespace) -> dict:
     from samcp.data.categories import SYNTHETIC_CATEGORIES
     from samcp.labeler import Labeler
-    from samcp.model.factory import build_head
     from samcp.patches import PatchConfig
     from samcp.postprocess import PostprocessConfig
-    from samcp.sam import build_sam
 
-    labeler = Labeler(sam=build_sam(args.sam_model, args.sam_checkpoint),
-                      head=build_head(args.samcp_checkpoint), vocab=args.vocab,
-                      patch_config=PatchConfig(points_per_side=args.points_per_side),
+    patch_overrides = {"points_per_side": args.points_per_side} if args.points_per_side else {}
+    labeler = Labeler(sam_model=args.sam_model, sam_checkpoint=args.sam_checkpoint,
+                      head_checkpoint=args.samcp_checkpoint, vocab=args.vocab,
+                      patch_config=PatchConfig.for_model(args.sam_model, **patch_overrides),
                       postprocess=PostprocessConfig(merge_instances=args.merge))
     corpus = SyntheticCorpus(SyntheticConfig(seed=SPLIT_SEEDS[args.split]))
     evaluator = PanopticEvaluator(SYNTHETIC_CATEGORIES)
@@ -91,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sam-checkpoint", default="shipped")
     parser.add_argument("--samcp-checkpoint", default="shipped")
     parser.add_argument("--vocab", default="builtin:synthetic")
-    parser.add_argument("--points-per-side", type=int, default=16)
+    parser.add_argument("--points-per-side", type=int, help="default: tuned for --sam-model")
     parser.add_argument("--merge", action=argparse.BooleanOptionalAction, default=True,
                         help="merge patches into instances (--no-merge: each patch its own instance)")
     parser.add_argument("--output", help="write the summary JSON here")

@@ -1,7 +1,7 @@
 """Label one image (or a batch) with no cluster: SAM patches -> SAM-CP head -> panoptic segments.
 
     from samcp import Labeler
-    segments = Labeler().label(image)      # shipped tiny models, built-in synthetic vocabulary
+    segments = Labeler().label(image).segments   # shipped tiny models, built-in synthetic vocabulary
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import torch
 from samcp.data.coco import encode_rle
 from samcp.masks import mask_bbox
 from samcp.model.factory import build_head
-from samcp.model.head import SamCPHead
 from samcp.model.inputs import head_inputs
 from samcp.patches import PatchConfig, PatchGenerator, PatchSet
 from samcp.postprocess import PostprocessConfig, panoptic
@@ -34,19 +33,28 @@ class LabeledImage:
 
 
 class Labeler:
-    def __init__(self, sam=None, head: SamCPHead | None = None, vocab: Vocabulary | str = "builtin:synthetic",
-                 text_encoder: TextEncoder | None = None, patch_config: PatchConfig | None = None,
-                 postprocess: PostprocessConfig | None = None, device: str | None = None):
+    """SAM + SAM-CP head + vocabulary, built by name like `build_sam` / `build_head`.
+
+    Defaults are the package's shipped small models and the built-in synthetic
+    vocabulary; patch settings default to those tuned for `sam_model`.
+    """
+
+    def __init__(self, sam_model: str = "tiny", sam_checkpoint: str | None = "shipped",
+                 head_checkpoint: str = "shipped", vocab: Vocabulary | str = "builtin:synthetic",
+                 clip_model: str = "samcp-clip-tiny", clip_checkpoint: str | None = None,
+                 patch_config: PatchConfig | None = None, postprocess: PostprocessConfig | None = None,
+                 device: str | None = None, storage_options: dict | None = None):
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.sam = (sam or build_sam("tiny")).to(self.device).eval()
-        self.head = (head or build_head()).to(self.device).eval()
+        self.sam = build_sam(sam_model, sam_checkpoint, storage_options).to(self.device)
+        self.head = build_head(head_checkpoint, storage_options).to(self.device)
         self.vocab = load_vocabulary(vocab) if isinstance(vocab, str) else vocab
-        text = (text_encoder or TextEncoder()).embed(self.vocab).to(self.device)
+        encoder = TextEncoder(clip_model, clip_checkpoint, storage_options)
+        text = encoder.embed(self.vocab).to(self.device)
         is_thing = torch.tensor([c.isthing for c in self.vocab.classes])
         self.stuff_text, self.thing_text = text[~is_thing], text[is_thing]
         self.stuff_index = (~is_thing).nonzero()[:, 0].tolist()
         self.thing_index = is_thing.nonzero()[:, 0].tolist()
-        self.generator = PatchGenerator(self.sam, patch_config or PatchConfig(points_per_side=16))
+        self.generator = PatchGenerator(self.sam, patch_config or PatchConfig.for_model(sam_model))
         self.postprocess = postprocess or PostprocessConfig()
 
     def label(self, image: np.ndarray) -> LabeledImage:

@@ -23,6 +23,8 @@ from segment_anything.utils.amg import (
 from segment_anything.utils.transforms import ResizeLongestSide
 from torchvision.ops import batched_nms
 
+from samcp.sam import patch_defaults
+
 
 @dataclass(frozen=True)
 class PatchConfig:
@@ -38,6 +40,11 @@ class PatchConfig:
     box_nms_thresh: float = 0.7
     min_patch_area: int = 0
     max_patches: int | None = 256
+
+    @classmethod
+    def for_model(cls, architecture: str, **overrides) -> PatchConfig:
+        """Defaults tuned for a SAM architecture (see `samcp.sam.patch_defaults`), then `overrides`."""
+        return cls(**{**patch_defaults(architecture), **overrides})
 
 
 @dataclass

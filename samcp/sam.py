@@ -52,13 +52,26 @@ def architectures() -> list[str]:
     return sorted(set(sam_model_registry) - {"default"}) + config_names()
 
 
-def load_config(name: str) -> SamConfig:
+def _read_config(name: str) -> dict:
     path = resources.files("samcp.model_configs") / f"sam_{name}.json"
     if not path.is_file():
         raise ValueError(f"unknown SAM architecture {name!r}; choose one of {architectures()}")
-    raw = json.loads(path.read_text())
+    return json.loads(path.read_text())
+
+
+def load_config(name: str) -> SamConfig:
+    raw = _read_config(name)
+    raw.pop("patch_defaults", None)
     raw["encoder_global_attn_indexes"] = tuple(raw["encoder_global_attn_indexes"])
     return SamConfig(**raw)
+
+
+def patch_defaults(architecture: str) -> dict:
+    """Patch-generation settings that suit `architecture` (its config's `patch_defaults`);
+    empty for the registry models, which keep segment-anything's defaults."""
+    if architecture in sam_model_registry:
+        return {}
+    return dict(_read_config(architecture).get("patch_defaults", {}))
 
 
 def sam_from_config(config: SamConfig) -> Sam:

@@ -38,9 +38,9 @@ class HeadTrainConfig:
     train_images: int = 1000
     data_seed: int = SPLIT_SEEDS["train"]
     image_size: int = 256
-    points_per_side: int = 16
-    pred_iou_thresh: float = 0.88
-    stability_score_thresh: float = 0.95
+    points_per_side: int | None = None  # None: the setting tuned for `sam_model`
+    pred_iou_thresh: float | None = None
+    stability_score_thresh: float | None = None
     max_patches: int = 128
     cache_part_size: int = 50
     steps: int = 2000
@@ -60,8 +60,9 @@ class CachedImage:
 
 
 def patch_config(cfg: HeadTrainConfig) -> PatchConfig:
-    return PatchConfig(points_per_side=cfg.points_per_side, pred_iou_thresh=cfg.pred_iou_thresh,
-                       stability_score_thresh=cfg.stability_score_thresh, max_patches=cfg.max_patches)
+    overrides = {"points_per_side": cfg.points_per_side, "pred_iou_thresh": cfg.pred_iou_thresh,
+                 "stability_score_thresh": cfg.stability_score_thresh, "max_patches": cfg.max_patches}
+    return PatchConfig.for_model(cfg.sam_model, **{k: v for k, v in overrides.items() if v is not None})
 
 
 def build_cache(cfg: HeadTrainConfig, vocab: Vocabulary, cache_dir: str, roi_size: int,

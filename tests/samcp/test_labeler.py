@@ -1,0 +1,46 @@
+import dataclasses
+
+import numpy as np
+import pytest
+from pycocotools import mask as mask_utils
+
+from samcp import Labeler
+from samcp.data.synthetic import SPLIT_SEEDS, SyntheticConfig, SyntheticCorpus
+from samcp.vocab import load_vocabulary
+
+
+@pytest.fixture(scope="module")
+def image():
+    return SyntheticCorpus(SyntheticConfig(seed=SPLIT_SEEDS["val"]))[0].image
+
+
+@pytest.fixture(scope="module")
+def labeler():
+    return Labeler()  # the shipped tiny SAM and head, built-in synthetic vocabulary
+
+
+def test_labels_one_image_with_non_overlapping_segments(labeler, image):
+    result = labeler.label(image)
+    assert result.num_patches > 0 and result.segments
+    assert result.id_map.shape == image.shape[:2]
+    names = {c.name: c for c in labeler.vocab.classes}
+    covered = np.zeros(image.shape[:2], int)
+    for segment in result.segments:
+        mask = mask_utils.decode({"size": segment["rle"]["size"],
+                                  "counts": segment["rle"]["counts"].encode()}).astype(bool)
+        np.testing.assert_array_equal(mask, result.id_map == segment["id"])
+        assert segment["area"] == mask.sum() > 0
+        assert names[segment["category"]].id == segment["category_id"]
+        assert names[segment["category"]].isthing == segment["isthing"]
+        assert 0 < segment["score"] <= 1
+        covered += mask
+    assert covered.max() == 1  # panoptic: no pixel in two segments
+
+
+def test_a_renamed_vocabulary_renames_the_labels(labeler, image):
+    vocab = load_vocabulary("builtin:synthetic")
+    renamed = dataclasses.replace(vocab, classes=tuple(
+        dataclasses.replace(c, name=f"{c.name}-x", synonyms=()) for c in vocab.classes))
+    other = Labeler(vocab=renamed)
+    categories = {s["category"] for s in other.label(image).segments}
+    assert categories and all(c.endswith("-x") for c in categories)
