@@ -43,7 +43,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=8)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--points-per-side", type=int, default=32)
-    parser.add_argument("--points-per-batch", type=int, default=1024)
+    parser.add_argument("--points-per-batch", type=int, help="default: 1024 on GPU, 64 on CPU")
     parser.add_argument("--official-points-per-batch", type=int, default=64)
     parser.add_argument("--pred-iou-thresh", type=float, default=0.88)
     parser.add_argument("--stability-score-thresh", type=float, default=0.95)
@@ -92,7 +92,7 @@ def main() -> None:
                    else f"cpu ({os.cpu_count()} cores, {platform.machine()})"),
         "sam_model": args.sam_model, "sam_checkpoint": args.sam_checkpoint,
         "image_size": args.image_size, "images": args.images, "batch_size": args.batch_size,
-        "autocast": args.autocast, **thresholds,
+        "autocast": args.autocast, "points_per_batch": args.points_per_batch, **thresholds,
         "official_images_per_s": args.images / official_seconds,
         "batched_images_per_s": args.images / ours_seconds,
         "speedup": official_seconds / ours_seconds,
@@ -103,7 +103,7 @@ def main() -> None:
           f"{result['batched_images_per_s']:.2f} img/s   speedup x{result['speedup']:.2f}   "
           f"mean matched IoU {result['mean_matched_iou']:.4f}   on {result['device']}")
     os.makedirs("bench/results", exist_ok=True)
-    path = f"bench/results/patch_generator-{args.sam_model}-{device}.json"
+    path = f"bench/results/patch_generator-{args.sam_model}-{device}-pps{args.points_per_side}.json"
     with open(path, "w") as f:
         json.dump(result, f, indent=1)
     print(f"wrote {path}")

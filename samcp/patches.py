@@ -32,7 +32,7 @@ class PatchConfig:
     except `max_patches`, which bounds memory (None: keep all)."""
 
     points_per_side: int = 32
-    points_per_batch: int = 1024  # point prompts decoded together (low resolution)
+    points_per_batch: int | None = None  # prompts decoded together; None: 1024 on GPU, 64 on CPU
     upsample_batch: int = 64  # masks upsampled to image resolution together (bounds memory)
     pred_iou_thresh: float = 0.88
     stability_score_thresh: float = 0.95
@@ -115,9 +115,10 @@ class PatchGenerator:
         cfg = self.config
         points = self.grid * np.array(image_size)[None, ::-1]
         kept: dict[str, list[torch.Tensor]] = {k: [] for k in ("masks", "iou", "stability", "points")}
-        for start in range(0, len(points), cfg.points_per_batch):
-            low_res, iou, origin = self._decode(embedding, points[start:start + cfg.points_per_batch],
-                                                image_size)
+        # Big batches feed a GPU; on a CPU they only add memory traffic (measured in bench/).
+        per_batch = cfg.points_per_batch or (1024 if self.device.type == "cuda" else 64)
+        for start in range(0, len(points), per_batch):
+            low_res, iou, origin = self._decode(embedding, points[start:start + per_batch], image_size)
             if cfg.pred_iou_thresh > 0:
                 passed = iou > cfg.pred_iou_thresh
                 low_res, iou, origin = low_res[passed], iou[passed], origin[passed]
