@@ -16,11 +16,7 @@ import json
 import os
 import sys
 
-from tqdm import tqdm
-
-from samcp.data.categories import SYNTHETIC_CATEGORIES
-from samcp.data.synthetic import SPLIT_SEEDS, SyntheticConfig, SyntheticCorpus
-from samcp.eval.evaluator import PanopticEvaluator
+from samcp.eval.evaluator import evaluate_on_synthetic
 from samcp.labeler import Labeler
 from samcp.model.factory import save_head
 from samcp.model.head import HeadConfig
@@ -38,13 +34,8 @@ VARIANTS: dict[str, dict] = {
 
 def score(head_path: str, num_images: int, merge: bool) -> dict:
     labeler = Labeler(head_checkpoint=head_path, postprocess=PostprocessConfig(merge_instances=merge))
-    corpus = SyntheticCorpus(SyntheticConfig(seed=SPLIT_SEEDS["val"]))
-    evaluator = PanopticEvaluator(SYNTHETIC_CATEGORIES)
-    for index in tqdm(range(num_images), desc=f"score {os.path.basename(os.path.dirname(head_path))}"):
-        sample = corpus[index]
-        result = labeler.label(sample.image)
-        evaluator.update(sample.panoptic, sample.metadata()["segments_info"], result.id_map, result.segments)
-    return evaluator.summary()
+    return evaluate_on_synthetic(labeler, "val", num_images,
+                                 desc=f"score {os.path.basename(os.path.dirname(head_path))}")
 
 
 def main(argv: list[str] | None = None) -> int:

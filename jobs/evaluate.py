@@ -21,8 +21,8 @@ from tqdm import tqdm
 
 from samcp.data.categories import Category
 from samcp.data.coco import rgb_to_id
-from samcp.data.synthetic import SPLIT_SEEDS, SyntheticConfig, SyntheticCorpus
-from samcp.eval.evaluator import PanopticEvaluator
+from samcp.data.synthetic import SPLIT_SEEDS
+from samcp.eval.evaluator import PanopticEvaluator, evaluate_on_synthetic
 
 
 def load_panoptic_folder(folder: str) -> tuple[dict, dict[str, dict]]:
@@ -61,7 +61,6 @@ def evaluate_folders(gt_dir: str, pred_dir: str) -> dict:
 
 
 def evaluate_synthetic(args: argparse.Namespace) -> dict:
-    from samcp.data.categories import SYNTHETIC_CATEGORIES
     from samcp.labeler import Labeler
     from samcp.patches import PatchConfig
     from samcp.postprocess import PostprocessConfig
@@ -71,13 +70,7 @@ def evaluate_synthetic(args: argparse.Namespace) -> dict:
                       head_checkpoint=args.samcp_checkpoint, vocab=args.vocab,
                       patch_config=PatchConfig.for_model(args.sam_model, **patch_overrides),
                       postprocess=PostprocessConfig(merge_instances=args.merge))
-    corpus = SyntheticCorpus(SyntheticConfig(seed=SPLIT_SEEDS[args.split]))
-    evaluator = PanopticEvaluator(SYNTHETIC_CATEGORIES)
-    for index in tqdm(range(args.synthetic_val), desc="label + evaluate", unit="img"):
-        sample = corpus[index]
-        result = labeler.label(sample.image)
-        evaluator.update(sample.panoptic, sample.metadata()["segments_info"], result.id_map, result.segments)
-    return evaluator.summary()
+    return evaluate_on_synthetic(labeler, args.split, args.synthetic_val)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+from tqdm import tqdm
 
-from samcp.data.categories import Category
+from samcp.data.categories import SYNTHETIC_CATEGORIES, Category
+from samcp.data.synthetic import SPLIT_SEEDS, SyntheticConfig, SyntheticCorpus
 from samcp.eval.instances import MaskAP
 from samcp.eval.panoptic import PanopticQuality
 from samcp.eval.semantic import SemanticIoU
@@ -45,3 +47,14 @@ class PanopticEvaluator:
         lines.append(f"mask AP {ap['ap']:.1f} (AP50 {ap['ap50']:.1f}, AP75 {ap['ap75']:.1f})   "
                      f"mIoU {summary['miou']:.1f}")
         return "\n".join(lines)
+
+
+def evaluate_on_synthetic(labeler, split: str, num_images: int, desc: str = "label + evaluate") -> dict:
+    """Label images 0..num_images-1 of a synthetic split with `labeler` (a `samcp.Labeler`) and score them."""
+    corpus = SyntheticCorpus(SyntheticConfig(seed=SPLIT_SEEDS[split]))
+    evaluator = PanopticEvaluator(SYNTHETIC_CATEGORIES)
+    for index in tqdm(range(num_images), desc=desc, unit="img"):
+        sample = corpus[index]
+        result = labeler.label(sample.image)
+        evaluator.update(sample.panoptic, sample.metadata()["segments_info"], result.id_map, result.segments)
+    return evaluator.summary()
