@@ -2,6 +2,8 @@
 
     # predictions and ground truth as COCO panoptic folders (panoptic.json + panoptic/*.png)
     python jobs/evaluate.py --ground-truth GT_DIR --predictions PRED_DIR
+    # or the Parquet labels of jobs/label_corpus.py (any fsspec URI), matched by sample key
+    python jobs/evaluate.py --ground-truth GT_DIR --labels OUTPUT_DIR
     # or label held-out synthetic images with the models and score them
     python jobs/evaluate.py --synthetic-val 200 [--sam-checkpoint ... --samcp-checkpoint ...]
 
@@ -12,52 +14,34 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 
-import numpy as np
-from PIL import Image
-from tqdm import tqdm
-
-from samcp.data.categories import Category
-from samcp.data.coco import rgb_to_id
+from samcp.data.coco import PanopticFolder
 from samcp.data.synthetic import SPLIT_SEEDS
-from samcp.eval.evaluator import PanopticEvaluator, evaluate_on_synthetic
-
-
-def load_panoptic_folder(folder: str) -> tuple[dict, dict[str, dict]]:
-    """(json, annotations by PNG file name) of a COCO panoptic folder."""
-    path = os.path.join(folder, "panoptic.json")
-    if not os.path.exists(path):
-        raise SystemExit(f"no panoptic.json in {folder}")
-    with open(path) as f:
-        data = json.load(f)
-    return data, {a["file_name"]: a for a in data["annotations"]}
-
-
-def read_ids(folder: str, file_name: str) -> np.ndarray:
-    return rgb_to_id(np.asarray(Image.open(os.path.join(folder, "panoptic", file_name)).convert("RGB")))
+from samcp.eval.evaluator import PanopticEvaluator, evaluate_against_folder, evaluate_on_synthetic
 
 
 def evaluate_folders(gt_dir: str, pred_dir: str) -> dict:
-    gt_json, gt = load_panoptic_folder(gt_dir)
-    _, pred = load_panoptic_folder(pred_dir)
-    categories = [Category(c["id"], c["name"], bool(c["isthing"]), tuple(c.get("color", (0, 0, 0))))
-                  for c in gt_json["categories"]]
-    missing = sorted(set(gt) - set(pred))
-    if missing:
-        print(f"warning: {len(missing)} images have no prediction (scored as empty), e.g. {missing[0]}",
-              file=sys.stderr)
-    evaluator = PanopticEvaluator(categories)
-    for name, annotation in tqdm(gt.items(), desc="evaluate", unit="img"):
-        gt_ids = read_ids(gt_dir, name)
-        if name in pred:
-            pred_ids = read_ids(pred_dir, name)
-            segments = [{"score": 1.0, **s} for s in pred[name]["segments_info"]]
-        else:
-            pred_ids, segments = np.zeros_like(gt_ids), []
-        evaluator.update(gt_ids, annotation["segments_info"], pred_ids, segments)
-    return evaluator.summary()
+    predictions = PanopticFolder(pred_dir)
+
+    def predict(stem: str):
+        annotation = predictions.annotations.get(f"{stem}.png")
+        return None if annotation is None else (predictions.ids(annotation["file_name"]),
+                                                annotation["segments_info"])
+
+    return evaluate_against_folder(PanopticFolder(gt_dir), predict)
+
+
+def evaluate_labels(gt_dir: str, labels: str, storage_options: dict | None) -> dict:
+    """Score the Parquet output of jobs/label_corpus.py; rows match ground truth by sample key."""
+    from pipeline.labels import prediction
+    from pipeline.output import LabelOutput
+
+    rows = {r["key"]: r for r in LabelOutput(labels, storage_options).read_table().to_pylist()}
+    errors = sum(r["status"] != "ok" for r in rows.values())
+    if errors:
+        print(f"warning: {errors} label rows are errors (scored as empty)", file=sys.stderr)
+    return evaluate_against_folder(PanopticFolder(gt_dir), lambda key: prediction(rows.get(key)))
 
 
 def evaluate_synthetic(args: argparse.Namespace) -> dict:
@@ -77,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--ground-truth", help="COCO panoptic folder of the ground truth")
     parser.add_argument("--predictions", help="COCO panoptic folder of the predictions")
+    parser.add_argument("--labels", help="output directory URI of jobs/label_corpus.py (Parquet)")
+    parser.add_argument("--storage-options", type=json.loads, default=None, help="fsspec options (JSON)")
     parser.add_argument("--synthetic-val", type=int, help="label and score this many synthetic images")
     parser.add_argument("--split", choices=sorted(SPLIT_SEEDS), default="val")
     parser.add_argument("--sam-model", default="tiny")
@@ -92,8 +78,10 @@ def main(argv: list[str] | None = None) -> int:
         summary = evaluate_synthetic(args)
     elif args.ground_truth and args.predictions:
         summary = evaluate_folders(args.ground_truth, args.predictions)
+    elif args.ground_truth and args.labels:
+        summary = evaluate_labels(args.ground_truth, args.labels, args.storage_options)
     else:
-        parser.error("give --ground-truth and --predictions, or --synthetic-val N")
+        parser.error("give --ground-truth with --predictions or --labels, or --synthetic-val N")
     print(PanopticEvaluator.format(summary))
     if args.output:
         with open(args.output, "w") as f:

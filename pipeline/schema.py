@@ -32,6 +32,11 @@ SCHEMA = pa.schema([
     ("segments", pa.list_(SEGMENT_TYPE)),
 ])
 
+# Rows between the labeling actors and the driver: SCHEMA plus the reader's bookkeeping
+# (see `pipeline.reader`); the driver drops these columns when it writes a shard.
+TRANSIT_SCHEMA = pa.schema([*SCHEMA, ("kind", pa.string()), ("index", pa.int64()),
+                            ("shard_samples", pa.int64()), ("shard_error", pa.string())])
+
 
 def ok_row(key: str, shard: str, width: int, height: int, num_patches: int, segments: list[dict]) -> dict:
     """A labeled sample. Segments need id, category_id, category, isthing, score, area, bbox, rle."""

@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import pickle
 
 import fsspec
 import torch
 from torch import nn
+
+
+def file_sha256(uri: str, storage_options: dict | None = None, chunk_bytes: int = 1 << 22) -> str:
+    """sha256 hex digest of a file at a path or fsspec URI, read in chunks."""
+    digest = hashlib.sha256()
+    try:
+        with fsspec.open(uri, "rb", **(storage_options or {})) as f:
+            while chunk := f.read(chunk_bytes):
+                digest.update(chunk)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"checkpoint not found: {uri}") from None
+    return digest.hexdigest()
 
 
 def read_checkpoint(uri: str, storage_options: dict | None = None):

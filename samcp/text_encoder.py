@@ -13,12 +13,11 @@ import hashlib
 import os
 from importlib import resources
 
-import fsspec
 import open_clip
 import torch
 import torch.nn.functional as F
 
-from samcp.checkpoint import load_weights
+from samcp.checkpoint import file_sha256, load_weights
 from samcp.vocab import Vocabulary
 
 open_clip.add_model_config(resources.files("samcp.model_configs") / "open_clip")
@@ -27,10 +26,7 @@ DEFAULT_CACHE = os.path.join(os.path.expanduser("~"), ".cache", "samcp", "text")
 
 
 def _checkpoint_digest(uri: str | None, storage_options: dict | None) -> str:
-    if uri is None:
-        return "random-seed-0"
-    with fsspec.open(uri, "rb", **(storage_options or {})) as f:
-        return hashlib.sha256(f.read()).hexdigest()
+    return "random-seed-0" if uri is None else file_sha256(uri, storage_options)
 
 
 class TextEncoder:

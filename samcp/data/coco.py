@@ -39,6 +39,26 @@ def decode_id_png(data: bytes) -> np.ndarray:
         return rgb_to_id(np.asarray(png.convert("RGB")))
 
 
+class PanopticFolder:
+    """A COCO panoptic folder: `panoptic.json` and the id PNGs under `panoptic/`."""
+
+    def __init__(self, folder: str):
+        path = os.path.join(folder, "panoptic.json")
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"no panoptic.json in {folder}")
+        with open(path) as f:
+            self.json = json.load(f)
+        self.folder = folder
+        self.categories = [Category(c["id"], c["name"], bool(c["isthing"]), tuple(c.get("color", (0, 0, 0))))
+                           for c in self.json["categories"]]
+        self.annotations = {a["file_name"]: a for a in self.json["annotations"]}
+
+    def ids(self, file_name: str) -> np.ndarray:
+        """(H, W) int32 segment ids of one annotation's PNG."""
+        with open(os.path.join(self.folder, "panoptic", file_name), "rb") as f:
+            return decode_id_png(f.read())
+
+
 def encode_rle(mask: np.ndarray) -> dict:
     """(H, W) bool mask -> compressed COCO RLE with `counts` as str."""
     rle = mask_utils.encode(np.asfortranarray(mask, dtype=np.uint8))

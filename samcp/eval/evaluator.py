@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import sys
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 from tqdm import tqdm
 
 from samcp.data.categories import SYNTHETIC_CATEGORIES, Category
+from samcp.data.coco import PanopticFolder
 from samcp.data.synthetic import SPLIT_SEEDS, SyntheticConfig, SyntheticCorpus
 from samcp.eval.instances import MaskAP
 from samcp.eval.panoptic import PanopticQuality
@@ -57,4 +59,32 @@ def evaluate_on_synthetic(labeler, split: str, num_images: int, desc: str = "lab
         sample = corpus[index]
         result = labeler.label(sample.image)
         evaluator.update(sample.panoptic, sample.metadata()["segments_info"], result.id_map, result.segments)
+    return evaluator.summary()
+
+
+Prediction = tuple[np.ndarray, Sequence[Mapping]]
+
+
+def evaluate_against_folder(ground_truth: PanopticFolder,
+                            predict: Callable[[str], Prediction | None], desc: str = "evaluate") -> dict:
+    """Score predictions for every image of a COCO panoptic folder.
+
+    `predict(stem)` gets the annotation's PNG name without extension (the sample
+    key for folders written by this project) and returns (id map, segments), or
+    None for an image with no prediction, which is scored as empty and reported.
+    """
+    evaluator = PanopticEvaluator(ground_truth.categories)
+    missing = []
+    for name, annotation in tqdm(ground_truth.annotations.items(), desc=desc, unit="img"):
+        gt_ids = ground_truth.ids(name)
+        prediction = predict(name.rsplit(".", 1)[0])
+        if prediction is None:
+            missing.append(name)
+            prediction = (np.zeros_like(gt_ids), [])
+        pred_ids, segments = prediction
+        evaluator.update(gt_ids, annotation["segments_info"], pred_ids,
+                         [{"score": 1.0, **s} for s in segments])
+    if missing:
+        print(f"warning: {len(missing)} images have no prediction (scored as empty), e.g. {missing[0]}",
+              file=sys.stderr)
     return evaluator.summary()

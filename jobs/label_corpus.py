@@ -1,0 +1,110 @@
+"""Label a corpus of WebDataset shards with SAM-CP on Ray: one Parquet file of panoptic labels per shard.
+
+    # on a cluster
+    ray job submit --working-dir . -- python jobs/label_corpus.py \
+        --input 's3://bucket/corpus/shard-{000000..000099}.tar' --output s3://bucket/labels/run-1/
+    # on this machine (starts or joins a local Ray)
+    python jobs/label_corpus.py --input 'data/shards/*.tar' --output data/labels
+    # nothing to prepare: synthetic shards + shipped models -> demo_output/
+    python jobs/label_corpus.py --demo
+
+Defaults are the package's shipped small models and `builtin:synthetic`. A rerun
+with the same arguments labels only the shards that have no output yet; other
+models, vocabulary or settings against an existing output are refused unless
+--overwrite. s3:// uses the standard AWS variables (AWS_ENDPOINT_URL, credentials,
+region). Exit status: 0 when every shard is labeled, 1 when some shards could not
+be read (listed; rerun after fixing them), 2 for bad arguments or a refused output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from pipeline.config import JobConfig, ModelConfig
+from pipeline.decode import DecodeConfig
+from pipeline.inputs import InputError
+from pipeline.output import OutputConflict
+from samcp.vocab import VocabularyError
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     epilog=__doc__.split("\n\n", 1)[1],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--input", action="append", default=[],
+                        help="shard URI, glob or brace pattern (repeatable)")
+    parser.add_argument("--output", help="output directory URI")
+    parser.add_argument("--demo", action="store_true",
+                        help="label a small synthetic corpus into ./demo_output/ and print its PQ")
+    parser.add_argument("--demo-images", type=int, default=16, help="synthetic images for --demo")
+    models = parser.add_argument_group("models")
+    models.add_argument("--vocab", default="builtin:synthetic", help="vocabulary YAML path or builtin:NAME")
+    models.add_argument("--sam-model", default="tiny", help="vit_h, vit_l, vit_b or tiny")
+    models.add_argument("--sam-checkpoint", default="shipped", help="path/URI, or 'shipped' (tiny only)")
+    models.add_argument("--samcp-checkpoint", default="shipped", help="SAM-CP head path/URI, or 'shipped'")
+    models.add_argument("--clip-model", default="samcp-clip-tiny", help="open_clip architecture")
+    models.add_argument("--clip-checkpoint", default=None, help="open_clip weights path/URI")
+    models.add_argument("--max-patches", type=int, help="SAM patches kept per image (default: per SAM model)")
+    models.add_argument("--points-per-side", type=int, help="SAM point grid (default: per SAM model)")
+    models.add_argument("--min-score", type=float, help="drop segments scored below this (default 0.3)")
+    run = parser.add_argument_group("run")
+    run.add_argument("--actors", type=int, default=1, help="labeling actors (model copies)")
+    run.add_argument("--num-gpus-per-actor", type=float, default=0.0, help="0: label on CPU")
+    run.add_argument("--cpus-per-actor", type=float,
+                     help="default: 1 with GPUs, else the cluster's CPUs shared by the actors")
+    run.add_argument("--batch-size", type=int, default=4, help="images per labeling call")
+    run.add_argument("--max-side", type=int, default=DecodeConfig.max_side,
+                     help="images are downscaled to this longer side when decoded")
+    run.add_argument("--storage-options", type=json.loads, default=None,
+                     help='fsspec options as JSON, e.g. \'{"anon": false}\'')
+    run.add_argument("--overwrite", action="store_true",
+                     help="delete labels already in --output and label everything again")
+    run.add_argument("--ray-address", help="cluster to join (default: RAY_ADDRESS, else a local Ray)")
+    args = parser.parse_args(argv)
+    if not args.demo and not (args.input and args.output):
+        parser.error("give --input and --output, or --demo")
+    return args
+
+
+def job_config(args: argparse.Namespace) -> JobConfig:
+    model = ModelConfig(sam_model=args.sam_model, sam_checkpoint=args.sam_checkpoint,
+                        samcp_checkpoint=args.samcp_checkpoint, clip_model=args.clip_model,
+                        clip_checkpoint=args.clip_checkpoint, vocab=args.vocab, max_patches=args.max_patches,
+                        points_per_side=args.points_per_side, min_score=args.min_score)
+    return JobConfig(inputs=tuple(args.input), output=args.output or "", model=model, actors=args.actors,
+                     num_gpus_per_actor=args.num_gpus_per_actor, cpus_per_actor=args.cpus_per_actor,
+                     batch_size=args.batch_size, storage_options=args.storage_options,
+                     decode=DecodeConfig(max_side=args.max_side), overwrite=args.overwrite)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    from pipeline.cluster import init_ray
+    from pipeline.job import run_label_job
+
+    try:
+        cfg = job_config(args)
+        init_ray(args.ray_address)
+        if args.demo:
+            from pipeline.demo import run_demo
+
+            run_demo(cfg, num_images=args.demo_images)
+            return 0
+        summary = run_label_job(cfg)
+    except (InputError, OutputConflict, VocabularyError, FileNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(json.dumps(summary, indent=1))
+    if summary["failed_shards"]:
+        print(f"error: {len(summary['failed_shards'])} shards could not be read; nothing was written "
+              "for them; fix them and rerun the same command:", file=sys.stderr)
+        for shard, reason in summary["failed_shards"].items():
+            print(f"  {shard}: {reason}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,110 @@
+"""Typed settings of a labeling job: which models label (`ModelConfig`) and how the job runs (`JobConfig`)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from importlib import metadata
+
+from pipeline.decode import DecodeConfig
+from samcp.checkpoint import file_sha256
+from samcp.labeler import Labeler
+from samcp.model.factory import shipped_head_checkpoint
+from samcp.patches import PatchConfig
+from samcp.postprocess import PostprocessConfig
+from samcp.sam import shipped_checkpoint
+from samcp.vocab import load_vocabulary
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """SAM + SAM-CP head + CLIP text tower + vocabulary, and the settings that change labels.
+
+    Checkpoints are paths or fsspec URIs; "shipped" means the package's own small
+    models. None in `max_patches`, `points_per_side`, `min_score` keeps the defaults
+    tuned for `sam_model` (see `PatchConfig.for_model`) and of `PostprocessConfig`.
+    """
+
+    sam_model: str = "tiny"
+    sam_checkpoint: str | None = "shipped"
+    samcp_checkpoint: str = "shipped"
+    clip_model: str = "samcp-clip-tiny"
+    clip_checkpoint: str | None = None
+    vocab: str = "builtin:synthetic"
+    max_patches: int | None = None
+    points_per_side: int | None = None
+    min_score: float | None = None
+
+    def patch_config(self) -> PatchConfig:
+        overrides = {"max_patches": self.max_patches, "points_per_side": self.points_per_side}
+        return PatchConfig.for_model(self.sam_model, **{k: v for k, v in overrides.items() if v is not None})
+
+    def postprocess_config(self) -> PostprocessConfig:
+        if self.min_score is None:
+            return PostprocessConfig()
+        return PostprocessConfig(score_thresh=self.min_score)
+
+    def build_labeler(self, storage_options: dict | None = None, device: str | None = None) -> Labeler:
+        return Labeler(sam_model=self.sam_model, sam_checkpoint=self.sam_checkpoint,
+                       head_checkpoint=self.samcp_checkpoint, vocab=self.vocab, clip_model=self.clip_model,
+                       clip_checkpoint=self.clip_checkpoint, patch_config=self.patch_config(),
+                       postprocess=self.postprocess_config(), device=device, storage_options=storage_options)
+
+    def describe(self, storage_options: dict | None = None) -> dict:
+        """What makes these labels what they are: checkpoints with sha256, vocabulary, settings.
+
+        Reads each checkpoint once to hash it; raises FileNotFoundError / VocabularyError early.
+        """
+        vocab = load_vocabulary(self.vocab)
+        sam_checkpoint = shipped_checkpoint(self.sam_model) if self.sam_checkpoint == "shipped" \
+            else self.sam_checkpoint
+        head_checkpoint = shipped_head_checkpoint() if self.samcp_checkpoint == "shipped" \
+            else self.samcp_checkpoint
+
+        def model(name: str, checkpoint: str | None, shown: str | None) -> dict:
+            digest = None if checkpoint is None else file_sha256(checkpoint, storage_options)
+            return {"model": name, "checkpoint": shown, "sha256": digest}
+
+        return {
+            "sam": model(self.sam_model, sam_checkpoint, self.sam_checkpoint),
+            "samcp_head": model("samcp-head", head_checkpoint, self.samcp_checkpoint),
+            "clip": model(self.clip_model, self.clip_checkpoint, self.clip_checkpoint),
+            "vocabulary": {"source": self.vocab, "name": vocab.name, "fingerprint": vocab.fingerprint(),
+                           "classes": [{"id": c.id, "name": c.name, "isthing": c.isthing}
+                                       for c in vocab.classes]},
+            "patches": dataclasses.asdict(self.patch_config()),
+            "postprocess": dataclasses.asdict(self.postprocess_config()),
+        }
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    """A labeling run: shards in, one Parquet file per shard out (see `pipeline.output`)."""
+
+    inputs: tuple[str, ...]
+    output: str
+    model: ModelConfig = field(default_factory=ModelConfig)
+    actors: int = 1
+    num_gpus_per_actor: float = 0.0
+    cpus_per_actor: float | None = None  # None: 1 with GPUs, else the CPUs left by readers, shared
+    batch_size: int = 4  # images per labeling call
+    read_cpus: float = 0.25  # Ray CPUs each shard-reading task claims
+    storage_options: dict | None = None
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+    overwrite: bool = False
+    progress_every_s: float = 10.0
+
+    def __post_init__(self):
+        if self.actors < 1:
+            raise ValueError(f"--actors must be >= 1, got {self.actors}")
+        if self.batch_size < 1:
+            raise ValueError(f"--batch-size must be >= 1, got {self.batch_size}")
+        if self.num_gpus_per_actor < 0:
+            raise ValueError(f"--num-gpus-per-actor must be >= 0, got {self.num_gpus_per_actor}")
+
+
+def package_version() -> str:
+    try:
+        return metadata.version("samcp-labeler")
+    except metadata.PackageNotFoundError:
+        return "unknown"

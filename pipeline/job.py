@@ -1,0 +1,173 @@
+"""The labeling job on Ray Data: shards -> readers (CPU tasks) -> labeling actors -> Parquet per shard.
+
+Shards are read and decoded by CPU tasks (`pipeline.reader`), labeled by a pool
+of actors that load the models once (`pipeline.labeling`), and streamed back
+to the driver, which publishes a shard's file as soon as it holds all the
+shard's rows (`pipeline.output`). Ray Data's `write_parquet` is not used: it
+names files per block, while resuming needs one atomic file per input shard.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+import ray
+
+from pipeline.config import JobConfig, package_version
+from pipeline.inputs import expand_inputs
+from pipeline.labeling import LabelActor
+from pipeline.output import SUCCESS, LabelOutput
+from pipeline.reader import ShardReader
+
+
+class ShardAssembler:
+    """Gathers the rows of each shard, which arrive in any order, until the shard is whole."""
+
+    def __init__(self):
+        self.rows: dict[str, dict[int, dict]] = defaultdict(dict)
+        self.ends: dict[str, dict] = {}
+
+    def add(self, rows: list[dict]) -> list[tuple[str, list[dict], dict]]:
+        """Take rows; return (shard, sample rows in shard order, end row) for each shard now complete."""
+        touched = set()
+        for row in rows:
+            if row["kind"] == "end":
+                self.ends[row["shard"]] = row
+            else:
+                self.rows[row["shard"]][row["index"]] = row  # keyed: a redone batch never doubles a row
+            touched.add(row["shard"])
+        complete = []
+        for shard in touched:
+            end = self.ends.get(shard)
+            if end is not None and len(self.rows[shard]) == end["shard_samples"]:
+                samples = self.rows.pop(shard)
+                complete.append((shard, [samples[i] for i in sorted(samples)], self.ends.pop(shard)))
+        return complete
+
+    def incomplete(self) -> list[str]:
+        return sorted(set(self.rows) | set(self.ends))
+
+
+@dataclass
+class Progress:
+    """Counts of the run and a periodic line with images/s and ETA."""
+
+    shards_total: int
+    every_s: float
+    log: Callable[[str], None]
+    start: float = field(default_factory=time.monotonic)
+    shards_done: int = 0
+    samples: int = 0
+    ok: int = 0
+    errors: int = 0
+    last_line: float = field(default_factory=time.monotonic)
+
+    def add(self, counts: dict) -> None:
+        self.shards_done += 1
+        self.samples += counts["samples"]
+        self.ok += counts["ok"]
+        self.errors += counts["error"]
+        if time.monotonic() - self.last_line >= self.every_s or self.shards_done == self.shards_total:
+            self.log(self.line())
+            self.last_line = time.monotonic()
+
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self.start
+
+    def line(self) -> str:
+        rate = self.samples / max(self.elapsed, 1e-9)
+        left = self.shards_total - self.shards_done
+        per_shard = self.samples / self.shards_done if self.shards_done else float("nan")
+        eta = left * per_shard / rate if rate > 0 else float("nan")
+        return (f"[label] shards {self.shards_done}/{self.shards_total}  images {self.samples} "
+                f"(ok {self.ok}, error {self.errors})  {rate:.2f} img/s  ETA {_duration(eta)}")
+
+
+def _duration(seconds: float) -> str:
+    if seconds != seconds:  # nan: not known yet
+        return "?"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
+
+
+def actor_resources(cfg: JobConfig, cluster_cpus: float) -> tuple[float, int]:
+    """(Ray CPUs per actor, torch threads per actor).
+
+    GPU actors take 1 CPU. CPU actors share the cluster's CPUs left after one
+    reading task, so readers always find room and the actors keep every core busy.
+    """
+    cpus = cfg.cpus_per_actor
+    if cpus is None:
+        cpus = 1.0 if cfg.num_gpus_per_actor else (cluster_cpus - cfg.read_cpus) / cfg.actors
+    fits = cfg.num_gpus_per_actor > 0 or cpus * cfg.actors + cfg.read_cpus <= cluster_cpus + 1e-9
+    if cpus <= 0 or not fits:
+        raise ValueError(f"{cfg.actors} actors of {cpus:g} CPUs plus readers do not fit the cluster's "
+                         f"{cluster_cpus:g} CPUs; lower --actors or --cpus-per-actor")
+    return cpus, max(1, round(cpus))
+
+
+def build_dataset(cfg: JobConfig, shards: list[str]) -> ray.data.Dataset:
+    """The streaming plan: one read task per shard, then the labeling actor pool."""
+    cpus, threads = actor_resources(cfg, ray.cluster_resources().get("CPU", 1.0))
+    ds = ray.data.from_items([{"shard": s} for s in shards], override_num_blocks=len(shards))
+    ds = ds.flat_map(ShardReader(cfg.storage_options, cfg.decode), num_cpus=cfg.read_cpus)
+    return ds.map_batches(
+        LabelActor, batch_size=cfg.batch_size, batch_format="numpy",
+        fn_constructor_kwargs={"model": cfg.model, "storage_options": cfg.storage_options,
+                               "torch_threads": threads},
+        compute=ray.data.ActorPoolStrategy(size=cfg.actors), num_cpus=cpus,
+        num_gpus=cfg.num_gpus_per_actor or None)
+
+
+def run_label_job(cfg: JobConfig, log: Callable[[str], None] = print) -> dict:
+    """Label every shard of `cfg.inputs` that has no output yet; returns the summary.
+
+    The summary's `failed_shards` maps shards that could not be read whole to the
+    reason; `_SUCCESS` is written only when there are none. Needs `ray.init()` first.
+    """
+    shards = expand_inputs(list(cfg.inputs), cfg.storage_options)
+    output = LabelOutput(cfg.output, cfg.storage_options)
+    manifest = {"labeling": cfg.model.describe(cfg.storage_options), "package_version": package_version(),
+                "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    output.prepare(manifest, cfg.overwrite)
+    done = output.finished_shards(shards)
+    pending = [s for s in shards if s not in done]
+    log(f"[label] {len(shards)} shards: {len(done)} already labeled, {len(pending)} to label -> {cfg.output}")
+    progress = Progress(len(pending), cfg.progress_every_s, log)
+    failed: dict[str, str] = {}
+    if pending:
+        assembler = ShardAssembler()
+        for batch in build_dataset(cfg, pending).iter_batches(batch_format="pyarrow", batch_size=None):
+            for shard, rows, end in assembler.add(batch.to_pylist()):
+                if end["shard_error"]:
+                    failed[shard] = end["shard_error"]
+                    log(f"[label] shard failed, nothing written for it: {end['shard_error']}")
+                    continue
+                progress.add(output.write_shard(shard, rows, manifest))
+        if assembler.incomplete():
+            missing = assembler.incomplete()
+            raise RuntimeError(f"the stream ended with rows missing for {len(missing)} shards, "
+                               f"e.g. {missing[0]}")
+    totals = {"samples": progress.samples, "ok": progress.ok, "error": progress.errors}
+    for shard in done:
+        for name, value in output.shard_counts(shard).items():
+            totals[name] += value
+    summary = {
+        "shards": len(shards), "shards_labeled": progress.shards_done, "shards_skipped": len(done),
+        "failed_shards": failed, **totals,
+        "seconds": round(progress.elapsed, 1),
+        "images_per_second": round(progress.samples / max(progress.elapsed, 1e-9), 3),
+        "output": cfg.output, "package_version": manifest["package_version"],
+        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "models": {k: manifest["labeling"][k] for k in ("sam", "samcp_head", "clip")},
+        "vocabulary": {k: manifest["labeling"]["vocabulary"][k] for k in ("source", "name", "fingerprint")},
+    }
+    if not failed:
+        output.write_json(SUCCESS, summary)
+    return summary

@@ -1,0 +1,61 @@
+"""The labeling actor: models loaded once per actor, batches of reader rows in, output rows out."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import torch
+
+from pipeline.config import ModelConfig
+from pipeline.schema import TRANSIT_SCHEMA, error_row, ok_row
+from samcp.labeler import LabeledImage
+
+
+class LabelActor:
+    """Callable class for Ray Data's `map_batches` (one instance per actor).
+
+    Takes batches of `pipeline.reader` rows (numpy format) and returns them as
+    output rows (`pipeline.schema.TRANSIT_SCHEMA`): samples labeled or turned
+    into error rows, end rows passed through. A batch that fails (an
+    out-of-memory, say) is retried image by image, so one bad image fails alone.
+    """
+
+    def __init__(self, model: ModelConfig, storage_options: dict | None = None,
+                 torch_threads: int | None = None):
+        if torch_threads:
+            torch.set_num_threads(torch_threads)
+        self.labeler = model.build_labeler(storage_options)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
+        rows = [dict(zip(batch, values)) for values in zip(*batch.values())]
+        todo = [r for r in rows if r["kind"] == "sample" and not r["error"]]
+        results = dict(zip((id(r) for r in todo), self._label([r["image"] for r in todo])))
+        output = [self._output(r, results.get(id(r))) for r in rows]
+        return pa.Table.from_pylist(output, schema=TRANSIT_SCHEMA)
+
+    def _label(self, images: list[np.ndarray]) -> list[LabeledImage | Exception]:
+        if not images:
+            return []
+        try:
+            return self.labeler.label_batch(images)
+        except Exception as error:  # noqa: BLE001 - any failure becomes the sample's error row
+            if len(images) == 1:
+                return [error]
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            return [result for image in images for result in self._label([image])]
+
+    @staticmethod
+    def _output(row: dict, result: LabeledImage | Exception | None) -> dict:
+        transit = {"kind": str(row["kind"]), "index": int(row["index"]),
+                   "shard_samples": int(row["shard_samples"]), "shard_error": str(row["shard_error"]) or None}
+        key, shard = str(row["key"]), str(row["shard"])
+        width, height = int(row["width"]) or None, int(row["height"]) or None
+        if row["kind"] != "sample":
+            return {**error_row(key, shard, "", width, height), **transit}
+        if row["error"]:
+            return {**error_row(key, shard, str(row["error"]), width, height), **transit}
+        if isinstance(result, Exception):
+            reason = f"labeling failed: {type(result).__name__}: {result}".split("\n")[0]
+            return {**error_row(key, shard, reason, width, height), **transit}
+        return {**ok_row(key, shard, width, height, result.num_patches, result.segments), **transit}

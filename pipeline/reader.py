@@ -1,0 +1,104 @@
+"""One WebDataset shard -> one row per sample (decoded image or error), then an end row.
+
+Rows flow through Ray Data from here to the labeling actors and on to the
+driver, which writes a shard's output once it holds every sample of that shard.
+Every row has the same columns:
+
+    kind            "sample" or "end"
+    key, shard      the sample's key and the shard's URI ("" key on the end row)
+    index           the sample's position in the shard (on the end row: the count)
+    image           (H, W, 3) uint8, or (0, 0, 3) when the sample is an error
+    width, height   of the decoded image (0 when unknown)
+    error           why the sample cannot be labeled, or "" (strings, never null: Ray
+                    Data turns an all-null column into floats)
+    shard_samples   on the end row: how many sample rows the shard produced (else -1)
+    shard_error     on the end row: why the shard could not be read whole, or ""
+
+A shard that cannot be read to its end (missing, unreadable, truncated) ends
+with `shard_error` set; its rows are then discarded and no output is written
+for it, so a rerun after the fault is fixed labels it whole.
+"""
+
+from __future__ import annotations
+
+import tarfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import fsspec
+import numpy as np
+from webdataset.tariterators import base_plus_ext, tar_file_iterator
+
+from pipeline.decode import DecodeConfig, DecodeError, decode_image
+
+IMAGE_FIELDS = ("jpg", "jpeg", "png", "webp", "tif", "tiff", "bmp")
+NO_IMAGE = np.zeros((0, 0, 3), np.uint8)
+
+
+@dataclass(frozen=True)
+class ShardReader:
+    """Callable for Ray Data's `flat_map` over rows `{"shard": URI}`."""
+
+    storage_options: dict | None = None
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+
+    def __call__(self, row: dict) -> Iterator[dict]:
+        shard = row["shard"]
+        count, shard_error = 0, ""
+        try:
+            with fsspec.open(shard, "rb", **(self.storage_options or {})) as stream:
+                for key, fields, duplicate_of in _samples(stream):
+                    yield self._sample_row(shard, count, key, fields, duplicate_of)
+                    count += 1
+        except FileNotFoundError:
+            shard_error = f"shard not found: {shard}"
+        except PermissionError as error:
+            shard_error = f"permission denied reading {shard}: {error}"
+        except (tarfile.TarError, EOFError, OSError) as error:
+            shard_error = f"shard {shard} is truncated or not a tar file after {count} samples: {error}"
+        yield _row("end", shard, count, shard_samples=count, shard_error=shard_error)
+
+    def _sample_row(self, shard: str, index: int, key: str, fields: dict[str, bytes],
+                    duplicate_of: int | None) -> dict:
+        row = _row("sample", shard, index, key=key)
+        if duplicate_of is not None:
+            row["error"] = f"duplicate key {key!r} in shard (first seen as sample {duplicate_of})"
+            return row
+        name = next((f for f in IMAGE_FIELDS if f in fields), None)
+        if name is None:
+            row["error"] = f"sample has no image (fields: {', '.join(sorted(fields)) or 'none'})"
+            return row
+        try:
+            image = decode_image(fields[name], self.decode)
+        except DecodeError as error:
+            row["error"] = str(error)
+            return row
+        row.update(image=image, height=image.shape[0], width=image.shape[1])
+        return row
+
+
+def _row(kind: str, shard: str, index: int, **values) -> dict:
+    return {"kind": kind, "key": "", "shard": shard, "index": index, "image": NO_IMAGE, "width": 0,
+            "height": 0, "error": "", "shard_samples": -1, "shard_error": "", **values}
+
+
+def _samples(stream) -> Iterator[tuple[str, dict[str, bytes], int | None]]:
+    """(key, {extension: bytes}, index of an earlier sample with the same key or None) per sample.
+
+    Files of one sample are consecutive in the tar (the WebDataset convention);
+    a key that comes back after another sample is a duplicate, reported as such.
+    """
+    first_index: dict[str, int] = {}
+    key, fields, index = None, {}, 0
+    for member in tar_file_iterator(stream):
+        base, extension = base_plus_ext(member["fname"])
+        if base is None:
+            continue
+        if base != key and key is not None:
+            yield key, fields, first_index.get(key)
+            first_index.setdefault(key, index)
+            key, fields, index = None, {}, index + 1
+        key = base
+        fields[extension.lower()] = member["data"]
+    if key is not None:
+        yield key, fields, first_index.get(key)
