@@ -76,17 +76,16 @@ def job_config(args: argparse.Namespace) -> JobConfig:
     return JobConfig(inputs=tuple(args.input), output=args.output or "", model=model, actors=args.actors,
                      num_gpus_per_actor=args.num_gpus_per_actor, cpus_per_actor=args.cpus_per_actor,
                      batch_size=args.batch_size, storage_options=args.storage_options,
-                     decode=DecodeConfig(max_side=args.max_side), overwrite=args.overwrite)
+                     decode=DecodeConfig(max_side=args.max_side), overwrite=args.overwrite,
+                     ray_address=args.ray_address)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from pipeline.cluster import init_ray
     from pipeline.job import run_label_job
 
     try:
         cfg = job_config(args)
-        init_ray(args.ray_address)
         if args.demo:
             from pipeline.demo import run_demo
 

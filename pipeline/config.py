@@ -93,6 +93,7 @@ class JobConfig:
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     overwrite: bool = False
     progress_every_s: float = 10.0
+    ray_address: str | None = None  # None: RAY_ADDRESS (set by `ray job submit`), else a local Ray
 
     def __post_init__(self):
         if self.actors < 1:

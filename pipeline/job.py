@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 
 import ray
 
+from pipeline.cluster import init_ray
 from pipeline.config import JobConfig, package_version
 from pipeline.inputs import expand_inputs
 from pipeline.labeling import LabelActor
@@ -129,7 +130,8 @@ def run_label_job(cfg: JobConfig, log: Callable[[str], None] = print) -> dict:
     """Label every shard of `cfg.inputs` that has no output yet; returns the summary.
 
     The summary's `failed_shards` maps shards that could not be read whole to the
-    reason; `_SUCCESS` is written only when there are none. Needs `ray.init()` first.
+    reason; `_SUCCESS` is written only when there are none. Ray is joined (or
+    started) only when there is something to label.
     """
     shards = expand_inputs(list(cfg.inputs), cfg.storage_options)
     output = LabelOutput(cfg.output, cfg.storage_options)
@@ -142,6 +144,7 @@ def run_label_job(cfg: JobConfig, log: Callable[[str], None] = print) -> dict:
     progress = Progress(len(pending), cfg.progress_every_s, log)
     failed: dict[str, str] = {}
     if pending:
+        init_ray(cfg.ray_address)
         assembler = ShardAssembler()
         for batch in build_dataset(cfg, pending).iter_batches(batch_format="pyarrow", batch_size=None):
             for shard, rows, end in assembler.add(batch.to_pylist()):

@@ -49,11 +49,11 @@ class LabelOutput:
 
     def finished_shards(self, shards: list[str]) -> set[str]:
         """The shards among `shards` whose output file exists."""
-        self.fs.invalidate_cache()
         existing = set(self.parquet_files()) if self.fs.exists(self.root) else set()
         return {s for s in shards if self.path(shard_file_name(s)) in existing}
 
     def parquet_files(self) -> list[str]:
+        self.fs.invalidate_cache()  # other processes write here: never trust a cached listing
         return sorted(p for p in self.fs.find(self.root) if p.endswith(".parquet"))
 
     def prepare(self, manifest: dict, overwrite: bool) -> None:
@@ -63,7 +63,6 @@ class LabelOutput:
         Parquet files with no manifest), unless `overwrite`, which deletes them.
         """
         self.fs.makedirs(self.root, exist_ok=True)
-        self.fs.invalidate_cache()
         existing = self.read_json(MANIFEST)
         stale = self.parquet_files()
         if overwrite:
@@ -108,6 +107,7 @@ class LabelOutput:
 
     def read_json(self, name: str) -> dict | None:
         path = self.path(name)
+        self.fs.invalidate_cache()
         if not self.fs.exists(path):
             return None
         with self.fs.open(path, "rb") as f:

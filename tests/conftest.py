@@ -4,13 +4,25 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
+import socket
+import subprocess
+import sys
+import tempfile
 import uuid
+from dataclasses import dataclass
 
 import pytest
 
 # Ray must bind to loopback and never phone home; set before anything imports ray.
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+# Ray 2.60 clusters require a token; the CLI, drivers and `ray start` of the tests share this one.
+if "RAY_AUTH_TOKEN_PATH" not in os.environ:
+    os.environ["RAY_AUTH_TOKEN_PATH"] = os.path.join(tempfile.mkdtemp(prefix="samcp-ray-auth-"), "auth_token")
+    with open(os.environ["RAY_AUTH_TOKEN_PATH"], "w") as f:
+        f.write(secrets.token_hex(32))
+os.environ.setdefault("RAY_AUTH_MODE", "token")
 # No test may reach real AWS: credentials are fake and the endpoint is local.
 os.environ["AWS_ACCESS_KEY_ID"] = "testing"
 os.environ["AWS_SECRET_ACCESS_KEY"] = "testing"
@@ -44,3 +56,37 @@ def s3_bucket(s3_endpoint, request):
     fs.invalidate_cache()
     yield name
     fs.rm(name, recursive=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass(frozen=True)
+class RayCluster:
+    address: str  # for ray.init / --ray-address
+    dashboard: str  # for ray job submit --address
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(s3_endpoint):
+    """A real Ray head (`ray start --head`, dashboard included) on 127.0.0.1 with 2 CPUs.
+
+    Its processes get the test environment (loopback-only Ray, the local S3
+    endpoint, fake credentials).
+    """
+    ray = os.path.join(os.path.dirname(sys.executable), "ray")
+    subprocess.run([ray, "stop", "--force"], capture_output=True)
+    port, dashboard = free_port(), free_port()
+    started = subprocess.run(
+        [ray, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=2",
+         "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}",
+         "--disable-usage-stats"],
+        capture_output=True, text=True, timeout=120)
+    if started.returncode != 0:
+        subprocess.run([ray, "stop", "--force"], capture_output=True)
+        raise RuntimeError(f"ray start failed:\n{started.stdout}\n{started.stderr}")
+    yield RayCluster(address=f"127.0.0.1:{port}", dashboard=f"http://127.0.0.1:{dashboard}")
+    subprocess.run([ray, "stop", "--force"], capture_output=True, timeout=120)

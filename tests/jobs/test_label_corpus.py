@@ -1,0 +1,151 @@
+"""End to end: `ray job submit ... jobs/label_corpus.py` on a real Ray head, data on a real S3 server."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+
+import pyarrow.parquet as pq
+import s3fs
+
+from pipeline.labels import row_id_map
+from pipeline.output import MANIFEST, METADATA_KEY, SUCCESS, LabelOutput
+from pipeline.shards import synthetic_sample, write_shards
+from samcp.data.synthetic import SPLIT_SEEDS, SyntheticConfig, SyntheticCorpus
+from samcp.vocab import load_vocabulary
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+JOB = os.path.join("jobs", "label_corpus.py")
+VOCAB = load_vocabulary("builtin:synthetic")
+
+
+def ray_cli() -> str:
+    return os.path.join(os.path.dirname(sys.executable), "ray")
+
+
+def submit(dashboard: str, *args: str, submission_id: str | None = None, wait: bool = True,
+           timeout: float = 300) -> subprocess.CompletedProcess:
+    """`ray job submit --working-dir <repo> -- python jobs/label_corpus.py ARGS`."""
+    command = [ray_cli(), "job", "submit", "--address", dashboard, "--working-dir", REPO]
+    if submission_id:
+        command += ["--submission-id", submission_id]
+    if not wait:
+        command.append("--no-wait")
+    command += ["--", sys.executable, JOB, *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=REPO)
+
+
+def make_corpus(uri: str, num_images: int, shard_size: int, broken: bool = False) -> list[str]:
+    corpus = SyntheticCorpus(SyntheticConfig(seed=SPLIT_SEEDS["test"], height=128, width=160))
+    samples = [synthetic_sample(corpus[i]) for i in range(num_images)]
+    if broken:
+        samples.insert(1, {"__key__": "broken-jpeg", "jpg": b"\xff\xd8 not really a jpeg"})
+    return write_shards(samples, uri, shard_size, progress=False)
+
+
+def test_ray_job_submit_labels_s3_shards(ray_cluster, s3_bucket):
+    shards = make_corpus(f"s3://{s3_bucket}/corpus", num_images=5, shard_size=2, broken=True)
+    output = f"s3://{s3_bucket}/labels/run-1"
+    done = submit(ray_cluster.dashboard, "--input", f"s3://{s3_bucket}/corpus/shard-{{000000..000002}}.tar",
+                  "--output", output, "--batch-size", "2")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+    rows = LabelOutput(output).read_table().to_pylist()
+    assert len(rows) == 6 and len({r["key"] for r in rows}) == 6 and len(shards) == 3
+    broken = next(r for r in rows if r["key"] == "broken-jpeg")
+    assert broken["status"] == "error" and "not an image" in broken["error"] and broken["segments"] == []
+    names = {c.id: c.name for c in VOCAB.classes}
+    for row in (r for r in rows if r["status"] == "ok"):
+        assert (row["height"], row["width"]) == (128, 160) and row["segments"]
+        id_map = row_id_map(row)  # raises on a wrong size, a wrong area or overlapping segments
+        assert (id_map > 0).sum() == sum(s["area"] for s in row["segments"])
+        assert all(names[s["category_id"]] == s["category"] for s in row["segments"])
+
+    fs = s3fs.S3FileSystem()
+    summary = json.loads(fs.cat_file(f"{output}/{SUCCESS}"))
+    assert (summary["samples"], summary["ok"], summary["error"], summary["shards"]) == (6, 5, 1, 3)
+    assert summary["models"]["sam"]["sha256"] and summary["vocabulary"]["name"] == "synthetic"
+    with fs.open(LabelOutput(output).parquet_files()[0]) as f:
+        metadata = json.loads(pq.ParquetFile(f).schema_arrow.metadata[METADATA_KEY])
+    assert metadata["labeling"]["samcp_head"]["sha256"] == summary["models"]["samcp_head"]["sha256"]
+    assert metadata["created"] and metadata["package_version"]
+
+
+def test_rerun_with_python_skips_finished_shards_and_refuses_other_settings(ray_cluster, s3_bucket):
+    make_corpus(f"s3://{s3_bucket}/corpus", num_images=2, shard_size=2)
+    output = f"s3://{s3_bucket}/labels"
+    args = ["--input", f"s3://{s3_bucket}/corpus/*.tar", "--output", output, "--points-per-side", "8",
+            "--ray-address", ray_cluster.address]
+
+    def label(*extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, JOB, *args, *extra], capture_output=True, text=True,
+                              timeout=300, cwd=REPO)
+
+    first = label()
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    before = LabelOutput(output).read_table()
+    again = label()
+    assert again.returncode == 0 and "1 already labeled, 0 to label" in again.stdout
+    assert LabelOutput(output).read_table().equals(before)
+
+    refused = label("--min-score", "0.9")
+    assert refused.returncode == 2
+    assert "other postprocess" in refused.stderr and "--overwrite" in refused.stderr
+    assert label("--min-score", "0.9", "--overwrite").returncode == 0
+    manifest = LabelOutput(output).read_json(MANIFEST)
+    assert manifest["labeling"]["postprocess"]["score_thresh"] == 0.9
+
+
+def test_killed_job_then_rerun_gives_one_row_per_sample(ray_cluster, s3_bucket):
+    make_corpus(f"s3://{s3_bucket}/corpus", num_images=12, shard_size=2)
+    output = f"s3://{s3_bucket}/labels"
+    args = ["--input", f"s3://{s3_bucket}/corpus/*.tar", "--output", output, "--batch-size", "1"]
+    job_id = f"kill-{uuid.uuid4().hex[:8]}"
+    started = submit(ray_cluster.dashboard, *args, submission_id=job_id, wait=False)
+    assert started.returncode == 0, started.stderr
+    labels = LabelOutput(output)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and not (labels.fs.exists(labels.root) and labels.parquet_files()):
+        time.sleep(0.5)
+        labels.fs.invalidate_cache()
+    stopped = subprocess.run([ray_cli(), "job", "stop", "--address", ray_cluster.dashboard, job_id],
+                             capture_output=True, text=True, timeout=120)
+    assert stopped.returncode == 0, stopped.stderr
+    partial = len(labels.parquet_files())
+    assert 1 <= partial < 6, f"{partial} of 6 shards were done when the job was stopped"
+    assert not labels.fs.exists(labels.path(SUCCESS))
+
+    done = submit(ray_cluster.dashboard, *args)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert f"{partial} already labeled, {6 - partial} to label" in done.stdout
+    rows = labels.read_table().to_pylist()
+    assert sorted(r["key"] for r in rows) == sorted(f"synthetic-s3-{i:08d}" for i in range(12))
+    assert all(r["status"] == "ok" for r in rows)
+
+
+def test_pipeline_labels_score_the_same_pq_as_the_labeler(ray_cluster, tmp_path):
+    num = 6
+    run = [sys.executable, os.path.join(REPO, "jobs", "make_shards.py"), "synthetic",
+           "--num-images", str(num), "--seed", str(SPLIT_SEEDS["val"]), "--shard-size", "4",
+           "--image-format", "png",
+           "--output", str(tmp_path / "shards"), "--coco-dir", str(tmp_path / "gt"), "--no-progress"]
+    subprocess.run(run, check=True, capture_output=True, cwd=REPO)
+    done = submit(ray_cluster.dashboard, "--input", str(tmp_path / "shards" / "*.tar"), "--output",
+                  str(tmp_path / "labels"), "--batch-size", "3")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+    def evaluate(*args: str) -> dict:
+        out = tmp_path / f"summary-{uuid.uuid4().hex}.json"
+        script = os.path.join(REPO, "jobs", "evaluate.py")
+        subprocess.run([sys.executable, script, *args, "--output", str(out)], check=True, capture_output=True,
+                       cwd=REPO)
+        return json.loads(out.read_text())
+
+    from_pipeline = evaluate("--ground-truth", str(tmp_path / "gt"), "--labels", str(tmp_path / "labels"))
+    from_labeler = evaluate("--synthetic-val", str(num))
+    assert from_pipeline["pq"]["All"]["n"] == 13
+    assert from_pipeline == from_labeler
