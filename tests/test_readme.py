@@ -30,9 +30,13 @@ def test_readme_demo_command_runs(tmp_path):
 
     demo, _ = readme_commands()
     job = shlex.split(demo.rsplit("&&", 1)[1])
-    assert job[0] == ".venv/bin/python" and job[1].startswith("jobs/")
-    done = subprocess.run([sys.executable, str(ROOT / job[1]), *job[2:], "--no-progress"],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
-    assert (tmp_path / "demo_output" / "preview.png").stat().st_size > 0
-    assert len(list((tmp_path / "demo_output" / "shards").glob("shard-*.tar"))) == 2
+    assert job[0] == ".venv/bin/python" and job[1:] == ["jobs/label_corpus.py", "--demo"]
+    done = subprocess.run([sys.executable, str(ROOT / job[1]), *job[2:]],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = tmp_path / "demo_output"
+    assert len(list((out / "shards").glob("shard-*.tar"))) == 2
+    assert len(list((out / "labels").glob("*.parquet"))) == 2 and (out / "labels" / "_SUCCESS").exists()
+    assert len(list((out / "overlays").glob("*.png"))) == 16
+    assert "[label] shards 2/2  images 16 (ok 16, error 0)" in done.stdout
+    assert re.search(r"^All +\d+\.\d", done.stdout, re.M), done.stdout[-2000:]
