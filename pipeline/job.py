@@ -137,6 +137,9 @@ def run_label_job(cfg: JobConfig, log: Callable[[str], None] = print) -> dict:
     output = LabelOutput(cfg.output, cfg.storage_options)
     manifest = {"labeling": cfg.model.describe(cfg.storage_options), "package_version": package_version(),
                 "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    # Build the models once here, so a missing, corrupt or mismatched checkpoint fails now with
+    # its own message, not later as a dead actor on the cluster (and before the output is claimed).
+    cfg.model.build_labeler(cfg.storage_options, device="cpu")
     output.prepare(manifest, cfg.overwrite)
     done = output.finished_shards(shards)
     pending = [s for s in shards if s not in done]

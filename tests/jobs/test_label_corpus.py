@@ -149,3 +149,15 @@ def test_pipeline_labels_score_the_same_pq_as_the_labeler(ray_cluster, tmp_path)
     from_labeler = evaluate("--synthetic-val", str(num))
     assert from_pipeline["pq"]["All"]["n"] == 13
     assert from_pipeline == from_labeler
+
+
+def test_a_corrupt_checkpoint_stops_the_job_before_anything_is_written(tmp_path):
+    make_corpus(str(tmp_path / "corpus"), num_images=1, shard_size=1)
+    head = tmp_path / "head.pt"
+    head.write_bytes(b"PK\x03\x04 not a checkpoint")
+    done = subprocess.run([sys.executable, JOB, "--input", str(tmp_path / "corpus" / "*.tar"),
+                           "--output", str(tmp_path / "labels"), "--samcp-checkpoint", str(head)],
+                          capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1].startswith(f"error: corrupt checkpoint {head}")
+    assert not (tmp_path / "labels").exists()

@@ -1,0 +1,157 @@
+"""The labeling pipeline (Ray Data, shards -> Parquet) against the bare `Labeler` loop, and its memory.
+
+    python bench/pipeline.py speed --num-images 200 --actors 1 2     # images/s, pipeline / bare loop
+    python bench/pipeline.py memory --sizes 200 2000                 # peak memory as the corpus grows
+
+`speed` labels the same synthetic images (held-out split, 256 px, local shards)
+with the bare loop (`Labeler.label_batch` over decoded images, all cores to
+torch) and with `run_label_job` on a local Ray for each actor count, end to end
+(Ray start-up and model loading included). `memory` runs the job on corpora of
+each size and samples the unique memory (USS) of the driver and every Ray
+process it started. Writes bench/results/pipeline-<mode>-<device>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+import threading
+import time
+
+import psutil
+import ray
+import torch
+
+from pipeline.config import JobConfig, ModelConfig
+from pipeline.decode import decode_image
+from pipeline.job import run_label_job
+from pipeline.reader import IMAGE_FIELDS
+from pipeline.shards import synthetic_sample, write_shards
+from samcp.data.synthetic import SPLIT_SEEDS, SyntheticConfig, SyntheticCorpus
+
+
+def make_shards(root: str, num_images: int, shard_size: int) -> list[str]:
+    corpus = SyntheticCorpus(SyntheticConfig(seed=SPLIT_SEEDS["val"]))
+    samples = (synthetic_sample(corpus[i]) for i in range(num_images))
+    return write_shards(samples, os.path.join(root, f"shards-{num_images}"), shard_size, progress=False)
+
+
+def bare_loop(model: ModelConfig, shards: list[str], batch_size: int) -> float:
+    """Images/s of `Labeler.label_batch` over the shards' images, decoded beforehand."""
+    import webdataset as wds
+
+    images = [decode_image(next(s[f] for f in IMAGE_FIELDS if f in s))
+              for s in wds.WebDataset(shards, shardshuffle=False, empty_check=False)]
+    labeler = model.build_labeler()
+    labeler.label_batch(images[:batch_size])  # warm-up, as the actors' first batch
+    start = time.perf_counter()
+    for i in range(0, len(images), batch_size):
+        labeler.label_batch(images[i:i + batch_size])
+    return len(images) / (time.perf_counter() - start)
+
+
+class MemorySampler:
+    """Peak summed USS of this process and all its descendants (the local Ray), sampled in a thread."""
+
+    def __init__(self, every_s: float = 0.5):
+        self.every_s, self.peak, self.driver_peak = every_s, 0, 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        me = psutil.Process()
+        while not self.stop.is_set():
+            total = 0
+            for process in [me, *me.children(recursive=True)]:
+                try:
+                    total += process.memory_full_info().uss
+                except (psutil.NoSuchProcess, psutil.AccessDenied):
+                    continue
+            self.peak = max(self.peak, total)
+            self.driver_peak = max(self.driver_peak, me.memory_info().rss)
+            self.stop.wait(self.every_s)
+
+    def __enter__(self) -> MemorySampler:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join()
+
+
+def label(cfg: JobConfig) -> tuple[dict, float]:
+    start = time.perf_counter()
+    summary = run_label_job(cfg, log=lambda line: print(line, flush=True))
+    return summary, time.perf_counter() - start
+
+
+def speed(args: argparse.Namespace, model: ModelConfig, root: str) -> dict:
+    shards = make_shards(root, args.num_images, args.shard_size)
+    bare = bare_loop(model, shards, args.batch_size)
+    print(f"bare Labeler loop: {bare:.3f} img/s", flush=True)
+    results = {"bare_images_per_second": round(bare, 3), "pipeline": {}}
+    for actors in args.actors:
+        cfg = JobConfig(inputs=tuple(shards), output=os.path.join(root, f"labels-{actors}"), model=model,
+                        actors=actors, batch_size=args.batch_size, overwrite=True)
+        summary, seconds = label(cfg)
+        rate = summary["samples"] / seconds
+        results["pipeline"][f"{actors}_actors"] = {"images_per_second": round(rate, 3),
+                                                   "ratio_to_bare": round(rate / bare, 3),
+                                                   "seconds": round(seconds, 1)}
+        print(f"pipeline, {actors} actors: {rate:.3f} img/s = {rate / bare:.2f} x bare loop", flush=True)
+    return results
+
+
+def memory(args: argparse.Namespace, model: ModelConfig, root: str) -> dict:
+    results = {}
+    for size in args.sizes:
+        shards = make_shards(root, size, args.shard_size)
+        cfg = JobConfig(inputs=tuple(shards), output=os.path.join(root, f"labels-mem-{size}"), model=model,
+                        actors=args.actors[0], batch_size=args.batch_size, overwrite=True)
+        with MemorySampler() as sampler:
+            summary, seconds = label(cfg)
+        results[str(size)] = {"peak_uss_mib": round(sampler.peak / 2**20), "seconds": round(seconds, 1),
+                              "driver_peak_rss_mib": round(sampler.driver_peak / 2**20),
+                              "images_per_second": round(summary["samples"] / seconds, 3)}
+        print(f"{size} images: peak {results[str(size)]['peak_uss_mib']} MiB "
+              f"(driver {results[str(size)]['driver_peak_rss_mib']} MiB)", flush=True)
+    first, last = results[str(args.sizes[0])], results[str(args.sizes[-1])]
+    results["peak_ratio_last_to_first"] = round(last["peak_uss_mib"] / first["peak_uss_mib"], 3)
+    print(f"peak memory {args.sizes[-1]} / {args.sizes[0]} images: {results['peak_ratio_last_to_first']:.3f}")
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("mode", choices=["speed", "memory"])
+    parser.add_argument("--num-images", type=int, default=200, help="speed: images labeled")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[200, 2000], help="memory: corpus sizes")
+    parser.add_argument("--actors", type=int, nargs="+", default=[1, 2], help="memory uses the first")
+    parser.add_argument("--shard-size", type=int, default=50)
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--points-per-side", type=int, help="default: tuned for the SAM model")
+    parser.add_argument("--workdir", help="where shards and labels go (default: a temporary folder)")
+    args = parser.parse_args()
+
+    model = ModelConfig(points_per_side=args.points_per_side)
+    ray.init(num_cpus=os.cpu_count())
+    with tempfile.TemporaryDirectory() as tmp:
+        root = args.workdir or tmp
+        results = speed(args, model, root) if args.mode == "speed" else memory(args, model, root)
+    device = "gpu" if torch.cuda.is_available() else "cpu"
+    results.update(mode=args.mode, device=device, cpu=platform.processor() or platform.machine(),
+                   cores=os.cpu_count(), torch_threads=torch.get_num_threads(),
+                   settings={k: v for k, v in vars(args).items() if k != "workdir"})
+    results_dir = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+    path = os.path.join(results_dir, f"pipeline-{args.mode}-{device}.json")
+    with open(path, "w") as f:
+        json.dump(results, f, indent=1)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
