@@ -17,9 +17,13 @@ import argparse
 import json
 import os
 import platform
+import sys
 import tempfile
 import threading
 import time
+
+# This file is named like the `pipeline` package; keep its folder from shadowing the package.
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
 
 import psutil
 import ray

@@ -7,6 +7,11 @@ nearly the whole object (box IoU > 0.5, better than every part already
 assigned) is positive too, and a thing no patch lies inside takes its
 best-box-IoU patch if that IoU > 0.5. Stuff classes get binary targets:
 positive iff min(box IoP, mask IoP) > tau.
+
+Pseudo-labels leave pixels unlabeled (below the score threshold, or never
+labeled): a patch lying mostly there (mask IoP > `ignore_iop`) is ignored, not
+taught as background: -1 for every segment it is not a member of, and no
+classification loss for its query unless it is matched.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ class AssignConfig:
     neg_thresh: float = 0.5
     whole_iou: float = 0.5  # box IoU above which a whole-object patch is positive
     low_quality_iou: float = 0.5
+    ignore_iop: float = 0.5  # a patch this much inside the ignore region is ignored
 
 
 @dataclass
@@ -32,7 +38,8 @@ class SegmentTargets:
     thing_labels: (G,) thing-class indices into the vocabulary's things.
     thing_boxes: (G, 4) xyxy normalized. thing_membership: (G, N) in {-1, 0, 1}.
     stuff_present: (S,) bool per stuff class of the vocabulary.
-    stuff_membership: (S, N) in {0, 1}.
+    stuff_membership: (S, N) in {-1, 0, 1}.
+    ignored_patches: (N,) bool, patches in unlabeled pixels (None: every pixel is labeled).
     """
 
     thing_labels: torch.Tensor
@@ -40,9 +47,10 @@ class SegmentTargets:
     thing_membership: torch.Tensor
     stuff_present: torch.Tensor
     stuff_membership: torch.Tensor
+    ignored_patches: torch.Tensor | None = None
 
     def to(self, device: torch.device | str) -> SegmentTargets:
-        return SegmentTargets(**{k: v.to(device) for k, v in vars(self).items()})
+        return SegmentTargets(**{k: None if v is None else v.to(device) for k, v in vars(self).items()})
 
 
 def intersection_over_patch(patch_masks: torch.Tensor, patch_boxes: torch.Tensor,
@@ -77,12 +85,13 @@ def thing_membership(overlap: torch.Tensor, box_ious: torch.Tensor, cfg: AssignC
 
 def assign(patch_masks: torch.Tensor, patch_boxes: torch.Tensor, segment_masks: torch.Tensor,
            segment_classes: list[int], thing_ids: list[int], stuff_ids: list[int],
-           cfg: AssignConfig | None = None) -> SegmentTargets:
+           cfg: AssignConfig | None = None, ignore: torch.Tensor | None = None) -> SegmentTargets:
     """Targets for one image.
 
     patch_masks (N, H, W) bool, patch_boxes (N, 4) continuous xyxy pixels; segment_masks (G, H, W)
     bool (non-empty) with category ids `segment_classes`; `thing_ids` / `stuff_ids` are the
     vocabulary's category ids in order (a thing's label is its index in `thing_ids`).
+    ignore: (H, W) bool, pixels with no label to learn from (pseudo-labels), or None.
     """
     cfg = cfg or AssignConfig()
     h, w = patch_masks.shape[-2:]
@@ -100,6 +109,12 @@ def assign(patch_masks: torch.Tensor, patch_boxes: torch.Tensor, segment_masks: 
         s = stuff_ids.index(segment_classes[g])
         stuff_present[s] = True
         stuff_member[s] |= (overlap[g] > cfg.tau).long()
+    ignored = None
+    if ignore is not None:
+        inside = patch_masks.flatten(1).float() @ ignore.flatten().float()
+        ignored = inside / patch_masks.flatten(1).sum(1).clamp(min=1) > cfg.ignore_iop
+        thing_member[(thing_member == 0) & ignored] = -1
+        stuff_member[(stuff_member == 0) & ignored] = -1
     return SegmentTargets(
         thing_labels=torch.tensor([thing_ids.index(segment_classes[g]) for g in things.tolist()],
                                   dtype=torch.long),
@@ -107,5 +122,6 @@ def assign(patch_masks: torch.Tensor, patch_boxes: torch.Tensor, segment_masks: 
         thing_membership=thing_member,
         stuff_present=stuff_present,
         stuff_membership=stuff_member,
+        ignored_patches=ignored,
     )
 

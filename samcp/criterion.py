@@ -118,8 +118,11 @@ def samcp_loss(outputs: list[dict[str, torch.Tensor]], targets: list[SegmentTarg
             # A thing no patch can cover teaches nothing: its matched query is left out of every loss.
             coverable = (t.thing_membership[cols] == 1).any(-1)
             class_weight = torch.ones_like(thing_logits)
+            if t.ignored_patches is not None:  # queries of unlabeled regions are not background
+                class_weight[t.ignored_patches[:n]] = 0
             class_weight[rows[~coverable]] = 0
             rows, cols = rows[coverable], cols[coverable]
+            class_weight[rows] = 1
             class_target = torch.zeros_like(thing_logits)
             class_target[rows, t.thing_labels[cols]] = 1
             class_loss = sigmoid_focal_loss(thing_logits, class_target, cfg.focal_alpha, cfg.focal_gamma,
@@ -131,7 +134,7 @@ def samcp_loss(outputs: list[dict[str, torch.Tensor]], targets: list[SegmentTarg
 
             stuff_affinity = layer["affinity"][b, :num_stuff, :n]
             present = t.stuff_present
-            coverable_stuff = t.stuff_membership.any(-1)
+            coverable_stuff = (t.stuff_membership == 1).any(-1)
             stuff_weight = (~present | coverable_stuff).float()  # present but uncoverable: no class loss
             stuff_class = sigmoid_focal_loss(layer["stuff_logits"][b], (present & coverable_stuff).float(),
                                              cfg.focal_alpha, cfg.focal_gamma, reduction="none")

@@ -54,3 +54,19 @@ def test_assign_things_parts_and_stuff():
     # The sky patch's box is the whole frame, so its box IoP against the sky box is 1 and its
     # mask lies wholly in the sky; the straddling patch is only half sky.
     assert targets.stuff_membership.tolist() == [[0, 0, 1, 0], [0, 0, 0, 0]]
+
+
+def test_patches_in_unlabeled_pixels_are_ignored_not_background():
+    # A labeled thing on the left; the right half has no label (pseudo-labels below threshold).
+    thing = rect(20, 20, 0, 0, 8, 20)[None]
+    patches = torch.stack([rect(20, 20, 1, 1, 7, 19),     # inside the thing
+                           rect(20, 20, 12, 2, 18, 18),   # in the unlabeled half
+                           rect(20, 20, 6, 0, 13, 20)])   # mostly labeled background
+    boxes = torch.stack([box(1, 1, 7, 19), box(12, 2, 18, 18), box(6, 0, 13, 20)])
+    ignore = torch.zeros((20, 20), dtype=torch.bool)
+    ignore[:, 12:] = True
+    targets = assign(patches, boxes, thing, [1], thing_ids=[1], stuff_ids=[9], ignore=ignore)
+    assert targets.ignored_patches.tolist() == [False, True, False]
+    assert targets.thing_membership.tolist() == [[1, -1, 0]]
+    assert targets.stuff_membership.tolist() == [[0, -1, 0]]
+    assert assign(patches, boxes, thing, [1], [1], [9]).ignored_patches is None

@@ -58,3 +58,20 @@ def test_loss_falls_when_outputs_move_toward_the_targets():
         losses.append(float(loss["loss"]))
     assert losses[-1] < 0.3 * losses[0]
     assert params["stuff_logits"][0, 0] > 0  # sky is present and coverable
+
+
+def test_queries_of_ignored_patches_are_not_taught_background():
+    targets = targets_two_things()
+    boxes = torch.tensor([[[0.0, 0.0, 0.25, 0.5], [0.25, 0.0, 0.5, 0.5],
+                           [0.5, 0.5, 1.0, 1.0], [0.6, 0.6, 0.9, 0.9]]])
+    padding = torch.zeros((1, 4), dtype=torch.bool)
+    thing_logits = torch.full((1, 4, 2), -8.0)
+    affinity = torch.full((1, 5, 4), -8.0)
+    thing_logits[0, 1, 0], affinity[0, 2, :2] = 8.0, 8.0  # query 1: thing 0, patches 0-1
+    thing_logits[0, 2, 1], affinity[0, 3, 2] = 8.0, 8.0  # query 2: thing 1, patch 2
+    thing_logits[0, 3] = 8.0  # query 3, unmatched, is sure it is a thing
+    outputs = [{"affinity": affinity, "stuff_logits": torch.zeros((1, 1)), "thing_logits": thing_logits}]
+    plain = samcp_loss(outputs, [targets], boxes, padding, 1, CriterionConfig())["class"]
+    targets.ignored_patches = torch.tensor([False, False, False, True])
+    ignored = samcp_loss(outputs, [targets], boxes, padding, 1, CriterionConfig())["class"]
+    assert ignored < plain - 1.0
