@@ -9,6 +9,7 @@ cosine schedule, bf16 autocast on GPU, resumable from `last.pt`.
 
 from __future__ import annotations
 
+import io
 import os
 from dataclasses import asdict, dataclass
 
@@ -21,7 +22,7 @@ from samcp.criterion import CriterionConfig, samcp_loss
 from samcp.data.synthetic import SPLIT_SEEDS, SyntheticConfig, SyntheticCorpus
 from samcp.model.head import HeadConfig, SamCPHead
 from samcp.model.inputs import PatchFeatures, collate, patch_features, pixel_boxes
-from samcp.patches import PatchConfig, PatchGenerator
+from samcp.patches import PatchConfig, PatchGenerator, PatchSet
 from samcp.sam import build_sam
 from samcp.text_encoder import TextEncoder
 from samcp.train_loop import MetricsLog, resume_state, save_state, warmup_cosine
@@ -55,8 +56,60 @@ class HeadTrainConfig:
 
 @dataclass
 class CachedImage:
+    """One training image as the head sees it: its patches' features and their targets."""
+
     features: PatchFeatures
     targets: SegmentTargets
+
+    def to_dict(self) -> dict:
+        return {"features": self.features.to_dict(), "targets": vars(self.targets)}
+
+    @classmethod
+    def from_dict(cls, row: dict) -> CachedImage:
+        return cls(PatchFeatures(**row["features"]), SegmentTargets(**row["targets"]))
+
+    def to_bytes(self) -> bytes:
+        buffer = io.BytesIO()
+        torch.save(self.to_dict(), buffer)
+        return buffer.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> CachedImage:
+        return cls.from_dict(torch.load(io.BytesIO(data), weights_only=True))
+
+
+def training_example(patches: PatchSet, segment_masks: torch.Tensor, segment_classes: list[int],
+                     vocab: Vocabulary, img_size: int, roi_size: int,
+                     ignore: torch.Tensor | None = None) -> CachedImage:
+    """Features (embedding in fp16) and targets of one image's patches against its segments.
+
+    segment_masks: (G, H, W) bool with category ids `segment_classes`; ignore: (H, W) bool
+    pixels without labels (see `samcp.assign`).
+    """
+    targets = assign(patches.masks, pixel_boxes(patches), segment_masks, segment_classes,
+                     [c.id for c in vocab.things], [c.id for c in vocab.stuff], ignore=ignore)
+    features = patch_features(patches, img_size, roi_size)
+    features.embedding = features.embedding.half()
+    return CachedImage(features, targets)
+
+
+def train_step(head: SamCPHead, optimizer: torch.optim.Optimizer, batch: list[CachedImage],
+               stuff_text: torch.Tensor, thing_text: torch.Tensor, criterion: CriterionConfig,
+               lr: float, grad_clip: float, device: torch.device) -> dict[str, float]:
+    """One AdamW step on a batch (bf16 autocast on GPU); returns the loss and its parts."""
+    inputs = collate([b.features for b in batch]).to(device)
+    targets = [b.targets.to(device) for b in batch]
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        outputs = head(inputs, stuff_text, thing_text)
+    outputs = [{k: v.float() for k, v in layer.items()} for layer in outputs]
+    losses = samcp_loss(outputs, targets, inputs.boxes_xyxy, inputs.padding, len(stuff_text), criterion)
+    optimizer.zero_grad(set_to_none=True)
+    losses["loss"].backward()
+    torch.nn.utils.clip_grad_norm_(head.parameters(), grad_clip)
+    optimizer.step()
+    return {k: float(v.detach()) for k, v in losses.items()}
 
 
 def patch_config(cfg: HeadTrainConfig) -> PatchConfig:
@@ -72,8 +125,6 @@ def build_cache(cfg: HeadTrainConfig, vocab: Vocabulary, cache_dir: str, roi_siz
     corpus = SyntheticCorpus(SyntheticConfig(seed=cfg.data_seed, height=cfg.image_size,
                                              width=cfg.image_size))
     sam = None
-    thing_ids = [c.id for c in vocab.things]
-    stuff_ids = [c.id for c in vocab.stuff]
     cached: list[CachedImage] = []
     skipped = 0
     parts = range(0, cfg.train_images, cfg.cache_part_size)
@@ -92,16 +143,13 @@ def build_cache(cfg: HeadTrainConfig, vocab: Vocabulary, cache_dir: str, roi_siz
                     continue
                 segment_masks = torch.stack([torch.from_numpy(sample.panoptic == s.id)
                                              for s in sample.segments])
-                targets = assign(patches.masks, pixel_boxes(patches), segment_masks,
-                                 [s.category_id for s in sample.segments], thing_ids, stuff_ids)
-                features = patch_features(patches, sam.image_encoder.img_size, roi_size)
-                features.embedding = features.embedding.half()
-                rows.append({"features": features.to_dict(), "targets": vars(targets)})
+                example = training_example(patches, segment_masks, [s.category_id for s in sample.segments],
+                                           vocab, sam.image_encoder.img_size, roi_size)
+                rows.append(example.to_dict())
             tmp = f"{path}.tmp"
             torch.save(rows, tmp)
             os.replace(tmp, path)
-        for row in torch.load(path, weights_only=True):
-            cached.append(CachedImage(PatchFeatures(**row["features"]), SegmentTargets(**row["targets"])))
+        cached += [CachedImage.from_dict(row) for row in torch.load(path, weights_only=True)]
     if skipped:
         log(f"{skipped} training images had no patch and were left out")
     return cached
@@ -130,20 +178,9 @@ def train_head(cfg: HeadTrainConfig, head_config: HeadConfig, output_dir: str,
     for step in range(start, cfg.steps):
         rng = np.random.default_rng([cfg.seed, step])
         batch = [cache[int(i)] for i in rng.integers(0, len(cache), cfg.batch_size)]
-        inputs = collate([b.features for b in batch]).to(device)
-        targets = [b.targets.to(device) for b in batch]
         lr = warmup_cosine(cfg.lr, cfg.warmup_steps, cfg.steps, step)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            outputs = head(inputs, stuff_text, thing_text)
-        outputs = [{k: v.float() for k, v in layer.items()} for layer in outputs]
-        losses = samcp_loss(outputs, targets, inputs.boxes_xyxy, inputs.padding, len(stuff_text), criterion)
-        optimizer.zero_grad(set_to_none=True)
-        losses["loss"].backward()
-        torch.nn.utils.clip_grad_norm_(head.parameters(), cfg.grad_clip)
-        optimizer.step()
-        metrics.add(step, {k: float(v.detach()) for k, v in losses.items()}, lr)
+        metrics.add(step, train_step(head, optimizer, batch, stuff_text, thing_text, criterion, lr,
+                                     cfg.grad_clip, device), lr)
         if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
             save_state(last, head, optimizer, step + 1,
                        {"train": asdict(cfg), "head": asdict(head_config)})

@@ -1,0 +1,68 @@
+"""Retrain the SAM-CP head on the labels of jobs/label_corpus.py (self-training), with Ray Train.
+
+    ray job submit --working-dir . -- python jobs/train_on_pseudo_labels.py \
+        --labels s3://bucket/labels/run-1/ --images 's3://bucket/corpus/shard-{000000..000099}.tar' \
+        --init shipped --output s3://bucket/models/samcp_st1/ --min-score 0.5 --workers 8 --use-gpu
+
+Segments scoring below --min-score (or their class's --class-min-score) are
+dropped, and their pixels, with every pixel no segment covers, are ignored by
+the loss rather than taught as background. SAM, its patch settings, the
+vocabulary and the CLIP model are those of the labeling run (its
+`_manifest.json`). Checkpoints go to OUTPUT/train/, one per epoch; rerunning
+the same command resumes from the latest. The result, OUTPUT/samcp_head.pt,
+loads in `jobs/label_corpus.py --samcp-checkpoint`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from pipeline.pseudo_labels import ScoreFilter
+from pipeline.pseudo_training import PseudoTrainConfig, run_pseudo_training
+
+
+def parse_args(argv: list[str] | None = None) -> PseudoTrainConfig:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--labels", required=True, help="output URI of jobs/label_corpus.py")
+    parser.add_argument("--images", action="append", required=True,
+                        help="the labeled shards: URI, glob or brace pattern (repeatable)")
+    parser.add_argument("--output", required=True, help="run URI: checkpoints, metrics.json, samcp_head.pt")
+    parser.add_argument("--init", default="shipped", help="head checkpoint to start from")
+    parser.add_argument("--min-score", type=float, default=0.5, help="keep segments scored at least this")
+    parser.add_argument("--class-min-score", type=json.loads, default={},
+                        help='per-class thresholds as JSON, e.g. \'{"car": 0.7}\'')
+    parser.add_argument("--workers", type=int, default=2, help="Ray Train workers (DDP)")
+    parser.add_argument("--use-gpu", action="store_true", help="one GPU per worker")
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--batch-size", type=int, default=4, help="images per worker and step")
+    parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--storage-options", type=json.loads, default=None, help="fsspec options (JSON)")
+    parser.add_argument("--ray-address", help="cluster to join (default: RAY_ADDRESS, else a local Ray)")
+    args = parser.parse_args(argv)
+    return PseudoTrainConfig(labels=args.labels, images=tuple(args.images), output=args.output,
+                             init=args.init, scores=ScoreFilter(args.min_score, args.class_min_score),
+                             workers=args.workers,
+                             use_gpu=args.use_gpu, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                             seed=args.seed, storage_options=args.storage_options,
+                             ray_address=args.ray_address)
+
+
+def main(argv: list[str] | None = None) -> int:
+    cfg = parse_args(argv)
+    try:
+        result = run_pseudo_training(cfg, log=lambda line: print(line, flush=True))
+    except (FileNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    for epoch in result["history"]:
+        print(f"epoch {epoch['epoch']}: loss {epoch['loss']:.4f}")
+    print(f"head: {result['head']} (trained on {result['images']} pseudo-labeled images)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

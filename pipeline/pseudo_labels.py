@@ -1,0 +1,117 @@
+"""Pseudo-labels -> training examples for the SAM-CP head, streamed with Ray Data.
+
+A labeling job's output (one Parquet file per shard, see `pipeline.output`) is
+joined by key with the shards it came from, shard by shard, so the join needs
+no shuffle. Segments scoring below their threshold are dropped and their
+pixels (with every pixel no segment covers) become an ignore region. The same
+SAM that made the labels cuts each image into patches again, and each image
+becomes a `samcp.train.CachedImage` (patch features + targets), serialized.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow.parquet as pq
+import torch
+from pycocotools import mask as mask_utils
+
+from pipeline.decode import DecodeConfig
+from pipeline.output import MANIFEST, LabelOutput, shard_file_name
+from pipeline.reader import ShardReader
+from samcp.patches import PatchConfig, PatchGenerator
+from samcp.sam import build_sam
+from samcp.train import training_example
+from samcp.vocab import load_vocabulary
+
+
+@dataclass(frozen=True)
+class ScoreFilter:
+    """Which pseudo-labeled segments to learn from: score >= the class's threshold."""
+
+    min_score: float = 0.5
+    per_class: dict[str, float] = field(default_factory=dict)  # class name -> threshold
+
+    def keep(self, segment: dict) -> bool:
+        return segment["score"] >= self.per_class.get(segment["category"], self.min_score)
+
+
+def labeling_manifest(labels: str, storage_options: dict | None = None) -> dict:
+    """The `_manifest.json` of a labeling output: which SAM, patches and vocabulary made it."""
+    manifest = LabelOutput(labels, storage_options).read_json(MANIFEST)
+    if manifest is None:
+        raise FileNotFoundError(f"{labels} has no {MANIFEST}: not the output of jobs/label_corpus.py")
+    return manifest
+
+
+@dataclass(frozen=True)
+class PseudoLabelReader:
+    """Callable for `flat_map` over rows `{"shard": URI}`: one row per usable pseudo-labeled sample,
+    `{"key", "image": (H, W, 3) uint8, "segments": JSON list of {category_id, counts}}`."""
+
+    labels: str
+    scores: ScoreFilter
+    storage_options: dict | None = None
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+
+    def __call__(self, row: dict) -> Iterator[dict]:
+        output = LabelOutput(self.labels, self.storage_options)
+        with output.fs.open(output.path(shard_file_name(row["shard"])), "rb") as f:
+            columns = ["key", "status", "width", "height", "segments"]
+            table = pq.read_table(io.BytesIO(f.read()), columns=columns)
+        labeled = {r["key"]: r for r in table.to_pylist() if r["status"] == "ok"}
+        for sample in ShardReader(self.storage_options, self.decode)(row):
+            label = labeled.get(sample["key"])
+            if sample["kind"] != "sample" or sample["error"] or label is None:
+                continue
+            if (label["height"], label["width"]) != sample["image"].shape[:2]:
+                continue  # decoded at another size than when labeled (other --max-side): masks would not fit
+            kept = [{"category_id": s["category_id"], "counts": s["counts"]}
+                    for s in label["segments"] if self.scores.keep(s)]
+            if kept:
+                yield {"key": sample["key"], "image": sample["image"], "segments": json.dumps(kept)}
+
+
+class ExampleBuilder:
+    """Callable class for `map_batches`: SAM patches + pseudo-label targets per image, serialized.
+
+    Output rows: `{"key", "example": bytes of samcp.train.CachedImage}`; an image
+    with no patch is left out (it has nothing to teach).
+    """
+
+    def __init__(self, manifest: dict, roi_size: int, storage_options: dict | None = None,
+                 torch_threads: int | None = None):
+        if torch_threads:
+            torch.set_num_threads(torch_threads)
+        labeling = manifest["labeling"]
+        sam = labeling["sam"]
+        self.sam = build_sam(sam["model"], sam["checkpoint"], storage_options)
+        if torch.cuda.is_available():
+            self.sam = self.sam.cuda()
+        self.generator = PatchGenerator(self.sam, PatchConfig(**labeling["patches"]))
+        self.vocab = load_vocabulary(labeling["vocabulary"]["source"])
+        self.roi_size = roi_size
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        keys, examples = [], []
+        for key, segments, patches in zip(batch["key"], batch["segments"],
+                                          self.generator(list(batch["image"]))):
+            if len(patches) == 0:
+                continue
+            segments = json.loads(segments)
+            height, width = patches.image_size
+            masks = np.stack([mask_utils.decode({"size": [height, width], "counts": s["counts"].encode()})
+                              for s in segments]).astype(bool)
+            masks = torch.from_numpy(masks)
+            example = training_example(patches.to("cpu"), masks, [s["category_id"] for s in segments],
+                                       self.vocab, self.sam.image_encoder.img_size, self.roi_size,
+                                       ignore=~masks.any(0))
+            keys.append(str(key))
+            examples.append(example.to_bytes())
+        column = np.empty(len(examples), dtype=object)
+        column[:] = examples
+        return {"key": np.array(keys, dtype=object), "example": column}

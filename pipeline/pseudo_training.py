@@ -1,0 +1,194 @@
+"""Retrain the SAM-CP head on pseudo-labels with Ray Train (`TorchTrainer`, DDP), streaming the data.
+
+Ray Data builds the training examples once (`pipeline.pseudo_labels`) and keeps
+them in the cluster's object store, split across the training workers; each
+epoch every worker streams its share in a fresh local shuffle. Checkpoints go
+to `OUTPUT/train/` through Ray Train's storage (any fsspec URI), one per epoch,
+and a rerun with the same `--output` resumes from the latest. The finished
+head is `OUTPUT/samcp_head.pt`, loadable like any head checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow.fs
+import ray
+import ray.train
+import ray.train.torch
+import torch
+from fsspec.implementations.local import LocalFileSystem
+
+from pipeline.cluster import init_ray
+from pipeline.decode import DecodeConfig
+from pipeline.inputs import expand_inputs
+from pipeline.output import LabelOutput
+from pipeline.pseudo_labels import ExampleBuilder, PseudoLabelReader, ScoreFilter, labeling_manifest
+from pipeline.storage import join, resolve
+from samcp.criterion import CriterionConfig
+from samcp.model.factory import build_head, save_head
+from samcp.text_encoder import TextEncoder
+from samcp.train import CachedImage, train_step
+from samcp.train_loop import warmup_cosine
+from samcp.vocab import load_vocabulary
+
+RUN_NAME = "train"
+STATE = "state.pt"
+
+
+@dataclass(frozen=True)
+class PseudoTrainConfig:
+    labels: str  # output URI of jobs/label_corpus.py
+    images: tuple[str, ...]  # the shards that were labeled (URIs, globs, brace patterns)
+    output: str  # run URI: checkpoints, metrics, the final head
+    init: str = "shipped"  # head checkpoint to start from
+    scores: ScoreFilter = field(default_factory=ScoreFilter)
+    workers: int = 2
+    use_gpu: bool = False
+    epochs: int = 10
+    batch_size: int = 4  # images per worker and step
+    lr: float = 1e-4
+    weight_decay: float = 1e-4
+    warmup_steps: int = 20
+    grad_clip: float = 1.0
+    seed: int = 0
+    storage_options: dict | None = None
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+    ray_address: str | None = None
+
+
+def build_examples(cfg: PseudoTrainConfig, manifest: dict, roi_size: int, log: Callable[[str], None]):
+    """The materialized dataset of serialized training examples (one row per usable image)."""
+    shards = expand_inputs(list(cfg.images), cfg.storage_options)
+    labeled = LabelOutput(cfg.labels, cfg.storage_options).finished_shards(shards)
+    missing = [s for s in shards if s not in labeled]
+    if missing:
+        log(f"[pseudo] {len(missing)} of {len(shards)} shards have no labels in {cfg.labels} "
+            f"and are left out, e.g. {missing[0]}")
+    if not labeled:
+        raise ValueError(f"none of the {len(shards)} shards has labels in {cfg.labels}")
+    cpus = max(1.0, ray.cluster_resources().get("CPU", 1.0) - 0.25)
+    ds = ray.data.from_items([{"shard": s} for s in shards if s in labeled], override_num_blocks=len(labeled))
+    reader = PseudoLabelReader(cfg.labels, cfg.scores, cfg.storage_options, cfg.decode)
+    ds = ds.flat_map(reader, num_cpus=0.25)
+    ds = ds.map_batches(ExampleBuilder, batch_size=4, batch_format="numpy",
+                        fn_constructor_kwargs={"manifest": manifest, "roi_size": roi_size,
+                                               "storage_options": cfg.storage_options,
+                                               "torch_threads": max(1, round(cpus))},
+                        compute=ray.data.ActorPoolStrategy(size=1), num_cpus=cpus,
+                        num_gpus=1 if cfg.use_gpu else None)
+    return ds.materialize()
+
+
+def train_worker(config: dict) -> None:
+    """Ray Train's per-worker loop: DDP over the head, one checkpoint per epoch (rank 0 writes it)."""
+    cfg: PseudoTrainConfig = config["cfg"]
+    device = ray.train.torch.get_device()
+    torch.manual_seed(cfg.seed)
+    head = build_head(cfg.init, cfg.storage_options).train()
+    optimizer = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    vocab = load_vocabulary(config["vocab"])
+    clip = config["clip"]
+    text = TextEncoder(clip["model"], clip["checkpoint"], cfg.storage_options).embed(vocab)
+    is_thing = torch.tensor([c.isthing for c in vocab.classes])
+    stuff_text, thing_text = text[~is_thing].to(device), text[is_thing].to(device)
+    start_epoch, step, history = 0, 0, []
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint:
+        with checkpoint.as_directory() as folder:
+            state = torch.load(os.path.join(folder, STATE), map_location="cpu", weights_only=True)
+        head.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        start_epoch, step, history = state["epoch"], state["step"], json.loads(state["history"])
+    model = ray.train.torch.prepare_model(head)
+    steps_per_epoch = config["steps_per_epoch"]
+    total_steps = steps_per_epoch * cfg.epochs
+    shard = ray.train.get_dataset_shard("train")
+    criterion = CriterionConfig()
+    rank = ray.train.get_context().get_world_rank()
+    for epoch in range(start_epoch, cfg.epochs):
+        losses = []
+        batches = shard.iter_batches(batch_size=cfg.batch_size, batch_format="numpy",
+                                     local_shuffle_buffer_size=4 * cfg.batch_size,
+                                     local_shuffle_seed=cfg.seed * 1000 + epoch)
+        for _, batch in zip(range(steps_per_epoch), batches):  # equal steps on every worker (DDP)
+            examples = [CachedImage.from_bytes(data) for data in batch["example"]]
+            lr = warmup_cosine(cfg.lr, cfg.warmup_steps, total_steps, step)
+            losses.append(train_step(model, optimizer, examples, stuff_text, thing_text, criterion, lr,
+                                     cfg.grad_clip, device))
+            step += 1
+        metrics = {"epoch": epoch + 1, "step": step,
+                   **{k: float(np.mean([loss[k] for loss in losses])) for k in losses[0]}}
+        history.append(metrics)
+        with tempfile.TemporaryDirectory() as folder:
+            reported = None
+            if rank == 0:
+                torch.save({"model": head.state_dict(), "optimizer": optimizer.state_dict(),
+                            "epoch": epoch + 1, "step": step, "history": json.dumps(history)},
+                           os.path.join(folder, STATE))
+                reported = ray.train.Checkpoint.from_directory(folder)
+            ray.train.report(metrics, checkpoint=reported)
+
+
+def storage(cfg: PseudoTrainConfig) -> tuple[str, pyarrow.fs.FileSystem | None]:
+    """(storage_path, filesystem) for Ray Train: the fsspec filesystem of `cfg.output`, wrapped."""
+    fs, path = resolve(cfg.output, cfg.storage_options)
+    if isinstance(fs, LocalFileSystem):
+        return os.path.abspath(path), None
+    return path, pyarrow.fs.PyFileSystem(pyarrow.fs.FSSpecHandler(fs))
+
+
+def run_pseudo_training(cfg: PseudoTrainConfig, log: Callable[[str], None] = print) -> dict:
+    """Train; returns the per-epoch metrics and the path of the final head."""
+    manifest = labeling_manifest(cfg.labels, cfg.storage_options)
+    labeling = manifest["labeling"]
+    roi_size = build_head(cfg.init, cfg.storage_options).config.roi_size  # also checks --init early
+    init_ray(cfg.ray_address)
+    examples = build_examples(cfg, manifest, roi_size, log)
+    count = examples.count()
+    steps_per_epoch = count // (cfg.workers * cfg.batch_size)
+    if steps_per_epoch == 0:
+        raise ValueError(f"{count} usable pseudo-labeled images are too few for {cfg.workers} workers "
+                         f"x batch {cfg.batch_size}; lower --min-score or label more images")
+    log(f"[pseudo] {count} training images, {steps_per_epoch} steps per epoch on {cfg.workers} workers")
+    storage_path, filesystem = storage(cfg)
+    # CPU workers leave half a CPU to Ray Data, which streams the examples to them.
+    cpus = 1.0 if cfg.use_gpu else min(1.0, (ray.cluster_resources().get("CPU", 1.0) - 0.5) / cfg.workers)
+    trainer = ray.train.torch.TorchTrainer(
+        train_worker,
+        train_loop_config={"cfg": cfg, "vocab": labeling["vocabulary"]["source"],
+                           "clip": {"model": labeling["clip"]["model"],
+                                    "checkpoint": labeling["clip"]["checkpoint"]},
+                           "steps_per_epoch": steps_per_epoch},
+        scaling_config=ray.train.ScalingConfig(num_workers=cfg.workers, use_gpu=cfg.use_gpu,
+                                               resources_per_worker={"CPU": cpus}),
+        run_config=ray.train.RunConfig(name=RUN_NAME, storage_path=storage_path,
+                                       storage_filesystem=filesystem,
+                                       checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2)),
+        datasets={"train": examples})
+    result = trainer.fit()
+    with result.checkpoint.as_directory() as folder:
+        state = torch.load(os.path.join(folder, STATE), map_location="cpu", weights_only=True)
+    head = build_head(cfg.init, cfg.storage_options)
+    head.load_state_dict(state["model"])
+    fs, root = resolve(cfg.output, cfg.storage_options)
+    head_path = join(fs, root, "samcp_head.pt")
+    if not isinstance(fs, LocalFileSystem):
+        head_path = fs.unstrip_protocol(head_path)
+    save_head(head, head_path, storage_options=cfg.storage_options)
+    history = json.loads(state["history"])
+    with fs.open(join(fs, root, "metrics.json"), "w") as f:
+        json.dump({"history": history, "images": count, "config": _describe(cfg)}, f, indent=1)
+    return {"history": history, "images": count, "head": head_path}
+
+
+def _describe(cfg: PseudoTrainConfig) -> dict:
+    described = dataclasses.asdict(cfg)
+    described.pop("storage_options")  # may hold credentials
+    return described

@@ -1,0 +1,45 @@
+"""Ray Train on pseudo-labels: 2 CPU workers on a real local Ray cluster, resumed, and the head labels."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from samcp.data.synthetic import SPLIT_SEEDS, SyntheticConfig, SyntheticCorpus
+from samcp.labeler import Labeler
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def run(script: str, *args: str) -> subprocess.CompletedProcess:
+    done = subprocess.run([sys.executable, os.path.join(REPO, "jobs", script), *args], capture_output=True,
+                          text=True, timeout=600, cwd=REPO)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done
+
+
+def test_two_workers_train_resume_and_the_head_labels(ray_cluster, tmp_path):
+    shards, labels, out = tmp_path / "shards", tmp_path / "labels", tmp_path / "run"
+    run("make_shards.py", "synthetic", "--num-images", "8", "--shard-size", "4", "--seed",
+        str(SPLIT_SEEDS["train"]), "--output", str(shards), "--no-progress")
+    run("label_corpus.py", "--input", f"{shards}/*.tar", "--output", str(labels), "--points-per-side", "8",
+        "--ray-address", ray_cluster.address)
+    common = ["--labels", str(labels), "--images", f"{shards}/*.tar", "--output", str(out),
+              "--min-score", "0.3", "--workers", "2", "--batch-size", "2", "--lr", "3e-4",
+              "--ray-address", ray_cluster.address]
+    run("train_on_pseudo_labels.py", *common, "--epochs", "3")
+    first = json.loads((out / "metrics.json").read_text())["history"]
+    assert [e["epoch"] for e in first] == [1, 2, 3]
+    assert first[-1]["loss"] < first[0]["loss"]
+
+    # A rerun with more epochs resumes from the last checkpoint: epochs 1-3 are not trained again.
+    run("train_on_pseudo_labels.py", *common, "--epochs", "4")
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["history"][:3] == first and metrics["history"][3]["epoch"] == 4
+    assert metrics["images"] == 8 and "storage_options" not in metrics["config"]
+
+    image = SyntheticCorpus(SyntheticConfig(seed=SPLIT_SEEDS["val"]))[0].image
+    result = Labeler(head_checkpoint=str(out / "samcp_head.pt")).label(image)
+    assert result.segments and result.id_map.shape == image.shape[:2]
