@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import secrets
+import shutil
 import socket
 import subprocess
 import sys
@@ -75,18 +77,37 @@ def ray_cluster(s3_endpoint):
     """A real Ray head (`ray start --head`, dashboard included) on 127.0.0.1 with 2 CPUs.
 
     Its processes get the test environment (loopback-only Ray, the local S3
-    endpoint, fake credentials).
+    endpoint, fake credentials). It has a temp dir of its own, by which its
+    processes are found and stopped afterwards: other Ray instances on the
+    machine are left alone (`ray stop` would stop them all).
     """
     ray = os.path.join(os.path.dirname(sys.executable), "ray")
-    subprocess.run([ray, "stop", "--force"], capture_output=True)
+    temp_dir = tempfile.mkdtemp(prefix="samcp-ray-", dir="/tmp")  # short: Ray's socket paths live here
     port, dashboard = free_port(), free_port()
     started = subprocess.run(
         [ray, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=2",
          "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}",
-         "--disable-usage-stats"],
+         "--disable-usage-stats", f"--temp-dir={temp_dir}"],
         capture_output=True, text=True, timeout=120)
-    if started.returncode != 0:
-        subprocess.run([ray, "stop", "--force"], capture_output=True)
-        raise RuntimeError(f"ray start failed:\n{started.stdout}\n{started.stderr}")
-    yield RayCluster(address=f"127.0.0.1:{port}", dashboard=f"http://127.0.0.1:{dashboard}")
-    subprocess.run([ray, "stop", "--force"], capture_output=True, timeout=120)
+    try:
+        if started.returncode != 0:
+            raise RuntimeError(f"ray start failed:\n{started.stdout}\n{started.stderr}")
+        yield RayCluster(address=f"127.0.0.1:{port}", dashboard=f"http://127.0.0.1:{dashboard}")
+    finally:
+        stop_processes_using(temp_dir)
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def stop_processes_using(marker: str, timeout: float = 30) -> None:
+    """Terminate (then kill) every process whose command line names `marker`, with its children."""
+    import psutil
+
+    roots = [p for p in psutil.process_iter(["cmdline"]) if marker in " ".join(p.info["cmdline"] or [])]
+    processes = {p for root in roots for p in [root, *root.children(recursive=True)]}
+    for process in processes:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.terminate()
+    _, alive = psutil.wait_procs(processes, timeout=timeout)
+    for process in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.kill()

@@ -101,7 +101,7 @@ def test_rerun_with_python_skips_finished_shards_and_refuses_other_settings(ray_
 
 
 def test_killed_job_then_rerun_gives_one_row_per_sample(ray_cluster, s3_bucket):
-    make_corpus(f"s3://{s3_bucket}/corpus", num_images=12, shard_size=2)
+    make_corpus(f"s3://{s3_bucket}/corpus", num_images=24, shard_size=2)
     output = f"s3://{s3_bucket}/labels"
     args = ["--input", f"s3://{s3_bucket}/corpus/*.tar", "--output", output, "--batch-size", "1"]
     job_id = f"kill-{uuid.uuid4().hex[:8]}"
@@ -116,14 +116,14 @@ def test_killed_job_then_rerun_gives_one_row_per_sample(ray_cluster, s3_bucket):
                              capture_output=True, text=True, timeout=120)
     assert stopped.returncode == 0, stopped.stderr
     partial = len(labels.parquet_files())
-    assert 1 <= partial < 6, f"{partial} of 6 shards were done when the job was stopped"
+    assert 1 <= partial < 12, f"{partial} of 12 shards were done when the job was stopped"
     assert not labels.fs.exists(labels.path(SUCCESS))
 
     done = submit(ray_cluster.dashboard, *args)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert f"{partial} already labeled, {6 - partial} to label" in done.stdout
+    assert f"{partial} already labeled, {12 - partial} to label" in done.stdout
     rows = labels.read_table().to_pylist()
-    assert sorted(r["key"] for r in rows) == sorted(f"synthetic-s3-{i:08d}" for i in range(12))
+    assert sorted(r["key"] for r in rows) == sorted(f"synthetic-s3-{i:08d}" for i in range(24))
     assert all(r["status"] == "ok" for r in rows)
 
 

@@ -1,0 +1,55 @@
+"""Self-training: N rounds of label -> filter -> retrain -> evaluate, with PQ per round.
+
+    python jobs/self_train.py --unlabeled 'data/target/*.tar' --eval-images 'data/val/*.tar' \
+        --eval-ground-truth data/val_coco --init runs/small_head/samcp_head.pt --rounds 2 --output runs/st
+
+Round 0 scores the starting head; each round labels the unlabeled shards with
+the latest head (jobs/label_corpus.py), keeps segments scored >= --min-score,
+retrains from that head on them (jobs/train_on_pseudo_labels.py, Ray Train)
+and scores the new head on the evaluation shards against their COCO panoptic
+ground truth. Rerunning the same command resumes. OUTPUT/self_training.json
+holds the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from pipeline.config import ModelConfig
+from pipeline.pseudo_labels import ScoreFilter
+from pipeline.self_training import SelfTrainConfig, run_self_training
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--unlabeled", action="append", required=True,
+                        help="shards to learn from (repeatable)")
+    parser.add_argument("--eval-images", action="append", required=True, help="held-out shards (repeatable)")
+    parser.add_argument("--eval-ground-truth", required=True, help="their COCO panoptic folder")
+    parser.add_argument("--output", required=True, help="local folder for the rounds")
+    parser.add_argument("--init", default="shipped", help="starting head checkpoint")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--min-score", type=float, default=0.5)
+    parser.add_argument("--points-per-side", type=int, help="SAM point grid (default: per SAM model)")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--use-gpu", action="store_true")
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--actors", type=int, default=1, help="labeling actors")
+    parser.add_argument("--ray-address")
+    args = parser.parse_args(argv)
+    cfg = SelfTrainConfig(unlabeled=tuple(args.unlabeled), eval_images=tuple(args.eval_images),
+                          eval_ground_truth=args.eval_ground_truth, output=args.output, init=args.init,
+                          rounds=args.rounds, model=ModelConfig(points_per_side=args.points_per_side),
+                          scores=ScoreFilter(args.min_score), workers=args.workers, use_gpu=args.use_gpu,
+                          epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, actors=args.actors,
+                          ray_address=args.ray_address)
+    run_self_training(cfg, log=lambda line: print(line, flush=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
