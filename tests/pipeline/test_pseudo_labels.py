@@ -1,0 +1,60 @@
+import json
+
+import numpy as np
+
+from pipeline.config import ModelConfig
+from pipeline.output import LabelOutput
+from pipeline.pseudo_labels import ExampleBuilder, PseudoLabelReader, ScoreFilter
+from pipeline.schema import error_row, ok_row
+from pipeline.shards import synthetic_sample, write_shards
+from samcp.data.coco import encode_rle
+from samcp.data.synthetic import SyntheticConfig, SyntheticCorpus
+from samcp.train import CachedImage
+
+
+def segment(segment_id: int, category: str, category_id: int, score: float, mask: np.ndarray) -> dict:
+    return {"id": segment_id, "category_id": category_id, "category": category, "isthing": category_id < 9,
+            "score": score, "area": int(mask.sum()), "bbox": [0, 0, 1, 1], "rle": encode_rle(mask)}
+
+
+def labeled_corpus(tmp_path):
+    corpus = SyntheticCorpus(SyntheticConfig(seed=4, height=96, width=128))
+    images = [corpus[i] for i in range(3)]
+    shard, = write_shards([synthetic_sample(image) for image in images], str(tmp_path / "shards"), 3,
+                          progress=False)
+    top, bottom = np.zeros((96, 128), bool), np.zeros((96, 128), bool)
+    top[:48], bottom[48:] = True, True
+    rows = [ok_row(images[0].key, shard, 128, 96, 5, [segment(1, "sky", 9, 0.9, top),
+                                                      segment(2, "car", 5, 0.4, bottom)]),
+            error_row(images[1].key, shard, "corrupt image"),
+            ok_row(images[2].key, shard, 128, 96, 5, [segment(1, "car", 5, 0.45, bottom)])]
+    labels = LabelOutput(str(tmp_path / "labels"))
+    manifest = {"labeling": ModelConfig(points_per_side=8).describe(), "package_version": "test",
+                "created": ""}
+    labels.prepare(manifest, overwrite=False)
+    labels.write_shard(shard, rows, manifest)
+    return shard, labels, manifest, images
+
+
+def test_reader_joins_labels_by_key_and_keeps_confident_segments(tmp_path):
+    shard, labels, _, images = labeled_corpus(tmp_path)
+    rows = list(PseudoLabelReader(labels.uri, ScoreFilter(0.5))({"shard": shard}))
+    assert [r["key"] for r in rows] == [images[0].key]  # error row and all-dropped image left out
+    assert [s["category_id"] for s in json.loads(rows[0]["segments"])] == [9]
+    assert rows[0]["image"].shape == (96, 128, 3)
+    per_class = list(PseudoLabelReader(labels.uri, ScoreFilter(0.5, {"car": 0.42}))({"shard": shard}))
+    assert [r["key"] for r in per_class] == [images[0].key, images[2].key]
+
+
+def test_examples_ignore_what_the_kept_labels_do_not_cover(tmp_path):
+    shard, labels, manifest, _ = labeled_corpus(tmp_path)
+    rows = list(PseudoLabelReader(labels.uri, ScoreFilter(0.5))({"shard": shard}))
+    builder = ExampleBuilder(manifest, roi_size=7, torch_threads=1)
+    out = builder({"key": np.array([r["key"] for r in rows], dtype=object),
+                   "image": np.array([r["image"] for r in rows]),
+                   "segments": np.array([r["segments"] for r in rows], dtype=object)})
+    example = CachedImage.from_bytes(out["example"][0])
+    ignored = example.targets.ignored_patches
+    assert ignored is not None and ignored.any() and not ignored.all()  # the unlabeled bottom half
+    assert example.targets.stuff_present.tolist()[0] and len(example.targets.thing_labels) == 0
+    assert (example.targets.stuff_membership[:, ignored] == -1).all()
