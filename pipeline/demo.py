@@ -1,9 +1,11 @@
 """`jobs/label_corpus.py --demo`: label a small synthetic corpus end to end and score it.
 
 Writes under `demo_output/`: `shards/` (WebDataset shards of held-out synthetic
-images), `ground_truth/` (the same images as COCO panoptic), `labels/` (the
-labeling job's Parquet) and `overlays/` (one PNG per image, labels drawn over
-it), then prints PQ of the labels against the ground truth.
+images, plus a shard of real photos when scikit-image, which ships a few, is
+installed), `ground_truth/` (the synthetic images as COCO panoptic), `labels/`
+(the labeling job's Parquet) and `overlays/` (one PNG per image, labels drawn
+over it), then prints PQ of the synthetic images' labels against their ground
+truth. The photos show the models on real pictures, with the synthetic vocabulary.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import dataclasses
 import os
 from collections.abc import Callable
 
+import numpy as np
 from PIL import Image
 
 from pipeline.config import JobConfig
@@ -21,6 +24,7 @@ from pipeline.output import LabelOutput
 from pipeline.shards import synthetic_sample, write_shards
 from samcp.data.categories import CATEGORY_BY_ID, SYNTHETIC_CATEGORIES
 from samcp.data.coco import PanopticFolder, export_coco
+from samcp.data.imageio import encode_image
 from samcp.data.synthetic import SPLIT_SEEDS, SyntheticConfig, SyntheticCorpus
 from samcp.eval.evaluator import PanopticEvaluator, evaluate_against_folder
 from samcp.viz import overlay_panoptic
@@ -31,7 +35,8 @@ def run_demo(cfg: JobConfig, num_images: int = 16, shard_size: int = 8, root: st
     """Label `num_images` held-out synthetic images with `cfg`'s models; returns the PQ summary.
 
     `cfg.inputs` and `cfg.output` are replaced by the demo's own; earlier demo
-    labels are overwritten.
+    labels are overwritten. Without `cfg.ray_address` the demo starts a Ray of its
+    own, even when another one runs on this machine.
     """
     corpus = SyntheticCorpus(SyntheticConfig(seed=SPLIT_SEEDS["val"]))
     images = [corpus[i] for i in range(num_images)]
@@ -39,18 +44,26 @@ def run_demo(cfg: JobConfig, num_images: int = 16, shard_size: int = 8, root: st
     shards = write_shards((synthetic_sample(image) for image in images), os.path.join(root, "shards"),
                           shard_size, progress=False)
     export_coco(images, os.path.join(root, "ground_truth"), SYNTHETIC_CATEGORIES)
-    cfg = dataclasses.replace(cfg, inputs=tuple(shards), output=os.path.join(root, "labels"), overwrite=True)
+    pictures = {image.key: image.image for image in images}
+    photos = sample_photos()
+    if photos:
+        log(f"[demo] {len(photos)} photos from scikit-image's sample data -> {root}/photos")
+        samples = [{"__key__": key, "jpg": encode_image(photo, "jpg")} for key, photo in photos.items()]
+        shards += write_shards(samples, os.path.join(root, "photos"), len(photos), progress=False)
+        pictures.update(photos)
+    cfg = dataclasses.replace(cfg, inputs=tuple(shards), output=os.path.join(root, "labels"), overwrite=True,
+                              ray_address=cfg.ray_address or "local")
     run_label_job(cfg, log)
 
     rows = {r["key"]: r for r in LabelOutput(cfg.output).read_table().to_pylist()}
     os.makedirs(os.path.join(root, "overlays"), exist_ok=True)
-    for image in images:
-        row = rows[image.key]
+    for key, picture in pictures.items():
+        row = rows[key]
         if row["status"] != "ok":
-            log(f"[demo] {image.key}: error: {row['error']}")
+            log(f"[demo] {key}: error: {row['error']}")
             continue
-        overlay = overlay_panoptic(image.image, row_id_map(row), row["segments"], CATEGORY_BY_ID)
-        Image.fromarray(overlay).save(os.path.join(root, "overlays", f"{image.key}.png"))
+        overlay = overlay_panoptic(picture, row_id_map(row), row["segments"], CATEGORY_BY_ID)
+        Image.fromarray(overlay).save(os.path.join(root, "overlays", f"{key}.png"))
 
     summary = evaluate_against_folder(PanopticFolder(os.path.join(root, "ground_truth")),
                                       lambda key: prediction(rows.get(key)), desc="score")
@@ -58,3 +71,12 @@ def run_demo(cfg: JobConfig, num_images: int = 16, shard_size: int = 8, root: st
         "PQ against the synthetic ground truth:")
     log(PanopticEvaluator.format(summary))
     return summary
+
+
+def sample_photos() -> dict[str, np.ndarray]:
+    """A few real photos that scikit-image ships (none when it is not installed), keyed `photo-NAME`."""
+    try:
+        from skimage import data
+    except ImportError:
+        return {}
+    return {f"photo-{name}": getattr(data, name)() for name in ("astronaut", "coffee", "chelsea", "rocket")}

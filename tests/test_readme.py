@@ -36,7 +36,7 @@ def test_readme_demo_command_runs(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     out = tmp_path / "demo_output"
     assert len(list((out / "shards").glob("shard-*.tar"))) == 2
-    assert len(list((out / "labels").glob("*.parquet"))) == 2 and (out / "labels" / "_SUCCESS").exists()
-    assert len(list((out / "overlays").glob("*.png"))) == 16
-    assert "[label] shards 2/2  images 16 (ok 16, error 0)" in done.stdout
+    assert len(list((out / "labels").glob("*.parquet"))) == 3 and (out / "labels" / "_SUCCESS").exists()
+    assert len(list((out / "overlays").glob("*.png"))) == 16 + 4  # synthetic + scikit-image's photos
+    assert "[label] shards 3/3  images 20 (ok 20, error 0)" in done.stdout
     assert re.search(r"^All +\d+\.\d", done.stdout, re.M), done.stdout[-2000:]
