@@ -58,23 +58,27 @@ def bare_loop(model: ModelConfig, shards: list[str], batch_size: int) -> float:
 
 
 class MemorySampler:
-    """Peak summed USS of this process and all its descendants (the local Ray), sampled in a thread."""
+    """Peak summed USS of this process and all its descendants (the local Ray), sampled in a thread,
+    with the USS of each process (by name) at that peak."""
 
     def __init__(self, every_s: float = 0.5):
         self.every_s, self.peak, self.driver_peak = every_s, 0, 0
+        self.at_peak: dict[str, int] = {}
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         me = psutil.Process()
         while not self.stop.is_set():
-            total = 0
+            usage: dict[str, int] = {}
             for process in [me, *me.children(recursive=True)]:
                 try:
-                    total += process.memory_full_info().uss
+                    name = "driver" if process.pid == me.pid else process.name()
+                    usage[name] = usage.get(name, 0) + process.memory_full_info().uss
                 except (psutil.NoSuchProcess, psutil.AccessDenied):
                     continue
-            self.peak = max(self.peak, total)
+            if sum(usage.values()) > self.peak:
+                self.peak, self.at_peak = sum(usage.values()), usage
             self.driver_peak = max(self.driver_peak, me.memory_info().rss)
             self.stop.wait(self.every_s)
 
@@ -120,6 +124,8 @@ def memory(args: argparse.Namespace, model: ModelConfig, root: str) -> dict:
             summary, seconds = label(cfg)
         results[str(size)] = {"peak_uss_mib": round(sampler.peak / 2**20), "seconds": round(seconds, 1),
                               "driver_peak_rss_mib": round(sampler.driver_peak / 2**20),
+                              "uss_mib_at_peak_by_process": {k: round(v / 2**20) for k, v in sorted(
+                                  sampler.at_peak.items(), key=lambda kv: -kv[1])},
                               "images_per_second": round(summary["samples"] / seconds, 3)}
         print(f"{size} images: peak {results[str(size)]['peak_uss_mib']} MiB "
               f"(driver {results[str(size)]['driver_peak_rss_mib']} MiB)", flush=True)

@@ -55,6 +55,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     run.add_argument("--cpus-per-actor", type=float,
                      help="default: 1 with GPUs, else the cluster's CPUs shared by the actors")
     run.add_argument("--batch-size", type=int, default=4, help="images per labeling call")
+    run.add_argument("--read-tasks", type=int,
+                     help="shards read and decoded at once (default: max(2, actors))")
     run.add_argument("--max-side", type=int, default=DecodeConfig.max_side,
                      help="images are downscaled to this longer side when decoded")
     run.add_argument("--storage-options", type=json.loads, default=None,
@@ -75,7 +77,8 @@ def job_config(args: argparse.Namespace) -> JobConfig:
                         points_per_side=args.points_per_side, min_score=args.min_score)
     return JobConfig(inputs=tuple(args.input), output=args.output or "", model=model, actors=args.actors,
                      num_gpus_per_actor=args.num_gpus_per_actor, cpus_per_actor=args.cpus_per_actor,
-                     batch_size=args.batch_size, storage_options=args.storage_options,
+                     batch_size=args.batch_size, read_tasks=args.read_tasks,
+                     storage_options=args.storage_options,
                      decode=DecodeConfig(max_side=args.max_side), overwrite=args.overwrite,
                      ray_address=args.ray_address)
 

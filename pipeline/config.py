@@ -89,6 +89,7 @@ class JobConfig:
     cpus_per_actor: float | None = None  # None: 1 with GPUs, else the CPUs left by readers, shared
     batch_size: int = 4  # images per labeling call
     read_cpus: float = 0.25  # Ray CPUs each shard-reading task claims
+    read_tasks: int | None = None  # shards read at once; None: max(2, actors). Bounds memory.
     storage_options: dict | None = None
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     overwrite: bool = False
@@ -100,6 +101,8 @@ class JobConfig:
             raise ValueError(f"--actors must be >= 1, got {self.actors}")
         if self.batch_size < 1:
             raise ValueError(f"--batch-size must be >= 1, got {self.batch_size}")
+        if self.read_tasks is not None and self.read_tasks < 1:
+            raise ValueError(f"--read-tasks must be >= 1, got {self.read_tasks}")
         if self.num_gpus_per_actor < 0:
             raise ValueError(f"--num-gpus-per-actor must be >= 0, got {self.num_gpus_per_actor}")
 

@@ -117,7 +117,10 @@ def build_dataset(cfg: JobConfig, shards: list[str]) -> ray.data.Dataset:
     """The streaming plan: one read task per shard, then the labeling actor pool."""
     cpus, threads = actor_resources(cfg, ray.cluster_resources().get("CPU", 1.0))
     ds = ray.data.from_items([{"shard": s} for s in shards], override_num_blocks=len(shards))
-    ds = ds.flat_map(ShardReader(cfg.storage_options, cfg.decode), num_cpus=cfg.read_cpus)
+    # A capped number of reading tasks: each runs in a worker process of its own, so an uncapped
+    # pool would grow with the number of shards waiting (and so with the corpus).
+    ds = ds.flat_map(ShardReader(cfg.storage_options, cfg.decode), num_cpus=cfg.read_cpus,
+                     compute=ray.data.TaskPoolStrategy(size=cfg.read_tasks or max(2, cfg.actors)))
     return ds.map_batches(
         LabelActor, batch_size=cfg.batch_size, batch_format="numpy",
         fn_constructor_kwargs={"model": cfg.model, "storage_options": cfg.storage_options,

@@ -89,6 +89,8 @@ def build_examples(cfg: PseudoTrainConfig, manifest: dict, roi_size: int, log: C
 def train_worker(config: dict) -> None:
     """Ray Train's per-worker loop: DDP over the head, one checkpoint per epoch (rank 0 writes it)."""
     cfg: PseudoTrainConfig = config["cfg"]
+    if os.path.isdir(config["driver_cwd"]):  # Ray Train moves workers: relative paths are the driver's
+        os.chdir(config["driver_cwd"])
     device = ray.train.torch.get_device()
     torch.manual_seed(cfg.seed)
     head = build_head(cfg.init, cfg.storage_options).train()
@@ -165,7 +167,7 @@ def run_pseudo_training(cfg: PseudoTrainConfig, log: Callable[[str], None] = pri
         train_loop_config={"cfg": cfg, "vocab": labeling["vocabulary"]["source"],
                            "clip": {"model": labeling["clip"]["model"],
                                     "checkpoint": labeling["clip"]["checkpoint"]},
-                           "steps_per_epoch": steps_per_epoch},
+                           "steps_per_epoch": steps_per_epoch, "driver_cwd": os.getcwd()},
         scaling_config=ray.train.ScalingConfig(num_workers=cfg.workers, use_gpu=cfg.use_gpu,
                                                resources_per_worker={"CPU": cpus}),
         run_config=ray.train.RunConfig(name=RUN_NAME, storage_path=storage_path,

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
 from samcp.data.synthetic import SPLIT_SEEDS, SyntheticConfig, SyntheticCorpus
 from samcp.labeler import Labeler
+from samcp.model.factory import shipped_head_checkpoint
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def run(script: str, *args: str) -> subprocess.CompletedProcess:
+def run(script: str, *args: str, cwd: str = REPO) -> subprocess.CompletedProcess:
     done = subprocess.run([sys.executable, os.path.join(REPO, "jobs", script), *args], capture_output=True,
-                          text=True, timeout=600, cwd=REPO)
+                          text=True, timeout=600, cwd=cwd)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return done
 
@@ -26,16 +28,18 @@ def test_two_workers_train_resume_and_the_head_labels(ray_cluster, tmp_path):
         str(SPLIT_SEEDS["train"]), "--output", str(shards), "--no-progress")
     run("label_corpus.py", "--input", f"{shards}/*.tar", "--output", str(labels), "--points-per-side", "8",
         "--ray-address", ray_cluster.address)
-    common = ["--labels", str(labels), "--images", f"{shards}/*.tar", "--output", str(out),
+    shutil.copy(shipped_head_checkpoint(), tmp_path / "start.pt")
+    # Relative paths, as a user in that folder would give them (Ray Train runs workers elsewhere).
+    common = ["--labels", "labels", "--images", "shards/*.tar", "--output", "run", "--init", "start.pt",
               "--min-score", "0.3", "--workers", "2", "--batch-size", "2", "--lr", "3e-4",
               "--ray-address", ray_cluster.address]
-    run("train_on_pseudo_labels.py", *common, "--epochs", "3")
+    run("train_on_pseudo_labels.py", *common, "--epochs", "3", cwd=str(tmp_path))
     first = json.loads((out / "metrics.json").read_text())["history"]
     assert [e["epoch"] for e in first] == [1, 2, 3]
     assert first[-1]["loss"] < first[0]["loss"]
 
     # A rerun with more epochs resumes from the last checkpoint: epochs 1-3 are not trained again.
-    run("train_on_pseudo_labels.py", *common, "--epochs", "4")
+    run("train_on_pseudo_labels.py", *common, "--epochs", "4", cwd=str(tmp_path))
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["history"][:3] == first and metrics["history"][3]["epoch"] == 4
     assert metrics["images"] == 8 and "storage_options" not in metrics["config"]
