@@ -1,4 +1,5 @@
-"""Ray Train on pseudo-labels: 2 CPU workers on a real local Ray cluster, resumed, and the head labels."""
+"""Ray Train on pseudo-labels: 2 CPU workers on a real local Ray cluster, checkpoints in S3 (moto),
+resumed, and the head labels."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import os
 import shutil
 import subprocess
 import sys
+
+import s3fs
 
 from samcp.data.synthetic import SPLIT_SEEDS, SyntheticConfig, SyntheticCorpus
 from samcp.labeler import Labeler
@@ -22,28 +25,31 @@ def run(script: str, *args: str, cwd: str = REPO) -> subprocess.CompletedProcess
     return done
 
 
-def test_two_workers_train_resume_and_the_head_labels(ray_cluster, tmp_path):
-    shards, labels, out = tmp_path / "shards", tmp_path / "labels", tmp_path / "run"
+def test_two_workers_train_resume_and_the_head_labels(ray_cluster, s3_bucket, tmp_path):
+    shards, labels, out = tmp_path / "shards", tmp_path / "labels", f"s3://{s3_bucket}/run"
+    fs = s3fs.S3FileSystem()
     run("make_shards.py", "synthetic", "--num-images", "8", "--shard-size", "4", "--seed",
         str(SPLIT_SEEDS["train"]), "--output", str(shards), "--no-progress")
     run("label_corpus.py", "--input", f"{shards}/*.tar", "--output", str(labels), "--points-per-side", "8",
         "--ray-address", ray_cluster.address)
     shutil.copy(shipped_head_checkpoint(), tmp_path / "start.pt")
     # Relative paths, as a user in that folder would give them (Ray Train runs workers elsewhere).
-    common = ["--labels", "labels", "--images", "shards/*.tar", "--output", "run", "--init", "start.pt",
+    common = ["--labels", "labels", "--images", "shards/*.tar", "--output", out, "--init", "start.pt",
               "--min-score", "0.3", "--workers", "2", "--batch-size", "2", "--lr", "3e-4",
               "--ray-address", ray_cluster.address]
     run("train_on_pseudo_labels.py", *common, "--epochs", "3", cwd=str(tmp_path))
-    first = json.loads((out / "metrics.json").read_text())["history"]
+    first = json.loads(fs.cat_file(f"{out}/metrics.json"))["history"]
     assert [e["epoch"] for e in first] == [1, 2, 3]
     assert first[-1]["loss"] < first[0]["loss"]
 
     # A rerun with more epochs resumes from the last checkpoint: epochs 1-3 are not trained again.
     run("train_on_pseudo_labels.py", *common, "--epochs", "4", cwd=str(tmp_path))
-    metrics = json.loads((out / "metrics.json").read_text())
+    fs.invalidate_cache()
+    metrics = json.loads(fs.cat_file(f"{out}/metrics.json"))
     assert metrics["history"][:3] == first and metrics["history"][3]["epoch"] == 4
     assert metrics["images"] == 8 and "storage_options" not in metrics["config"]
 
     image = SyntheticCorpus(SyntheticConfig(seed=SPLIT_SEEDS["val"]))[0].image
-    result = Labeler(head_checkpoint=str(out / "samcp_head.pt")).label(image)
+    assert fs.ls(f"{out}/train")  # Ray Train's checkpoints, in the bucket
+    result = Labeler(head_checkpoint=f"{out}/samcp_head.pt").label(image)
     assert result.segments and result.id_map.shape == image.shape[:2]
