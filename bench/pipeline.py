@@ -7,8 +7,8 @@
 with the bare loop (`Labeler.label_batch` over decoded images, all cores to
 torch) and with `run_label_job` on a local Ray for each actor count, end to end
 (Ray start-up and model loading included). `memory` runs the job on corpora of
-each size and samples the unique memory (USS) of the driver and every Ray
-process it started. Writes bench/results/pipeline-<mode>-<device>.json.
+each size, each on a Ray of its own, and samples the unique memory (USS) of the
+driver and every Ray process it started. Writes bench/results/pipeline-<mode>-<device>.json.
 """
 
 from __future__ import annotations
@@ -120,8 +120,10 @@ def memory(args: argparse.Namespace, model: ModelConfig, root: str) -> dict:
         shards = make_shards(root, size, args.shard_size)
         cfg = JobConfig(inputs=tuple(shards), output=os.path.join(root, f"labels-mem-{size}"), model=model,
                         actors=args.actors[0], batch_size=args.batch_size, overwrite=True)
+        ray.init(num_cpus=os.cpu_count())  # a fresh Ray per size: no idle workers left from the last run
         with MemorySampler() as sampler:
             summary, seconds = label(cfg)
+        ray.shutdown()
         results[str(size)] = {"peak_uss_mib": round(sampler.peak / 2**20), "seconds": round(seconds, 1),
                               "driver_peak_rss_mib": round(sampler.driver_peak / 2**20),
                               "uss_mib_at_peak_by_process": {k: round(v / 2**20) for k, v in sorted(
@@ -148,7 +150,8 @@ def main() -> None:
     args = parser.parse_args()
 
     model = ModelConfig(points_per_side=args.points_per_side)
-    ray.init(num_cpus=os.cpu_count())
+    if args.mode == "speed":
+        ray.init(num_cpus=os.cpu_count())
     with tempfile.TemporaryDirectory() as tmp:
         root = args.workdir or tmp
         results = speed(args, model, root) if args.mode == "speed" else memory(args, model, root)
