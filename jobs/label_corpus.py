@@ -56,7 +56,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                      help="default: 1 with GPUs, else the cluster's CPUs shared by the actors")
     run.add_argument("--batch-size", type=int, default=4, help="images per labeling call")
     run.add_argument("--read-tasks", type=int,
-                     help="shards read and decoded at once (default: max(2, actors))")
+                     help="shard-reading actors: shards read and decoded at once (default: max(2, actors))")
     run.add_argument("--max-side", type=int, default=DecodeConfig.max_side,
                      help="images are downscaled to this longer side when decoded")
     run.add_argument("--storage-options", type=json.loads, default=None,

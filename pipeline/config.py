@@ -88,8 +88,8 @@ class JobConfig:
     num_gpus_per_actor: float = 0.0
     cpus_per_actor: float | None = None  # None: 1 with GPUs, else the CPUs left by readers, shared
     batch_size: int = 4  # images per labeling call
-    read_cpus: float = 0.25  # Ray CPUs each shard-reading task claims
-    read_tasks: int | None = None  # shards read at once; None: max(2, actors). Bounds memory.
+    read_cpus: float = 0.25  # Ray CPUs each shard-reading actor claims
+    read_tasks: int | None = None  # shard-reading actors (shards read at once); None: max(2, actors)
     storage_options: dict | None = None
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     overwrite: bool = False

@@ -1,6 +1,6 @@
-"""The labeling job on Ray Data: shards -> readers (CPU tasks) -> labeling actors -> Parquet per shard.
+"""The labeling job on Ray Data: shards -> reading actors (CPU) -> labeling actors -> Parquet per shard.
 
-Shards are read and decoded by CPU tasks (`pipeline.reader`), labeled by a pool
+Shards are read and decoded by a few CPU actors (`pipeline.reader`), labeled by a pool
 of actors that load the models once (`pipeline.labeling`), and streamed back
 to the driver, which publishes a shard's file as soon as it holds all the
 shard's rows (`pipeline.output`). Ray Data's `write_parquet` is not used: it
@@ -97,16 +97,22 @@ def _duration(seconds: float) -> str:
     return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
 
 
-def actor_resources(cfg: JobConfig, cluster_cpus: float) -> tuple[float, int]:
-    """(Ray CPUs per actor, torch threads per actor).
+def readers(cfg: JobConfig) -> int:
+    """Shard-reading actors: `read_tasks`, by default max(2, actors)."""
+    return cfg.read_tasks or max(2, cfg.actors)
 
-    GPU actors take 1 CPU. CPU actors share the cluster's CPUs left after one
-    reading task, so readers always find room and the actors keep every core busy.
+
+def actor_resources(cfg: JobConfig, cluster_cpus: float) -> tuple[float, int]:
+    """(Ray CPUs per labeling actor, torch threads per labeling actor).
+
+    GPU actors take 1 CPU. CPU actors share the cluster's CPUs left by the
+    reading actors, so every actor finds room and the labeling keeps every core busy.
     """
+    reading = cfg.read_cpus * readers(cfg)
     cpus = cfg.cpus_per_actor
     if cpus is None:
-        cpus = 1.0 if cfg.num_gpus_per_actor else (cluster_cpus - cfg.read_cpus) / cfg.actors
-    fits = cfg.num_gpus_per_actor > 0 or cpus * cfg.actors + cfg.read_cpus <= cluster_cpus + 1e-9
+        cpus = 1.0 if cfg.num_gpus_per_actor else (cluster_cpus - reading) / cfg.actors
+    fits = cfg.num_gpus_per_actor > 0 or cpus * cfg.actors + reading <= cluster_cpus + 1e-9
     if cpus <= 0 or not fits:
         raise ValueError(f"{cfg.actors} actors of {cpus:g} CPUs plus readers do not fit the cluster's "
                          f"{cluster_cpus:g} CPUs; lower --actors or --cpus-per-actor")
@@ -114,13 +120,15 @@ def actor_resources(cfg: JobConfig, cluster_cpus: float) -> tuple[float, int]:
 
 
 def build_dataset(cfg: JobConfig, shards: list[str]) -> ray.data.Dataset:
-    """The streaming plan: one read task per shard, then the labeling actor pool."""
+    """The streaming plan: shards through the reading actors, then the labeling actor pool."""
     cpus, threads = actor_resources(cfg, ray.cluster_resources().get("CPU", 1.0))
     ds = ray.data.from_items([{"shard": s} for s in shards], override_num_blocks=len(shards))
-    # A capped number of reading tasks: each runs in a worker process of its own, so an uncapped
-    # pool would grow with the number of shards waiting (and so with the corpus).
-    ds = ds.flat_map(ShardReader(cfg.storage_options, cfg.decode), num_cpus=cfg.read_cpus,
-                     compute=ray.data.TaskPoolStrategy(size=cfg.read_tasks or max(2, cfg.actors)))
+    # A fixed pool of reading actors: reading tasks would each take a worker process, and Ray
+    # keeps finished ones idle, so the processes (and memory) would grow with a longer run.
+    ds = ds.flat_map(ShardReader, fn_constructor_kwargs={"storage_options": cfg.storage_options,
+                                                         "decode": cfg.decode},
+                     num_cpus=cfg.read_cpus,
+                     compute=ray.data.ActorPoolStrategy(size=readers(cfg)))
     return ds.map_batches(
         LabelActor, batch_size=cfg.batch_size, batch_format="numpy",
         fn_constructor_kwargs={"model": cfg.model, "storage_options": cfg.storage_options,

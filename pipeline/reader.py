@@ -37,7 +37,8 @@ NO_IMAGE = np.zeros((0, 0, 3), np.uint8)
 
 @dataclass(frozen=True)
 class ShardReader:
-    """Callable for Ray Data's `flat_map` over rows `{"shard": URI}`."""
+    """Callable for Ray Data's `flat_map` over rows `{"shard": URI}` (a function object, or a class
+    for a pool of reading actors)."""
 
     storage_options: dict | None = None
     decode: DecodeConfig = field(default_factory=DecodeConfig)

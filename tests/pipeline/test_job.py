@@ -19,9 +19,9 @@ def test_a_shard_is_complete_once_its_end_row_and_every_sample_arrived_in_any_or
 
 
 def test_cpu_actors_share_what_readers_leave_and_gpu_actors_take_one_cpu():
-    cfg = JobConfig(inputs=("x",), output="o", actors=2)
-    assert actor_resources(cfg, cluster_cpus=2) == (0.875, 1)
-    assert actor_resources(JobConfig(inputs=("x",), output="o"), cluster_cpus=2) == (1.75, 2)
+    cfg = JobConfig(inputs=("x",), output="o", actors=2)  # two reading actors of 0.25 CPU
+    assert actor_resources(cfg, cluster_cpus=2) == (0.75, 1)
+    assert actor_resources(JobConfig(inputs=("x",), output="o"), cluster_cpus=2) == (1.5, 2)
     gpu = JobConfig(inputs=("x",), output="o", actors=8, num_gpus_per_actor=1)
     assert actor_resources(gpu, cluster_cpus=4) == (1.0, 1)
     with pytest.raises(ValueError, match="do not fit"):
