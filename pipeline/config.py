@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from importlib import metadata
 
 from pipeline.decode import DecodeConfig
+from pipeline.storage import absolute
 from samcp.checkpoint import file_sha256
 from samcp.labeler import Labeler
 from samcp.model.factory import shipped_head_checkpoint
@@ -34,6 +35,15 @@ class ModelConfig:
     max_patches: int | None = None
     points_per_side: int | None = None
     min_score: float | None = None
+
+    def with_absolute_paths(self) -> ModelConfig:
+        """The same models with local checkpoint and vocabulary paths made absolute (for Ray workers)."""
+        def fix(value: str | None) -> str | None:
+            return value if value in (None, "shipped") or value.startswith("builtin:") else absolute(value)
+
+        return dataclasses.replace(self, sam_checkpoint=fix(self.sam_checkpoint),
+                                   samcp_checkpoint=fix(self.samcp_checkpoint),
+                                   clip_checkpoint=fix(self.clip_checkpoint), vocab=fix(self.vocab))
 
     def patch_config(self) -> PatchConfig:
         overrides = {"max_patches": self.max_patches, "points_per_side": self.points_per_side}

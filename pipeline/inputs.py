@@ -12,6 +12,8 @@ from __future__ import annotations
 import braceexpand
 import fsspec
 
+from pipeline.storage import absolute
+
 GLOB_CHARACTERS = "*?["
 
 
@@ -20,13 +22,13 @@ class InputError(ValueError):
 
 
 def expand_inputs(patterns: list[str], storage_options: dict | None = None) -> list[str]:
-    """Every shard URI named by `patterns`, in order, each once."""
+    """Every shard URI named by `patterns`, in order, each once; local paths made absolute."""
     if not patterns:
         raise InputError("no --input given")
     urls: list[str] = []
     for pattern in patterns:
         for uri in braceexpand.braceexpand(pattern):
-            urls += _glob(uri, storage_options) if any(c in uri for c in GLOB_CHARACTERS) else [uri]
+            urls += _glob(uri, storage_options) if any(c in uri for c in GLOB_CHARACTERS) else [absolute(uri)]
     return list(dict.fromkeys(urls))
 
 
@@ -35,4 +37,4 @@ def _glob(uri: str, storage_options: dict | None) -> list[str]:
     matches = sorted(fs.glob(path))
     if not matches:
         raise InputError(f"no shards match {uri}")
-    return [fs.unstrip_protocol(m) if "://" in uri else m for m in matches]
+    return [fs.unstrip_protocol(m) if "://" in uri else absolute(m) for m in matches]

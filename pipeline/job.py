@@ -9,6 +9,7 @@ names files per block, while resuming needs one atomic file per input shard.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -144,6 +145,7 @@ def run_label_job(cfg: JobConfig, log: Callable[[str], None] = print) -> dict:
     reason; `_SUCCESS` is written only when there are none. Ray is joined (or
     started) only when there is something to label.
     """
+    cfg = dataclasses.replace(cfg, model=cfg.model.with_absolute_paths())
     shards = expand_inputs(list(cfg.inputs), cfg.storage_options)
     output = LabelOutput(cfg.output, cfg.storage_options)
     manifest = {"labeling": cfg.model.describe(cfg.storage_options), "package_version": package_version(),

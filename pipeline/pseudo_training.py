@@ -30,7 +30,7 @@ from pipeline.decode import DecodeConfig
 from pipeline.inputs import expand_inputs
 from pipeline.output import LabelOutput
 from pipeline.pseudo_labels import ExampleBuilder, PseudoLabelReader, ScoreFilter, labeling_manifest
-from pipeline.storage import join, resolve
+from pipeline.storage import absolute, join, resolve
 from samcp.criterion import CriterionConfig
 from samcp.model.factory import build_head, save_head
 from samcp.text_encoder import TextEncoder
@@ -89,8 +89,6 @@ def build_examples(cfg: PseudoTrainConfig, manifest: dict, roi_size: int, log: C
 def train_worker(config: dict) -> None:
     """Ray Train's per-worker loop: DDP over the head, one checkpoint per epoch (rank 0 writes it)."""
     cfg: PseudoTrainConfig = config["cfg"]
-    if os.path.isdir(config["driver_cwd"]):  # Ray Train moves workers: relative paths are the driver's
-        os.chdir(config["driver_cwd"])
     device = ray.train.torch.get_device()
     torch.manual_seed(cfg.seed)
     head = build_head(cfg.init, cfg.storage_options).train()
@@ -148,6 +146,8 @@ def storage(cfg: PseudoTrainConfig) -> tuple[str, pyarrow.fs.FileSystem | None]:
 
 def run_pseudo_training(cfg: PseudoTrainConfig, log: Callable[[str], None] = print) -> dict:
     """Train; returns the per-epoch metrics and the path of the final head."""
+    cfg = dataclasses.replace(cfg, labels=absolute(cfg.labels), output=absolute(cfg.output),
+                              init=cfg.init if cfg.init == "shipped" else absolute(cfg.init))
     manifest = labeling_manifest(cfg.labels, cfg.storage_options)
     labeling = manifest["labeling"]
     roi_size = build_head(cfg.init, cfg.storage_options).config.roi_size  # also checks --init early
@@ -167,7 +167,7 @@ def run_pseudo_training(cfg: PseudoTrainConfig, log: Callable[[str], None] = pri
         train_loop_config={"cfg": cfg, "vocab": labeling["vocabulary"]["source"],
                            "clip": {"model": labeling["clip"]["model"],
                                     "checkpoint": labeling["clip"]["checkpoint"]},
-                           "steps_per_epoch": steps_per_epoch, "driver_cwd": os.getcwd()},
+                           "steps_per_epoch": steps_per_epoch},
         scaling_config=ray.train.ScalingConfig(num_workers=cfg.workers, use_gpu=cfg.use_gpu,
                                                resources_per_worker={"CPU": cpus}),
         run_config=ray.train.RunConfig(name=RUN_NAME, storage_path=storage_path,

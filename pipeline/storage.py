@@ -23,6 +23,12 @@ def resolve(uri: str, storage_options: dict | None = None) -> tuple[fsspec.Abstr
     return fs, path.rstrip("/")
 
 
+def absolute(uri: str) -> str:
+    """`uri` with a relative local path made absolute (the workers of a Ray cluster run in other
+    folders than the driver); URIs with a scheme are returned as they are."""
+    return uri if "://" in uri else os.path.abspath(uri)
+
+
 def join(fs: fsspec.AbstractFileSystem, *parts: str) -> str:
     """Join path parts with the filesystem's separator."""
     return fs.sep.join(p.rstrip(fs.sep) for p in parts)
