@@ -34,14 +34,13 @@ def evaluate_folders(gt_dir: str, pred_dir: str) -> dict:
 
 def evaluate_labels(gt_dir: str, labels: str, storage_options: dict | None) -> dict:
     """Score the Parquet output of jobs/label_corpus.py; rows match ground truth by sample key."""
-    from pipeline.labels import prediction
-    from pipeline.output import LabelOutput
+    from pipeline.labels import rows_by_key, score_rows
 
-    rows = {r["key"]: r for r in LabelOutput(labels, storage_options).read_table().to_pylist()}
+    rows = rows_by_key(labels, storage_options)
     errors = sum(r["status"] != "ok" for r in rows.values())
     if errors:
         print(f"warning: {errors} label rows are errors (scored as empty)", file=sys.stderr)
-    return evaluate_against_folder(PanopticFolder(gt_dir), lambda key: prediction(rows.get(key)))
+    return score_rows(rows, gt_dir)
 
 
 def evaluate_synthetic(args: argparse.Namespace) -> dict:

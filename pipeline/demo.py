@@ -19,14 +19,13 @@ from PIL import Image
 
 from pipeline.config import JobConfig
 from pipeline.job import run_label_job
-from pipeline.labels import prediction, row_id_map
-from pipeline.output import LabelOutput
+from pipeline.labels import row_id_map, rows_by_key, score_rows
 from pipeline.shards import synthetic_sample, write_shards
 from samcp.data.categories import CATEGORY_BY_ID, SYNTHETIC_CATEGORIES
-from samcp.data.coco import PanopticFolder, export_coco
+from samcp.data.coco import export_coco
 from samcp.data.imageio import encode_image
 from samcp.data.synthetic import SPLIT_SEEDS, SyntheticConfig, SyntheticCorpus
-from samcp.eval.evaluator import PanopticEvaluator, evaluate_against_folder
+from samcp.eval.evaluator import PanopticEvaluator
 from samcp.viz import overlay_panoptic
 
 
@@ -55,7 +54,7 @@ def run_demo(cfg: JobConfig, num_images: int = 16, shard_size: int = 8, root: st
                               ray_address=cfg.ray_address or "local")
     run_label_job(cfg, log)
 
-    rows = {r["key"]: r for r in LabelOutput(cfg.output).read_table().to_pylist()}
+    rows = rows_by_key(cfg.output)
     os.makedirs(os.path.join(root, "overlays"), exist_ok=True)
     for key, picture in pictures.items():
         row = rows[key]
@@ -65,8 +64,7 @@ def run_demo(cfg: JobConfig, num_images: int = 16, shard_size: int = 8, root: st
         overlay = overlay_panoptic(picture, row_id_map(row), row["segments"], CATEGORY_BY_ID)
         Image.fromarray(overlay).save(os.path.join(root, "overlays", f"{key}.png"))
 
-    summary = evaluate_against_folder(PanopticFolder(os.path.join(root, "ground_truth")),
-                                      lambda key: prediction(rows.get(key)), desc="score")
+    summary = score_rows(rows, os.path.join(root, "ground_truth"), desc="score")
     log(f"[demo] labels: {cfg.output}/*.parquet, overlays: {root}/overlays/*.png; "
         "PQ against the synthetic ground truth:")
     log(PanopticEvaluator.format(summary))

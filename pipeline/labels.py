@@ -1,9 +1,13 @@
-"""Reading labeling output back: a Parquet row -> (H, W) id map and its segments."""
+"""Reading labeling output back: rows by key, a row -> (H, W) id map, scoring against ground truth."""
 
 from __future__ import annotations
 
 import numpy as np
 from pycocotools import mask as mask_utils
+
+from pipeline.output import LabelOutput
+from samcp.data.coco import PanopticFolder
+from samcp.eval.evaluator import evaluate_against_folder
 
 
 class LabelRowError(ValueError):
@@ -34,3 +38,14 @@ def row_id_map(row: dict) -> np.ndarray:
 def prediction(row: dict | None) -> tuple[np.ndarray, list[dict]] | None:
     """(id map, segments) of a row for scoring; None for a missing or `error` row."""
     return None if row is None or row["status"] != "ok" else (row_id_map(row), row["segments"])
+
+
+def rows_by_key(labels: str, storage_options: dict | None = None) -> dict[str, dict]:
+    """Every row of a labeling output (small outputs: evaluation, demos), by sample key."""
+    return {r["key"]: r for r in LabelOutput(labels, storage_options).read_table().to_pylist()}
+
+
+def score_rows(rows: dict[str, dict], ground_truth: str, desc: str = "evaluate") -> dict:
+    """PQ/SQ/RQ, mask AP and mIoU of label rows against a COCO panoptic folder whose PNG names
+    are the sample keys (error rows and missing keys score as empty images)."""
+    return evaluate_against_folder(PanopticFolder(ground_truth), lambda key: prediction(rows.get(key)), desc)

@@ -20,12 +20,9 @@ from dataclasses import dataclass, field
 
 from pipeline.config import JobConfig, ModelConfig
 from pipeline.job import run_label_job
-from pipeline.labels import prediction
-from pipeline.output import LabelOutput
+from pipeline.labels import rows_by_key, score_rows
 from pipeline.pseudo_labels import ScoreFilter
 from pipeline.pseudo_training import PseudoTrainConfig, run_pseudo_training
-from samcp.data.coco import PanopticFolder
-from samcp.eval.evaluator import evaluate_against_folder
 
 
 @dataclass(frozen=True)
@@ -57,9 +54,7 @@ def evaluate_head(cfg: SelfTrainConfig, head: str, folder: str, log: Callable[[s
                     model=dataclasses.replace(cfg.model, samcp_checkpoint=head), actors=cfg.actors,
                     ray_address=cfg.ray_address)
     run_label_job(job, log)
-    rows = {r["key"]: r for r in LabelOutput(job.output).read_table().to_pylist()}
-    summary = evaluate_against_folder(PanopticFolder(cfg.eval_ground_truth),
-                                      lambda key: prediction(rows.get(key)), desc="evaluate")
+    summary = score_rows(rows_by_key(job.output), cfg.eval_ground_truth)
     with open(path, "w") as f:
         json.dump(summary, f, indent=1)
     return summary
