@@ -14,6 +14,11 @@ class LabelRowError(ValueError):
     """A row whose segments do not form a valid panoptic map."""
 
 
+def segment_mask(counts: str, height: int, width: int) -> np.ndarray:
+    """(height, width) bool mask of a segment's compressed COCO RLE `counts`."""
+    return mask_utils.decode({"size": [height, width], "counts": counts.encode()}).astype(bool)
+
+
 def row_id_map(row: dict) -> np.ndarray:
     """(height, width) int32 segment ids of an `ok` row (0 = void).
 
@@ -23,7 +28,7 @@ def row_id_map(row: dict) -> np.ndarray:
     height, width = row["height"], row["width"]
     id_map = np.zeros((height, width), np.int32)
     for segment in row["segments"]:
-        mask = mask_utils.decode({"size": [height, width], "counts": segment["counts"].encode()}).astype(bool)
+        mask = segment_mask(segment["counts"], height, width)
         if mask.shape != (height, width):
             raise LabelRowError(f"{row['key']}: segment {segment['id']} has size {mask.shape}")
         if int(mask.sum()) != segment["area"]:

@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow.parquet as pq
 import torch
-from pycocotools import mask as mask_utils
 
 from pipeline.decode import DecodeConfig
+from pipeline.labels import segment_mask
 from pipeline.output import MANIFEST, LabelOutput, shard_file_name
 from pipeline.reader import ShardReader
 from samcp.patches import PatchConfig, PatchGenerator
@@ -104,9 +104,7 @@ class ExampleBuilder:
                 continue
             segments = json.loads(segments)
             height, width = patches.image_size
-            masks = np.stack([mask_utils.decode({"size": [height, width], "counts": s["counts"].encode()})
-                              for s in segments]).astype(bool)
-            masks = torch.from_numpy(masks)
+            masks = torch.from_numpy(np.stack([segment_mask(s["counts"], height, width) for s in segments]))
             example = training_example(patches.to("cpu"), masks, [s["category_id"] for s in segments],
                                        self.vocab, self.sam.image_encoder.img_size, self.roi_size,
                                        ignore=~masks.any(0))

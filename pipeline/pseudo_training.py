@@ -150,7 +150,8 @@ def run_pseudo_training(cfg: PseudoTrainConfig, log: Callable[[str], None] = pri
                               init=cfg.init if cfg.init == "shipped" else absolute(cfg.init))
     manifest = labeling_manifest(cfg.labels, cfg.storage_options)
     labeling = manifest["labeling"]
-    roi_size = build_head(cfg.init, cfg.storage_options).config.roi_size  # also checks --init early
+    head = build_head(cfg.init, cfg.storage_options)  # checks --init early; takes the result at the end
+    roi_size = head.config.roi_size
     init_ray(cfg.ray_address)
     examples = build_examples(cfg, manifest, roi_size, log)
     count = examples.count()
@@ -177,7 +178,6 @@ def run_pseudo_training(cfg: PseudoTrainConfig, log: Callable[[str], None] = pri
     result = trainer.fit()
     with result.checkpoint.as_directory() as folder:
         state = torch.load(os.path.join(folder, STATE), map_location="cpu", weights_only=True)
-    head = build_head(cfg.init, cfg.storage_options)
     head.load_state_dict(state["model"])
     fs, root = resolve(cfg.output, cfg.storage_options)
     head_path = join(fs, root, "samcp_head.pt")
