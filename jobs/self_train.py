@@ -5,8 +5,10 @@
 
 Round 0 scores the starting head; each round labels the unlabeled shards with
 the latest head (jobs/label_corpus.py), keeps segments scored >= --min-score,
-retrains from that head on them (jobs/train_on_pseudo_labels.py, Ray Train)
-and scores the new head on the evaluation shards against their COCO panoptic
+retrains from that head on them (jobs/train_on_pseudo_labels.py, Ray Train),
+with the --ground-truth images alongside when given (a labeled subset keeps the
+classes alive that the pseudo-labels miss), and scores the new head on the
+evaluation shards against their COCO panoptic
 ground truth. Rerunning the same command resumes. OUTPUT/self_training.json
 holds the table.
 """
@@ -31,6 +33,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", required=True, help="local folder for the rounds")
     parser.add_argument("--init", default="shipped", help="starting head checkpoint")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--ground-truth",
+                        help="COCO panoptic folder of labeled images, trained on in every round")
+    parser.add_argument("--ground-truth-images", action="append", default=[],
+                        help="the shards of those images (repeatable)")
     parser.add_argument("--min-score", type=float, default=0.5)
     parser.add_argument("--points-per-side", type=int, help="SAM point grid (default: per SAM model)")
     parser.add_argument("--workers", type=int, default=2)
@@ -44,7 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     cfg = SelfTrainConfig(unlabeled=tuple(args.unlabeled), eval_images=tuple(args.eval_images),
                           eval_ground_truth=args.eval_ground_truth, output=args.output, init=args.init,
                           rounds=args.rounds, model=ModelConfig(points_per_side=args.points_per_side),
-                          scores=ScoreFilter(args.min_score), workers=args.workers, use_gpu=args.use_gpu,
+                          scores=ScoreFilter(args.min_score), ground_truth=args.ground_truth,
+                          ground_truth_images=tuple(args.ground_truth_images), workers=args.workers,
+                          use_gpu=args.use_gpu,
                           epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, actors=args.actors,
                           ray_address=args.ray_address)
     run_self_training(cfg, log=lambda line: print(line, flush=True))

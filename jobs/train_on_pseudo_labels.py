@@ -6,7 +6,9 @@
 
 Segments scoring below --min-score (or their class's --class-min-score) are
 dropped, and their pixels, with every pixel no segment covers, are ignored by
-the loss rather than taught as background. SAM, its patch settings, the
+the loss rather than taught as background. Images with real labels can train
+alongside (--ground-truth, a COCO panoptic folder whose PNGs are named by sample
+key, with --ground-truth-images, their shards). SAM, its patch settings, the
 vocabulary and the CLIP model are those of the labeling run (its
 `_manifest.json`). Checkpoints go to OUTPUT/train/, one per epoch; rerunning
 the same command resumes from the latest. The result, OUTPUT/samcp_head.pt,
@@ -34,6 +36,10 @@ def parse_args(argv: list[str] | None = None) -> PseudoTrainConfig:
     parser.add_argument("--min-score", type=float, default=0.5, help="keep segments scored at least this")
     parser.add_argument("--class-min-score", type=json.loads, default={},
                         help='per-class thresholds as JSON, e.g. \'{"car": 0.7}\'')
+    parser.add_argument("--ground-truth",
+                        help="COCO panoptic folder of images with real labels, trained on too")
+    parser.add_argument("--ground-truth-images", action="append", default=[],
+                        help="the shards of those images (repeatable)")
     parser.add_argument("--workers", type=int, default=2, help="Ray Train workers (DDP)")
     parser.add_argument("--use-gpu", action="store_true", help="one GPU per worker")
     parser.add_argument("--epochs", type=int, default=10)
@@ -45,6 +51,8 @@ def parse_args(argv: list[str] | None = None) -> PseudoTrainConfig:
     args = parser.parse_args(argv)
     return PseudoTrainConfig(labels=args.labels, images=tuple(args.images), output=args.output,
                              init=args.init, scores=ScoreFilter(args.min_score, args.class_min_score),
+                             ground_truth=args.ground_truth,
+                             ground_truth_images=tuple(args.ground_truth_images),
                              workers=args.workers,
                              use_gpu=args.use_gpu, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                              seed=args.seed, storage_options=args.storage_options,
@@ -60,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     for epoch in result["history"]:
         print(f"epoch {epoch['epoch']}: loss {epoch['loss']:.4f}")
-    print(f"head: {result['head']} (trained on {result['images']} pseudo-labeled images)")
+    print(f"head: {result['head']} (trained on {result['images']} images)")
     return 0
 
 

@@ -3,7 +3,8 @@
 A labeling job's output (one Parquet file per shard, see `pipeline.output`) is
 joined by key with the shards it came from, shard by shard, so the join needs
 no shuffle. Segments scoring below their threshold are dropped and their
-pixels (with every pixel no segment covers) become an ignore region. The same
+pixels (with every pixel no segment covers) become an ignore region. Images with
+real labels (a COCO panoptic folder) can join them, read the same way. The same
 SAM that made the labels cuts each image into patches again, and each image
 becomes a `samcp.train.CachedImage` (patch features + targets), serialized.
 """
@@ -23,6 +24,7 @@ from pipeline.decode import DecodeConfig
 from pipeline.labels import segment_mask
 from pipeline.output import MANIFEST, LabelOutput, shard_file_name
 from pipeline.reader import ShardReader
+from samcp.data.coco import PanopticFolder, encode_rle
 from samcp.patches import PatchConfig, PatchGenerator
 from samcp.sam import build_sam
 from samcp.train import training_example
@@ -74,6 +76,31 @@ class PseudoLabelReader:
                     for s in label["segments"] if self.scores.keep(s)]
             if kept:
                 yield {"key": sample["key"], "image": sample["image"], "segments": json.dumps(kept)}
+
+
+@dataclass(frozen=True)
+class GroundTruthReader:
+    """Callable for `flat_map` over rows `{"shard": URI}`: the shard's samples that a COCO panoptic
+    folder annotates (PNG named `<key>.png`), as rows like `PseudoLabelReader`'s with every segment
+    kept; void pixels and crowd segments are ignored by the loss."""
+
+    folder: str  # local (or shared) folder with panoptic.json and panoptic/*.png
+    storage_options: dict | None = None
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+
+    def __call__(self, row: dict) -> Iterator[dict]:
+        truth = PanopticFolder(self.folder)
+        for sample in ShardReader(self.storage_options, self.decode)(row):
+            annotation = truth.annotations.get(f"{sample['key']}.png")
+            if sample["kind"] != "sample" or sample["error"] or annotation is None:
+                continue
+            ids = truth.ids(annotation["file_name"])
+            if ids.shape != sample["image"].shape[:2]:
+                continue  # decoded at another size (--max-side): the masks would not fit
+            segments = [{"category_id": s["category_id"], "counts": encode_rle(ids == s["id"])["counts"]}
+                        for s in annotation["segments_info"] if not s.get("iscrowd")]
+            if segments:
+                yield {"key": sample["key"], "image": sample["image"], "segments": json.dumps(segments)}
 
 
 class ExampleBuilder:

@@ -29,9 +29,16 @@ from pipeline.cluster import init_ray
 from pipeline.decode import DecodeConfig
 from pipeline.inputs import expand_inputs
 from pipeline.output import LabelOutput
-from pipeline.pseudo_labels import ExampleBuilder, PseudoLabelReader, ScoreFilter, labeling_manifest
+from pipeline.pseudo_labels import (
+    ExampleBuilder,
+    GroundTruthReader,
+    PseudoLabelReader,
+    ScoreFilter,
+    labeling_manifest,
+)
 from pipeline.storage import absolute, join, resolve
 from samcp.criterion import CriterionConfig
+from samcp.data.coco import PanopticFolder
 from samcp.model.factory import build_head, save_head
 from samcp.text_encoder import TextEncoder
 from samcp.train import CachedImage, train_step
@@ -49,6 +56,10 @@ class PseudoTrainConfig:
     output: str  # run URI: checkpoints, metrics, the final head
     init: str = "shipped"  # head checkpoint to start from
     scores: ScoreFilter = field(default_factory=ScoreFilter)
+    # Images with real labels trained alongside (a COCO panoptic folder + its shards): they keep
+    # classes alive that the pseudo-labels miss.
+    ground_truth: str | None = None
+    ground_truth_images: tuple[str, ...] = ()
     workers: int = 2
     use_gpu: bool = False
     epochs: int = 10
@@ -77,6 +88,12 @@ def build_examples(cfg: PseudoTrainConfig, manifest: dict, roi_size: int, log: C
     ds = ray.data.from_items([{"shard": s} for s in shards if s in labeled], override_num_blocks=len(labeled))
     reader = PseudoLabelReader(cfg.labels, cfg.scores, cfg.storage_options, cfg.decode)
     ds = ds.flat_map(reader, num_cpus=0.25)
+    if cfg.ground_truth:
+        truth = expand_inputs(list(cfg.ground_truth_images), cfg.storage_options)
+        log(f"[pseudo] with {len(truth)} shards labeled in {cfg.ground_truth}")
+        reader = GroundTruthReader(cfg.ground_truth, cfg.storage_options, cfg.decode)
+        ds = ds.union(ray.data.from_items([{"shard": s} for s in truth], override_num_blocks=len(truth))
+                      .flat_map(reader, num_cpus=0.25))
     ds = ds.map_batches(ExampleBuilder, batch_size=4, batch_format="numpy",
                         fn_constructor_kwargs={"manifest": manifest, "roi_size": roi_size,
                                                "storage_options": cfg.storage_options,
@@ -147,7 +164,12 @@ def storage(cfg: PseudoTrainConfig) -> tuple[str, pyarrow.fs.FileSystem | None]:
 def run_pseudo_training(cfg: PseudoTrainConfig, log: Callable[[str], None] = print) -> dict:
     """Train; returns the per-epoch metrics and the path of the final head."""
     cfg = dataclasses.replace(cfg, labels=absolute(cfg.labels), output=absolute(cfg.output),
-                              init=cfg.init if cfg.init == "shipped" else absolute(cfg.init))
+                              init=cfg.init if cfg.init == "shipped" else absolute(cfg.init),
+                              ground_truth=cfg.ground_truth and absolute(cfg.ground_truth))
+    if bool(cfg.ground_truth) != bool(cfg.ground_truth_images):
+        raise ValueError("--ground-truth and --ground-truth-images go together")
+    if cfg.ground_truth:
+        PanopticFolder(cfg.ground_truth)  # a wrong folder fails now, not in a reading task
     manifest = labeling_manifest(cfg.labels, cfg.storage_options)
     labeling = manifest["labeling"]
     head = build_head(cfg.init, cfg.storage_options)  # checks --init early; takes the result at the end

@@ -35,6 +35,8 @@ class SelfTrainConfig:
     rounds: int = 2
     model: ModelConfig = field(default_factory=ModelConfig)  # SAM, vocabulary... (the head is per round)
     scores: ScoreFilter = field(default_factory=ScoreFilter)
+    ground_truth: str | None = None  # labeled images trained on every round (see PseudoTrainConfig)
+    ground_truth_images: tuple[str, ...] = ()
     workers: int = 2
     use_gpu: bool = False
     epochs: int = 10
@@ -62,19 +64,19 @@ def evaluate_head(cfg: SelfTrainConfig, head: str, folder: str, log: Callable[[s
 
 def table_row(round_index: int, head: str, summary: dict, images: int | None) -> dict:
     pq = summary["pq"]
-    return {"round": round_index, "head": head, "pseudo_labeled_images": images,
+    return {"round": round_index, "head": head, "training_images": images,
             "pq": round(pq["All"]["pq"], 2), "sq": round(pq["All"]["sq"], 2), "rq": round(pq["All"]["rq"], 2),
             "pq_things": round(pq["Things"]["pq"], 2), "pq_stuff": round(pq["Stuff"]["pq"], 2),
             "mask_ap": round(summary["mask_ap"]["ap"], 2), "miou": round(summary["miou"], 2)}
 
 
 def format_table(rows: list[dict]) -> str:
-    lines = ["| round | PQ | SQ | RQ | PQ things | PQ stuff | mask AP | mIoU | pseudo-labeled images |",
+    lines = ["| round | PQ | SQ | RQ | PQ things | PQ stuff | mask AP | mIoU | training images |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['round']} | {r['pq']:.1f} | {r['sq']:.1f} | {r['rq']:.1f} | {r['pq_things']:.1f} "
                      f"| {r['pq_stuff']:.1f} | {r['mask_ap']:.1f} | {r['miou']:.1f} "
-                     f"| {r['pseudo_labeled_images'] or '-'} |")
+                     f"| {r['training_images'] or '-'} |")
     return "\n".join(lines)
 
 
@@ -93,7 +95,8 @@ def run_self_training(cfg: SelfTrainConfig, log: Callable[[str], None] = print) 
                                 ray_address=cfg.ray_address), log)
         trained = run_pseudo_training(PseudoTrainConfig(
             labels=labels, images=cfg.unlabeled, output=os.path.join(folder, "train"), init=head,
-            scores=cfg.scores, workers=cfg.workers, use_gpu=cfg.use_gpu, epochs=cfg.epochs,
+            scores=cfg.scores, ground_truth=cfg.ground_truth, ground_truth_images=cfg.ground_truth_images,
+            workers=cfg.workers, use_gpu=cfg.use_gpu, epochs=cfg.epochs,
             batch_size=cfg.batch_size, lr=cfg.lr, ray_address=cfg.ray_address), log)
         head = trained["head"]
         summary = evaluate_head(cfg, head, os.path.join(folder, "eval"), log)

@@ -30,12 +30,17 @@ def test_two_workers_train_resume_and_the_head_labels(ray_cluster, s3_bucket, tm
     fs = s3fs.S3FileSystem()
     run("make_shards.py", "synthetic", "--num-images", "8", "--shard-size", "4", "--seed",
         str(SPLIT_SEEDS["train"]), "--output", str(shards), "--no-progress")
+    # 4 images with real labels train alongside the 8 pseudo-labeled ones.
+    run("make_shards.py", "synthetic", "--num-images", "4", "--shard-size", "4", "--seed",
+        str(SPLIT_SEEDS["train"]), "--start-index", "100", "--output", str(tmp_path / "truth"),
+        "--coco-dir", str(tmp_path / "truth_coco"), "--no-progress")
     run("label_corpus.py", "--input", f"{shards}/*.tar", "--output", str(labels), "--points-per-side", "8",
         "--ray-address", ray_cluster.address)
     shutil.copy(shipped_head_checkpoint(), tmp_path / "start.pt")
     # Relative paths, as a user in that folder would give them (Ray Train runs workers elsewhere).
     common = ["--labels", "labels", "--images", "shards/*.tar", "--output", out, "--init", "start.pt",
-              "--min-score", "0.3", "--workers", "2", "--batch-size", "2", "--lr", "3e-4",
+              "--min-score", "0.3", "--ground-truth", "truth_coco", "--ground-truth-images", "truth/*.tar",
+              "--workers", "2", "--batch-size", "2", "--lr", "3e-4",
               "--ray-address", ray_cluster.address]
     run("train_on_pseudo_labels.py", *common, "--epochs", "3", cwd=str(tmp_path))
     first = json.loads(fs.cat_file(f"{out}/metrics.json"))["history"]
@@ -47,7 +52,7 @@ def test_two_workers_train_resume_and_the_head_labels(ray_cluster, s3_bucket, tm
     fs.invalidate_cache()
     metrics = json.loads(fs.cat_file(f"{out}/metrics.json"))
     assert metrics["history"][:3] == first and metrics["history"][3]["epoch"] == 4
-    assert metrics["images"] == 8 and "storage_options" not in metrics["config"]
+    assert metrics["images"] == 12 and "storage_options" not in metrics["config"]
 
     image = SyntheticCorpus(SyntheticConfig(seed=SPLIT_SEEDS["val"]))[0].image
     assert fs.ls(f"{out}/train")  # Ray Train's checkpoints, in the bucket

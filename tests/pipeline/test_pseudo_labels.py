@@ -3,11 +3,12 @@ import json
 import numpy as np
 
 from pipeline.config import ModelConfig
+from pipeline.labels import segment_mask
 from pipeline.output import LabelOutput
-from pipeline.pseudo_labels import ExampleBuilder, PseudoLabelReader, ScoreFilter
+from pipeline.pseudo_labels import ExampleBuilder, GroundTruthReader, PseudoLabelReader, ScoreFilter
 from pipeline.schema import error_row, ok_row
 from pipeline.shards import synthetic_sample, write_shards
-from samcp.data.coco import encode_rle
+from samcp.data.coco import encode_rle, export_coco
 from samcp.data.synthetic import SyntheticConfig, SyntheticCorpus
 from samcp.train import CachedImage
 
@@ -58,3 +59,19 @@ def test_examples_ignore_what_the_kept_labels_do_not_cover(tmp_path):
     assert ignored is not None and ignored.any() and not ignored.all()  # the unlabeled bottom half
     assert example.targets.stuff_present.tolist()[0] and len(example.targets.thing_labels) == 0
     assert (example.targets.stuff_membership[:, ignored] == -1).all()
+
+
+def test_ground_truth_reader_takes_every_segment_of_annotated_samples(tmp_path):
+    corpus = SyntheticCorpus(SyntheticConfig(seed=4, height=96, width=128))
+    images = [corpus[i] for i in range(3)]
+    shard, = write_shards([synthetic_sample(image) for image in images], str(tmp_path / "shards"), 3,
+                          progress=False)
+    export_coco(images[:2], str(tmp_path / "coco"), corpus.categories)  # the third has no labels
+    rows = list(GroundTruthReader(str(tmp_path / "coco"))({"shard": shard}))
+    assert [r["key"] for r in rows] == [images[0].key, images[1].key]
+    for row, image in zip(rows, images):
+        segments = json.loads(row["segments"])
+        assert [s["category_id"] for s in segments] == [s.category_id for s in image.segments]
+        for segment, truth in zip(segments, image.segments):
+            mask = segment_mask(segment["counts"], 96, 128)
+            np.testing.assert_array_equal(mask, image.panoptic == truth.id)
