@@ -1,6 +1,8 @@
 """What the SAM-CP head adds to SAM: time per image of SAM patching vs head + post-processing + RLE.
 
     python bench/head_cost.py                      # shipped tiny models, 256 px synthetic images
+    python bench/head_cost.py --sam-model vit_h --sam-checkpoint none --image-size 1024 \
+        --points-per-side 32 --autocast bf16       # ViT-H cost (random weights), on a GPU
 
 Times each stage of `samcp.Labeler` on the same images in one run (after a
 warm-up batch) and prints the head's share of the SAM patching time.
@@ -18,40 +20,73 @@ import torch
 
 from samcp.data.synthetic import SPLIT_SEEDS, SyntheticConfig, SyntheticCorpus
 from samcp.labeler import Labeler
+from samcp.patches import PatchConfig, PatchGenerator
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, default=24)
     parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--sam-model", default="tiny")
+    parser.add_argument("--sam-checkpoint", default="shipped", help='"none" for random weights')
+    parser.add_argument("--image-size", type=int, default=256)
+    parser.add_argument("--points-per-side", type=int, help="default: the SAM model's")
+    parser.add_argument("--pred-iou-thresh", type=float, help="default: the SAM model's")
+    parser.add_argument("--stability-score-thresh", type=float, help="default: the SAM model's")
+    parser.add_argument("--autocast", choices=["none", "bf16", "fp16"], default="none",
+                        help="SAM's autocast dtype (GPU)")
     args = parser.parse_args()
 
-    labeler = Labeler()
-    corpus = SyntheticCorpus(SyntheticConfig(seed=SPLIT_SEEDS["val"]))
+    checkpoint = None if args.sam_checkpoint == "none" else args.sam_checkpoint
+    labeler = Labeler(sam_model=args.sam_model, sam_checkpoint=checkpoint)
+    overrides = {name: getattr(args, name) for name in
+                 ("points_per_side", "pred_iou_thresh", "stability_score_thresh")
+                 if getattr(args, name) is not None}
+    dtype = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[args.autocast]
+    labeler.generator = PatchGenerator(labeler.sam, PatchConfig.for_model(args.sam_model, **overrides),
+                                       autocast_dtype=dtype)
+    corpus = SyntheticCorpus(SyntheticConfig(seed=SPLIT_SEEDS["val"], height=args.image_size,
+                                             width=args.image_size))
     images = [corpus[i].image for i in range(args.images)]
+
+    def now() -> float:
+        if labeler.device.type == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter()
+
     labeler.label_batch(images[:args.batch_size])  # warm-up
     sam_s = head_s = 0.0
     patches_total = 0
     for i in range(0, len(images), args.batch_size):
-        start = time.perf_counter()
+        start = now()
         patch_sets = labeler.generator(images[i:i + args.batch_size])
-        sam_s += time.perf_counter() - start
-        start = time.perf_counter()
+        sam_s += now() - start
+        start = now()
         for patches in patch_sets:
             labeler.label_patches(patches)  # head, panoptic post-processing, RLE of each segment
             patches_total += len(patches)
-        head_s += time.perf_counter() - start
+        head_s += now() - start
     n = len(images)
-    results = {"sam_ms_per_image": round(1000 * sam_s / n, 1),
+    on_gpu = labeler.device.type == "cuda"
+    device = torch.cuda.get_device_name() if on_gpu else f"cpu ({os.cpu_count()} cores)"
+    results = {"sam_model": args.sam_model, "sam_checkpoint": args.sam_checkpoint,
+               "image_size": args.image_size, **{name: getattr(labeler.generator.config, name) for name in
+                  ("points_per_side", "pred_iou_thresh", "stability_score_thresh")},
+               "autocast": args.autocast,
+               "sam_ms_per_image": round(1000 * sam_s / n, 1),
                "head_ms_per_image": round(1000 * head_s / n, 1),
-               "head_share_of_sam": round(head_s / sam_s, 3), "mean_patches": round(patches_total / n, 1),
+               "head_share_of_sam": round(head_s / sam_s, 3),
+               "model_only_images_per_s": round(n / (sam_s + head_s), 2),
+               "mean_patches": round(patches_total / n, 1),
                "images": n, "batch_size": args.batch_size, "torch_threads": torch.get_num_threads(),
-               "device": str(labeler.device)}
+               "device": device}
     print(f"SAM patching {results['sam_ms_per_image']} ms/img, head + post-processing + RLE "
           f"{results['head_ms_per_image']} ms/img = {results['head_share_of_sam']:.1%} of SAM "
-          f"({results['mean_patches']} patches per image)")
-    device = "gpu" if labeler.device.type == "cuda" else "cpu"
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", f"head_cost-{device}.json")
+          f"({results['mean_patches']} patches per image); model only "
+          f"{results['model_only_images_per_s']} img/s on {device}")
+    kind = "gpu" if on_gpu else "cpu"
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
+                        f"head_cost-{args.sam_model}-{kind}.json")
     with open(path, "w") as f:
         json.dump(results, f, indent=1)
     print(f"wrote {path}")
