@@ -56,7 +56,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                      help="default: 1 with GPUs, else the cluster's CPUs shared by the actors")
     run.add_argument("--batch-size", type=int, default=4, help="images per labeling call")
     run.add_argument("--read-tasks", type=int,
-                     help="shard-reading actors: shards read and decoded at once (default: max(2, actors))")
+                     help="shard-reading actors: shards read and decoded at once "
+                          "(default: one per GPU actor, one per 8 CPU actors)")
+    run.add_argument("--object-store-mib", type=int,
+                     help="object store budget for decoded images waiting for an actor, which keeps memory "
+                          "flat (default: 64 per labeling actor)")
     run.add_argument("--max-side", type=int, default=DecodeConfig.max_side,
                      help="images are downscaled to this longer side when decoded")
     run.add_argument("--storage-options", type=json.loads, default=None,
@@ -78,7 +82,7 @@ def job_config(args: argparse.Namespace) -> JobConfig:
     return JobConfig(inputs=tuple(args.input), output=args.output or "", model=model, actors=args.actors,
                      num_gpus_per_actor=args.num_gpus_per_actor, cpus_per_actor=args.cpus_per_actor,
                      batch_size=args.batch_size, read_tasks=args.read_tasks,
-                     storage_options=args.storage_options,
+                     object_store_mib=args.object_store_mib, storage_options=args.storage_options,
                      decode=DecodeConfig(max_side=args.max_side), overwrite=args.overwrite,
                      ray_address=args.ray_address)
 
@@ -100,8 +104,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(json.dumps(summary, indent=1))
     if summary["failed_shards"]:
-        print(f"error: {len(summary['failed_shards'])} shards could not be read; nothing was written "
-              "for them; fix them and rerun the same command:", file=sys.stderr)
+        print(f"error: {len(summary['failed_shards'])} shards could not be read or their labels "
+              "written; nothing is kept of them; fix that and rerun the same command:", file=sys.stderr)
         for shard, reason in summary["failed_shards"].items():
             print(f"  {shard}: {reason}", file=sys.stderr)
         return 1

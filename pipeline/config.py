@@ -99,9 +99,13 @@ class JobConfig:
     cpus_per_actor: float | None = None  # None: 1 with GPUs, else the CPUs left by readers, shared
     batch_size: int = 4  # images per labeling call
     read_cpus: float = 0.25  # Ray CPUs each shard-reading actor claims
-    read_tasks: int | None = None  # shard-reading actors (shards read at once); None: max(2, actors)
+    read_tasks: int | None = None  # shard-reading actors; None: 1 per GPU actor, 1 per 8 CPU actors
+    # Ray Data's object store budget for blocks in flight (decoded images waiting for an actor):
+    # reading outruns labeling, so without a bound it would buffer the corpus in the object store.
+    object_store_mib: int | None = None  # None: 64 MiB per labeling actor
     storage_options: dict | None = None
     decode: DecodeConfig = field(default_factory=DecodeConfig)
+    write_attempts: int = 5  # tries to write a shard's labels (backoff 1, 2, 4, 8 s) before it fails
     overwrite: bool = False
     progress_every_s: float = 10.0
     ray_address: str | None = None  # None: RAY_ADDRESS (set by `ray job submit`), else a local Ray
@@ -113,6 +117,10 @@ class JobConfig:
             raise ValueError(f"--batch-size must be >= 1, got {self.batch_size}")
         if self.read_tasks is not None and self.read_tasks < 1:
             raise ValueError(f"--read-tasks must be >= 1, got {self.read_tasks}")
+        if self.write_attempts < 1:
+            raise ValueError(f"write_attempts must be >= 1, got {self.write_attempts}")
+        if self.object_store_mib is not None and self.object_store_mib < 16:
+            raise ValueError(f"--object-store-mib must be >= 16, got {self.object_store_mib}")
         if self.num_gpus_per_actor < 0:
             raise ValueError(f"--num-gpus-per-actor must be >= 0, got {self.num_gpus_per_actor}")
 

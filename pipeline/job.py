@@ -10,6 +10,8 @@ names files per block, while resuming needs one atomic file per input shard.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import math
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -52,6 +54,33 @@ class ShardAssembler:
 
     def incomplete(self) -> list[str]:
         return sorted(set(self.rows) | set(self.ends))
+
+
+class KeyRegistry:
+    """The sample keys of this run, to report a key that comes back in another shard.
+
+    Such samples keep a row each (the `shard` column tells them apart); they are
+    counted and named, not merged. Keys are held as 8-byte digests (about 100 bytes
+    per sample on the driver); shards finished by an earlier run are not re-read.
+    """
+
+    def __init__(self, examples: int = 10):
+        self.first_shard: dict[bytes, str] = {}
+        self.count = 0
+        self.examples: list[dict] = []
+        self.max_examples = examples
+
+    def add(self, shard: str, rows: list[dict]) -> list[dict]:
+        """Register a shard's rows; returns the new duplicates as {key, shard, first_shard}."""
+        found = []
+        for row in rows:
+            first = self.first_shard.setdefault(hashlib.blake2b(row["key"].encode(), digest_size=8).digest(),
+                                                shard)
+            if first != shard:
+                found.append({"key": row["key"], "shard": shard, "first_shard": first})
+        self.count += len(found)
+        self.examples += found[:self.max_examples - len(self.examples)]
+        return found
 
 
 @dataclass
@@ -99,8 +128,14 @@ def _duration(seconds: float) -> str:
 
 
 def readers(cfg: JobConfig) -> int:
-    """Shard-reading actors: `read_tasks`, by default max(2, actors)."""
-    return cfg.read_tasks or max(2, cfg.actors)
+    """Shard-reading actors: `read_tasks`, by default one per GPU actor, or one per 8 CPU actors.
+
+    A reader decodes tens to hundreds of images/s; a CPU actor labels a few, a GPU
+    actor tens: more readers than that would sit idle, each holding its memory.
+    """
+    if cfg.read_tasks:
+        return cfg.read_tasks
+    return cfg.actors if cfg.num_gpus_per_actor else math.ceil(cfg.actors / 8)
 
 
 def actor_resources(cfg: JobConfig, cluster_cpus: float) -> tuple[float, int]:
@@ -123,6 +158,9 @@ def actor_resources(cfg: JobConfig, cluster_cpus: float) -> tuple[float, int]:
 def build_dataset(cfg: JobConfig, shards: list[str]) -> ray.data.Dataset:
     """The streaming plan: shards through the reading actors, then the labeling actor pool."""
     cpus, threads = actor_resources(cfg, ray.cluster_resources().get("CPU", 1.0))
+    options = ray.data.DataContext.get_current().execution_options
+    budget_mib = cfg.object_store_mib or 64 * cfg.actors
+    options.resource_limits = options.resource_limits.copy(object_store_memory=budget_mib * 2**20)
     ds = ray.data.from_items([{"shard": s} for s in shards], override_num_blocks=len(shards))
     # A fixed pool of reading actors: reading tasks would each take a worker process, and Ray
     # keeps finished ones idle, so the processes (and memory) would grow with a longer run.
@@ -136,6 +174,19 @@ def build_dataset(cfg: JobConfig, shards: list[str]) -> ray.data.Dataset:
                                "torch_threads": threads},
         compute=ray.data.ActorPoolStrategy(size=cfg.actors), num_cpus=cpus,
         num_gpus=cfg.num_gpus_per_actor or None)
+
+
+def publish(output: LabelOutput, shard: str, rows: list[dict], manifest: dict, attempts: int,
+            log: Callable[[str], None]) -> dict:
+    """Write one shard's labels, retrying with backoff (1, 2, 4... s) while the store fails."""
+    for attempt in range(1, attempts):
+        try:
+            return output.write_shard(shard, rows, manifest)
+        except OSError as error:
+            log(f"[label] writing the labels of {shard} failed ({error}); "
+                f"retry {attempt}/{attempts - 1} in {2 ** (attempt - 1)}s")
+            time.sleep(2 ** (attempt - 1))
+    return output.write_shard(shard, rows, manifest)  # the last try: its error fails the shard
 
 
 def run_label_job(cfg: JobConfig, log: Callable[[str], None] = print) -> dict:
@@ -159,16 +210,24 @@ def run_label_job(cfg: JobConfig, log: Callable[[str], None] = print) -> dict:
     log(f"[label] {len(shards)} shards: {len(done)} already labeled, {len(pending)} to label -> {cfg.output}")
     progress = Progress(len(pending), cfg.progress_every_s, log)
     failed: dict[str, str] = {}
+    keys = KeyRegistry()
     if pending:
         init_ray(cfg.ray_address)
         assembler = ShardAssembler()
         for batch in build_dataset(cfg, pending).iter_batches(batch_format="pyarrow", batch_size=None):
             for shard, rows, end in assembler.add(batch.to_pylist()):
+                if not end["shard_error"]:
+                    try:
+                        progress.add(publish(output, shard, rows, manifest, cfg.write_attempts, log))
+                    except OSError as error:
+                        end["shard_error"] = f"labels of {shard} could not be written: {error}"
                 if end["shard_error"]:
                     failed[shard] = end["shard_error"]
                     log(f"[label] shard failed, nothing written for it: {end['shard_error']}")
                     continue
-                progress.add(output.write_shard(shard, rows, manifest))
+                for duplicate in keys.add(shard, rows)[:3]:
+                    log(f"[label] key {duplicate['key']!r} of {shard} is also in {duplicate['first_shard']} "
+                        "(both kept, as separate rows)")
         if assembler.incomplete():
             missing = assembler.incomplete()
             raise RuntimeError(f"the stream ended with rows missing for {len(missing)} shards, "
@@ -180,6 +239,7 @@ def run_label_job(cfg: JobConfig, log: Callable[[str], None] = print) -> dict:
     summary = {
         "shards": len(shards), "shards_labeled": progress.shards_done, "shards_skipped": len(done),
         "failed_shards": failed, **totals,
+        "duplicate_keys": {"count": keys.count, "examples": keys.examples},
         "seconds": round(progress.elapsed, 1),
         "images_per_second": round(progress.samples / max(progress.elapsed, 1e-9), 3),
         "output": cfg.output, "package_version": manifest["package_version"],

@@ -17,22 +17,27 @@ Every row has the same columns:
 A shard that cannot be read to its end (missing, unreadable, truncated) ends
 with `shard_error` set; its rows are then discarded and no output is written
 for it, so a rerun after the fault is fixed labels it whole.
+
+The tar is streamed with the standard library's `tarfile`, grouped by the
+WebDataset naming convention (`<key>.<extension>`): importing `webdataset`
+would import torch, about 500 MiB in every reading actor.
 """
 
 from __future__ import annotations
 
+import re
 import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import fsspec
 import numpy as np
-from webdataset.tariterators import base_plus_ext, tar_file_iterator
 
 from pipeline.decode import DecodeConfig, DecodeError, decode_image
 
 IMAGE_FIELDS = ("jpg", "jpeg", "png", "webp", "tif", "tiff", "bmp")
 NO_IMAGE = np.zeros((0, 0, 3), np.uint8)
+METADATA_FILE = re.compile(r"__[^/]*__($|/)")  # WebDataset's metadata entries, not samples
 
 
 @dataclass(frozen=True)
@@ -55,8 +60,11 @@ class ShardReader:
             shard_error = f"shard not found: {shard}"
         except PermissionError as error:
             shard_error = f"permission denied reading {shard}: {error}"
-        except (tarfile.TarError, EOFError, OSError) as error:
+        except (tarfile.TarError, EOFError) as error:
             shard_error = f"shard {shard} is truncated or not a tar file after {count} samples: {error}"
+        except Exception as error:  # noqa: BLE001 - storage errors of any client become the shard's error
+            shard_error = (f"shard {shard} could not be read after {count} samples: "
+                           f"{type(error).__name__}: {error}").split("\n")[0]
         yield _row("end", shard, count, shard_samples=count, shard_error=shard_error)
 
     def _sample_row(self, shard: str, index: int, key: str, fields: dict[str, bytes],
@@ -91,15 +99,30 @@ def _samples(stream) -> Iterator[tuple[str, dict[str, bytes], int | None]]:
     """
     first_index: dict[str, int] = {}
     key, fields, index = None, {}, 0
-    for member in tar_file_iterator(stream):
-        base, extension = base_plus_ext(member["fname"])
-        if base is None:
-            continue
-        if base != key and key is not None:
-            yield key, fields, first_index.get(key)
-            first_index.setdefault(key, index)
-            key, fields, index = None, {}, index + 1
-        key = base
-        fields[extension.lower()] = member["data"]
+    with tarfile.open(fileobj=stream, mode="r|*") as tar:
+        for member in tar:
+            split = _key_and_extension(member.name)
+            if not member.isfile() or split is None or METADATA_FILE.match(member.name):
+                continue
+            base, extension = split
+            if base != key and key is not None:
+                yield key, fields, first_index.get(key)
+                first_index.setdefault(key, index)
+                key, fields, index = None, {}, index + 1
+            key = base
+            fields[extension.lower()] = tar.extractfile(member).read()
+        # tarfile takes an end of data at a header boundary for the end of the archive;
+        # a whole tar has an end-of-archive block there.
+        if tar.fileobj.tell() < tar.offset + tarfile.BLOCKSIZE:
+            raise tarfile.ReadError("unexpected end of data: no end-of-archive block")
     if key is not None:
         yield key, fields, first_index.get(key)
+
+
+def _key_and_extension(name: str) -> tuple[str, str] | None:
+    """`dir/abc.seg.png` -> (`dir/abc`, `seg.png`): the key ends at the first dot of the file name."""
+    folder, _, file_name = name.rpartition("/")
+    stem, dot, extension = file_name.partition(".")
+    if not stem or not dot:
+        return None
+    return (f"{folder}/{stem}" if folder else stem), extension

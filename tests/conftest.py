@@ -70,6 +70,7 @@ def free_port() -> int:
 class RayCluster:
     address: str  # for ray.init / --ray-address
     dashboard: str  # for ray job submit --address
+    temp_dir: str  # its session files and logs
 
 
 @pytest.fixture(scope="session")
@@ -92,7 +93,8 @@ def ray_cluster(s3_endpoint):
     try:
         if started.returncode != 0:
             raise RuntimeError(f"ray start failed:\n{started.stdout}\n{started.stderr}")
-        yield RayCluster(address=f"127.0.0.1:{port}", dashboard=f"http://127.0.0.1:{dashboard}")
+        yield RayCluster(address=f"127.0.0.1:{port}", dashboard=f"http://127.0.0.1:{dashboard}",
+                         temp_dir=temp_dir)
     finally:
         stop_processes_using(temp_dir)
         shutil.rmtree(temp_dir, ignore_errors=True)

@@ -52,3 +52,12 @@ def test_unreadable_shards_end_with_the_reason(tmp_path):
     rows = list(reader({"shard": shard}))
     assert rows[-1]["kind"] == "end" and "truncated" in rows[-1]["shard_error"]
     assert rows[-1]["shard_samples"] == len(rows) - 1 < 4
+
+    write_tar(shard, [(f"k{i}.png", image_bytes(64, 64)) for i in range(4)])
+    with open(shard, "rb") as f:
+        whole = f.read()
+    boundary = whole.index(b"k2.png") // 512 * 512  # cut exactly before a member's header
+    with open(shard, "wb") as f:
+        f.write(whole[:boundary])
+    rows = list(reader({"shard": shard}))
+    assert "truncated" in rows[-1]["shard_error"] and "end-of-archive" in rows[-1]["shard_error"]
