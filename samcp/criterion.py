@@ -53,10 +53,11 @@ def _dice(prob: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 def match(thing_logits: torch.Tensor, affinity: torch.Tensor, boxes: torch.Tensor,
           targets: SegmentTargets, cfg: CriterionConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """One image: thing_logits (N, K), affinity (N, N) instance-query logits over valid patches,
-    boxes (N, 4) normalized xyxy patch boxes. Returns matched (query indices, thing indices)."""
+    boxes (N, 4) normalized xyxy patch boxes. Returns matched (query indices, thing indices),
+    on the logits' device."""
     g = len(targets.thing_labels)
     if g == 0 or len(thing_logits) == 0:
-        empty = torch.zeros(0, dtype=torch.long)
+        empty = torch.zeros(0, dtype=torch.long, device=thing_logits.device)
         return empty, empty
     cls = _focal_cost(thing_logits, cfg.focal_alpha, cfg.focal_gamma)[:, targets.thing_labels]
     member = targets.thing_membership.clamp(min=0).float()  # (G, N)
@@ -74,7 +75,8 @@ def match(thing_logits: torch.Tensor, affinity: torch.Tensor, boxes: torch.Tenso
     cost = (cfg.cost_class * cls + cfg.cost_affinity * aff + cfg.cost_dice * dice
             + cfg.cost_l1 * l1 + cfg.cost_giou * giou)
     rows, cols = linear_sum_assignment(cost.float().cpu().numpy())
-    return torch.as_tensor(rows, dtype=torch.long), torch.as_tensor(cols, dtype=torch.long)
+    return (torch.as_tensor(rows, dtype=torch.long, device=thing_logits.device),
+            torch.as_tensor(cols, dtype=torch.long, device=thing_logits.device))
 
 
 def affinity_losses(logits: torch.Tensor, member: torch.Tensor, cfg: CriterionConfig
