@@ -70,8 +70,9 @@ def kill_actors(output: LabelOutput, shards: int, kills: int, done: threading.Ev
             if written >= k * shards // (kills + 1):
                 break
             time.sleep(1.0)
-        actors = [p for p in psutil.process_iter(["cmdline"])
-                  if "MapBatches(LabelActor)" in " ".join(p.info["cmdline"] or [])]
+        # This job's actors only: the local Ray's processes descend from this driver.
+        actors = [p for p in psutil.Process().children(recursive=True)
+                  if "MapBatches(LabelActor)" in " ".join(p.cmdline())]
         if done.is_set() or not actors:
             return
         actors[0].kill()

@@ -36,9 +36,12 @@ def start_job(shards_glob: str, out: str, ray_address: str, *extra: str) -> subp
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def label_actors() -> list[psutil.Process]:
-    return [p for p in psutil.process_iter(["cmdline"])
-            if "MapBatches(LabelActor)" in " ".join(p.info["cmdline"] or [])]
+def label_actors(temp_dir: str) -> list[psutil.Process]:
+    """The labeling actors of the test cluster (descendants of its raylets), none of another Ray's."""
+    raylets = [p for p in psutil.process_iter(["cmdline", "name"])
+               if p.info["name"] == "raylet" and temp_dir in " ".join(p.info["cmdline"] or [])]
+    return [p for raylet in raylets for p in raylet.children(recursive=True)
+            if "MapBatches(LabelActor)" in " ".join(p.cmdline())]
 
 
 def wait_for_first_shard(output: LabelOutput, job: subprocess.Popen, timeout: float = 180) -> None:
@@ -62,7 +65,7 @@ def test_a_labeling_actor_killed_mid_job_is_restarted(ray_cluster, tmp_path):
     output = LabelOutput(str(tmp_path / "labels"))
     job = start_job(f"{tmp_path}/shards/*.tar", output.uri, ray_cluster.address)
     wait_for_first_shard(output, job)
-    victims = label_actors()
+    victims = label_actors(ray_cluster.temp_dir)
     assert victims
     for victim in victims:
         victim.kill()  # SIGKILL, mid-batch: the shards still to label are 7 of 8
