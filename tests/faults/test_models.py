@@ -42,7 +42,8 @@ def bad_input(tmp_path, case: str) -> tuple[list[str], str]:
         torch.save({"weight": Exploit(str(tmp_path / "pwned"))}, path)
         return ["--samcp-checkpoint", str(path)], "refusing checkpoint"
     if case == "vocabulary":
-        path.write_text("classes:\n  - {id: 1, name: a, isthing: true}\n  - {id: 1, name: b, isthing: true}\n")
+        path.write_text("classes:\n  - {id: 1, name: a, isthing: true}\n"
+                        "  - {id: 1, name: b, isthing: true}\n")
         return ["--vocab", str(path)], ":3: duplicate class id 1"
     raise ValueError(case)
 

@@ -20,7 +20,8 @@ def load(*parts: str) -> dict:
 
 
 def label_corpus_parser():
-    spec = importlib.util.spec_from_file_location("label_corpus", os.path.join(REPO, "jobs", "label_corpus.py"))
+    path = os.path.join(REPO, "jobs", "label_corpus.py")
+    spec = importlib.util.spec_from_file_location("label_corpus", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.parse_args
@@ -70,7 +71,8 @@ def test_rayjob_runs_label_corpus_with_flags_it_accepts_on_the_gpus_the_cluster_
     args = label_corpus_parser()(argv[2:])  # every flag exists and every value parses
     assert args.input == ["s3://my-corpus/shards/shard-{000000..009999}.tar"]  # quoted: one brace pattern
     gpu, = cluster["spec"]["workerGroupSpecs"]
-    gpus = gpu["maxReplicas"] * int(gpu["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"])
+    per_worker = gpu["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"]
+    gpus = gpu["maxReplicas"] * int(per_worker)
     assert 0 < args.num_gpus_per_actor and args.actors * args.num_gpus_per_actor <= gpus
 
 
