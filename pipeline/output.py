@@ -16,6 +16,7 @@ import hashlib
 import io
 import json
 import os
+from collections.abc import Iterator
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -97,12 +98,15 @@ class LabelOutput:
             metadata = pq.ParquetFile(f).schema_arrow.metadata
         return json.loads(metadata[METADATA_KEY])["counts"]
 
-    def read_table(self) -> pa.Table:
-        """Every row of the output (small outputs, evaluation, tests)."""
-        tables = []
+    def shard_tables(self) -> Iterator[pa.Table]:
+        """The rows of each shard file in turn (any output size)."""
         for path in self.parquet_files():
             with self.fs.open(path, "rb") as f:
-                tables.append(pq.read_table(io.BytesIO(f.read())).replace_schema_metadata(None))
+                yield pq.read_table(io.BytesIO(f.read())).replace_schema_metadata(None)
+
+    def read_table(self) -> pa.Table:
+        """Every row of the output (small outputs, evaluation, tests)."""
+        tables = list(self.shard_tables())
         return pa.concat_tables(tables) if tables else SCHEMA.empty_table()
 
     def read_json(self, name: str) -> dict | None:

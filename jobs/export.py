@@ -1,0 +1,36 @@
+"""Export the labels of jobs/label_corpus.py to COCO panoptic (json + PNG) or COCO instances (json, RLE).
+
+    python jobs/export.py --labels s3://bucket/labels/run-1/ --format coco-panoptic --output coco_pan/
+    python jobs/evaluate.py --ground-truth GT_DIR --predictions coco_pan/      # scores the same PQ
+    python jobs/export.py --labels OUTPUT --format coco-instances --output coco_inst/
+
+Error rows are not exported; they are listed in OUTPUT/errors.json with their reason.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from pipeline.export import FORMATS, export
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--labels", required=True, help="output URI of jobs/label_corpus.py")
+    parser.add_argument("--format", required=True, choices=FORMATS)
+    parser.add_argument("--output", required=True, help="local folder to write")
+    parser.add_argument("--storage-options", type=json.loads, default=None, help="fsspec options (JSON)")
+    args = parser.parse_args(argv)
+    try:
+        counts = export(args.labels, args.output, args.format, args.storage_options)
+    except (FileNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(json.dumps(counts))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
