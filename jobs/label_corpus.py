@@ -39,16 +39,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--demo", action="store_true",
                         help="label a small synthetic corpus into ./demo_output/ and print its PQ")
     parser.add_argument("--demo-images", type=int, default=16, help="synthetic images for --demo")
-    models = parser.add_argument_group("models")
-    models.add_argument("--vocab", default="builtin:synthetic", help="vocabulary YAML path or builtin:NAME")
-    models.add_argument("--sam-model", default="tiny", help="vit_h, vit_l, vit_b or tiny")
-    models.add_argument("--sam-checkpoint", default="shipped", help="path/URI, or 'shipped' (tiny only)")
-    models.add_argument("--samcp-checkpoint", default="shipped", help="SAM-CP head path/URI, or 'shipped'")
-    models.add_argument("--clip-model", default="samcp-clip-tiny", help="open_clip architecture")
-    models.add_argument("--clip-checkpoint", default=None, help="open_clip weights path/URI")
-    models.add_argument("--max-patches", type=int, help="SAM patches kept per image (default: per SAM model)")
-    models.add_argument("--points-per-side", type=int, help="SAM point grid (default: per SAM model)")
-    models.add_argument("--min-score", type=float, help="drop segments scored below this (default 0.3)")
+    ModelConfig.add_arguments(parser)
     run = parser.add_argument_group("run")
     run.add_argument("--actors", type=int, default=1, help="labeling actors (model copies)")
     run.add_argument("--num-gpus-per-actor", type=float, default=0.0, help="0: label on CPU")
@@ -75,10 +66,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def job_config(args: argparse.Namespace) -> JobConfig:
-    model = ModelConfig(sam_model=args.sam_model, sam_checkpoint=args.sam_checkpoint,
-                        samcp_checkpoint=args.samcp_checkpoint, clip_model=args.clip_model,
-                        clip_checkpoint=args.clip_checkpoint, vocab=args.vocab, max_patches=args.max_patches,
-                        points_per_side=args.points_per_side, min_score=args.min_score)
+    model = ModelConfig.from_args(args)
     return JobConfig(inputs=tuple(args.input), output=args.output or "", model=model, actors=args.actors,
                      num_gpus_per_actor=args.num_gpus_per_actor, cpus_per_actor=args.cpus_per_actor,
                      batch_size=args.batch_size, read_tasks=args.read_tasks,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -35,6 +36,30 @@ class ModelConfig:
     max_patches: int | None = None
     points_per_side: int | None = None
     min_score: float | None = None
+
+    @staticmethod
+    def add_arguments(parser: argparse.ArgumentParser) -> None:
+        """The model flags of the labeling CLIs (`--vocab`, `--sam-model`, ...), as a group."""
+        models = parser.add_argument_group("models")
+        models.add_argument("--vocab", default="builtin:synthetic",
+                            help="vocabulary YAML path or builtin:NAME")
+        models.add_argument("--sam-model", default="tiny", help="vit_h, vit_l, vit_b or tiny")
+        models.add_argument("--sam-checkpoint", default="shipped", help="path/URI, or 'shipped' (tiny only)")
+        models.add_argument("--samcp-checkpoint", default="shipped",
+                            help="SAM-CP head path/URI, or 'shipped'")
+        models.add_argument("--clip-model", default="samcp-clip-tiny", help="open_clip architecture")
+        models.add_argument("--clip-checkpoint", default=None, help="open_clip weights path/URI")
+        models.add_argument("--max-patches", type=int,
+                            help="SAM patches kept per image (default: per SAM model)")
+        models.add_argument("--points-per-side", type=int, help="SAM point grid (default: per SAM model)")
+        models.add_argument("--min-score", type=float, help="drop segments scored below this (default 0.3)")
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> ModelConfig:
+        return cls(sam_model=args.sam_model, sam_checkpoint=args.sam_checkpoint,
+                   samcp_checkpoint=args.samcp_checkpoint, clip_model=args.clip_model,
+                   clip_checkpoint=args.clip_checkpoint, vocab=args.vocab, max_patches=args.max_patches,
+                   points_per_side=args.points_per_side, min_score=args.min_score)
 
     def with_absolute_paths(self) -> ModelConfig:
         """The same models with local checkpoint and vocabulary paths made absolute (for Ray workers)."""
