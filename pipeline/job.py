@@ -9,12 +9,13 @@ names files per block, while resuming needs one atomic file per input shard.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import math
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -158,9 +159,6 @@ def actor_resources(cfg: JobConfig, cluster_cpus: float) -> tuple[float, int]:
 def build_dataset(cfg: JobConfig, shards: list[str]) -> ray.data.Dataset:
     """The streaming plan: shards through the reading actors, then the labeling actor pool."""
     cpus, threads = actor_resources(cfg, ray.cluster_resources().get("CPU", 1.0))
-    options = ray.data.DataContext.get_current().execution_options
-    budget_mib = cfg.object_store_mib or 64 * cfg.actors
-    options.resource_limits = options.resource_limits.copy(object_store_memory=budget_mib * 2**20)
     ds = ray.data.from_items([{"shard": s} for s in shards], override_num_blocks=len(shards))
     # A fixed pool of reading actors: reading tasks would each take a worker process, and Ray
     # keeps finished ones idle, so the processes (and memory) would grow with a longer run.
@@ -174,6 +172,20 @@ def build_dataset(cfg: JobConfig, shards: list[str]) -> ray.data.Dataset:
                                "torch_threads": threads},
         compute=ray.data.ActorPoolStrategy(size=cfg.actors), num_cpus=cpus,
         num_gpus=cfg.num_gpus_per_actor or None)
+
+
+@contextlib.contextmanager
+def object_store_budget(cfg: JobConfig) -> Iterator[None]:
+    """Bound Ray Data's object store use while the job streams (64 MiB per labeling actor by
+    default): reading outruns labeling, and would otherwise buffer the corpus. Restored after."""
+    options = ray.data.DataContext.get_current().execution_options
+    before = options.resource_limits
+    budget_mib = cfg.object_store_mib or 64 * cfg.actors
+    options.resource_limits = before.copy(object_store_memory=budget_mib * 2**20)
+    try:
+        yield
+    finally:
+        options.resource_limits = before
 
 
 def publish(output: LabelOutput, shard: str, rows: list[dict], manifest: dict, attempts: int,
@@ -214,20 +226,21 @@ def run_label_job(cfg: JobConfig, log: Callable[[str], None] = print) -> dict:
     if pending:
         init_ray(cfg.ray_address)
         assembler = ShardAssembler()
-        for batch in build_dataset(cfg, pending).iter_batches(batch_format="pyarrow", batch_size=None):
-            for shard, rows, end in assembler.add(batch.to_pylist()):
-                if not end["shard_error"]:
-                    try:
-                        progress.add(publish(output, shard, rows, manifest, cfg.write_attempts, log))
-                    except OSError as error:
-                        end["shard_error"] = f"labels of {shard} could not be written: {error}"
-                if end["shard_error"]:
-                    failed[shard] = end["shard_error"]
-                    log(f"[label] shard failed, nothing written for it: {end['shard_error']}")
-                    continue
-                for duplicate in keys.add(shard, rows)[:3]:
-                    log(f"[label] key {duplicate['key']!r} of {shard} is also in {duplicate['first_shard']} "
-                        "(both kept, as separate rows)")
+        with object_store_budget(cfg):
+            for batch in build_dataset(cfg, pending).iter_batches(batch_format="pyarrow", batch_size=None):
+                for shard, rows, end in assembler.add(batch.to_pylist()):
+                    if not end["shard_error"]:
+                        try:
+                            progress.add(publish(output, shard, rows, manifest, cfg.write_attempts, log))
+                        except OSError as error:
+                            end["shard_error"] = f"labels of {shard} could not be written: {error}"
+                    if end["shard_error"]:
+                        failed[shard] = end["shard_error"]
+                        log(f"[label] shard failed, nothing written for it: {end['shard_error']}")
+                        continue
+                    for duplicate in keys.add(shard, rows)[:3]:
+                        log(f"[label] key {duplicate['key']!r} of {shard} is also in "
+                            f"{duplicate['first_shard']} (both kept, as separate rows)")
         if assembler.incomplete():
             missing = assembler.incomplete()
             raise RuntimeError(f"the stream ended with rows missing for {len(missing)} shards, "

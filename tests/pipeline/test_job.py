@@ -1,7 +1,16 @@
 import pytest
+import ray.data
 
 from pipeline.config import JobConfig
-from pipeline.job import KeyRegistry, Progress, ShardAssembler, actor_resources, publish, readers
+from pipeline.job import (
+    KeyRegistry,
+    Progress,
+    ShardAssembler,
+    actor_resources,
+    object_store_budget,
+    publish,
+    readers,
+)
 
 
 def row(shard: str, index: int, kind: str = "sample", samples: int = -1) -> dict:
@@ -39,6 +48,14 @@ def test_keys_that_come_back_in_another_shard_are_reported_once_each():
     assert found == [{"key": "k2", "shard": "b", "first_shard": "a"}]
     keys.add("c", [{"key": "k1"}, {"key": "k3"}, {"key": "k2"}])
     assert keys.count == 4 and len(keys.examples) == 2
+
+
+def test_the_object_store_budget_holds_while_the_job_streams_and_is_restored():
+    options = ray.data.DataContext.get_current().execution_options
+    before = options.resource_limits
+    with object_store_budget(JobConfig(inputs=("x",), output="o", actors=2)):
+        assert options.resource_limits.object_store_memory == 128 * 2**20
+    assert options.resource_limits == before
 
 
 def test_a_failing_store_is_retried_with_backoff_then_the_error_raised(monkeypatch):
