@@ -13,7 +13,8 @@ with the same arguments labels only the shards that have no output yet; other
 models, vocabulary or settings against an existing output are refused unless
 --overwrite. s3:// uses the standard AWS variables (AWS_ENDPOINT_URL, credentials,
 region). Exit status: 0 when every shard is labeled, 1 when some shards could not
-be read (listed; rerun after fixing them), 2 for bad arguments or a refused output.
+be read or their labels written (listed; rerun after fixing that), 2 for bad
+arguments, models or vocabularies, or a refused output.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from pipeline.config import ModelConfig
 from pipeline.decode import DecodeConfig, DecodeError, decode_image
 from samcp.data.categories import Category
 from samcp.viz import overlay_panoptic
-from samcp.vocab import Vocabulary, VocabularyError
+from samcp.vocab import Vocabulary
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         labeler = ModelConfig.from_args(args).build_labeler()
-    except (FileNotFoundError, ValueError, VocabularyError) as error:
+    except (FileNotFoundError, ValueError) as error:  # ValueError includes VocabularyError
         print(f"error: {error}", file=sys.stderr)
         return 2
     categories = overlay_categories(labeler.vocab)
@@ -62,12 +62,11 @@ def main(argv: list[str] | None = None) -> int:
         result = labeler.label(image)
         Image.fromarray(overlay_panoptic(image, result.id_map, result.segments, categories)).save(
             os.path.join(args.out, f"{name}.png"))
-        segments = result.segments
         with open(os.path.join(args.out, f"{name}.json"), "w") as f:
             json.dump({"image": path, "width": image.shape[1], "height": image.shape[0],
-                       "vocabulary": labeler.vocab.name, "segments": segments}, f, indent=1)
-        print(f"{path}: {len(segments)} segments: "
-              f"{', '.join(sorted({s['category'] for s in segments})) or 'none'} -> {args.out}/{name}.png")
+                       "vocabulary": labeler.vocab.name, "segments": result.segments}, f, indent=1)
+        names = ", ".join(sorted({s["category"] for s in result.segments})) or "none"
+        print(f"{path}: {len(result.segments)} segments: {names} -> {args.out}/{name}.png")
     return 1 if failed else 0
 
 

@@ -15,6 +15,7 @@ import io
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -88,8 +89,13 @@ class GroundTruthReader:
     storage_options: dict | None = None
     decode: DecodeConfig = field(default_factory=DecodeConfig)
 
+    @cached_property
+    def truth(self) -> PanopticFolder:
+        """The folder's annotations, read once per reading actor (not once per shard)."""
+        return PanopticFolder(self.folder)
+
     def __call__(self, row: dict) -> Iterator[dict]:
-        truth = PanopticFolder(self.folder)
+        truth = self.truth
         for sample in ShardReader(self.storage_options, self.decode)(row):
             annotation = truth.annotations.get(f"{sample['key']}.png")
             if sample["kind"] != "sample" or sample["error"] or annotation is None:
