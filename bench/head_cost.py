@@ -23,7 +23,7 @@ from samcp.labeler import Labeler
 from samcp.patches import PatchConfig, PatchGenerator
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, default=24)
     parser.add_argument("--batch-size", type=int, default=4)
@@ -35,7 +35,11 @@ def main() -> None:
     parser.add_argument("--stability-score-thresh", type=float, help="default: the SAM model's")
     parser.add_argument("--autocast", choices=["none", "bf16", "fp16"], default="none",
                         help="SAM's autocast dtype (GPU)")
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = build_parser().parse_args()
 
     checkpoint = None if args.sam_checkpoint == "none" else args.sam_checkpoint
     labeler = Labeler(sam_model=args.sam_model, sam_checkpoint=checkpoint)

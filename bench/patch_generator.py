@@ -35,7 +35,7 @@ def mean_matched_iou(a: np.ndarray, b: np.ndarray) -> float:
     return float(iou[rows, cols].mean())
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sam-model", default="tiny")
     parser.add_argument("--sam-checkpoint", default="shipped", help='"none" for random weights')
@@ -48,7 +48,11 @@ def main() -> None:
     parser.add_argument("--pred-iou-thresh", type=float, default=0.88)
     parser.add_argument("--stability-score-thresh", type=float, default=0.95)
     parser.add_argument("--autocast", choices=["none", "bf16", "fp16"], default="none")
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = build_parser().parse_args()
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     checkpoint = None if args.sam_checkpoint == "none" else args.sam_checkpoint

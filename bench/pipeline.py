@@ -137,7 +137,7 @@ def memory(args: argparse.Namespace, model: ModelConfig, root: str) -> dict:
     return results
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("mode", choices=["speed", "memory"])
     parser.add_argument("--num-images", type=int, default=200, help="speed: images labeled")
@@ -147,7 +147,11 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--points-per-side", type=int, help="default: tuned for the SAM model")
     parser.add_argument("--workdir", help="where shards and labels go (default: a temporary folder)")
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = build_parser().parse_args()
 
     model = ModelConfig(points_per_side=args.points_per_side)
     if args.mode == "speed":

@@ -104,7 +104,7 @@ def check(output: LabelOutput, shards: list[str], expected: dict[str, str]) -> d
     return findings
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--num-images", type=int, default=5000)
     parser.add_argument("--shard-size", type=int, default=100)
@@ -114,7 +114,11 @@ def main() -> None:
     parser.add_argument("--points-per-side", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workdir", default="/tmp/samcp-soak")
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = build_parser().parse_args()
 
     shards, expected = make_corpus(args.workdir, args.num_images, args.shard_size, args.corrupt, args.seed)
     output = LabelOutput(os.path.join(args.workdir, "labels"))

@@ -38,7 +38,7 @@ def score(head_path: str, num_images: int, merge: bool) -> dict:
                                  desc=f"score {os.path.basename(os.path.dirname(head_path))}")
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--output", required=True)
     parser.add_argument("--cache", help="an existing patch cache directory to reuse (linked)")
@@ -47,7 +47,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lr", type=float, default=3e-4)
     parser.add_argument("--num-images", type=int, default=200, help="validation images scored")
     parser.add_argument("--variants", nargs="+", choices=sorted(VARIANTS), default=list(VARIANTS))
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
 
     results_path = os.path.join(args.output, "ablation.json")
     results = json.load(open(results_path)) if os.path.exists(results_path) else {}

@@ -56,7 +56,7 @@ def evaluate_synthetic(args: argparse.Namespace) -> dict:
     return evaluate_on_synthetic(labeler, args.split, args.synthetic_val)
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--ground-truth", help="COCO panoptic folder of the ground truth")
     parser.add_argument("--predictions", help="COCO panoptic folder of the predictions")
@@ -72,6 +72,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--merge", action=argparse.BooleanOptionalAction, default=True,
                         help="merge patches into instances (--no-merge: each patch its own instance)")
     parser.add_argument("--output", help="write the summary JSON here")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.synthetic_val:
         summary = evaluate_synthetic(args)

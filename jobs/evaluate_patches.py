@@ -23,7 +23,7 @@ from samcp.patches import PatchConfig, PatchGenerator
 from samcp.sam import architectures, build_sam
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sam-model", default="tiny", choices=architectures())
     parser.add_argument("--sam-checkpoint", default="shipped",
@@ -35,7 +35,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=4, help="images encoded together")
     parser.add_argument("--output", help="write the summary JSON here")
     add_config_arguments(parser, PatchConfig)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     sam = build_sam(args.sam_model, args.sam_checkpoint).to(device)

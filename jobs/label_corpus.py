@@ -30,7 +30,7 @@ from pipeline.output import OutputConflict
 from samcp.vocab import VocabularyError
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      epilog=__doc__.split("\n\n", 1)[1],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -60,6 +60,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     run.add_argument("--overwrite", action="store_true",
                      help="delete labels already in --output and label everything again")
     run.add_argument("--ray-address", help="cluster to join (default: RAY_ADDRESS, else a local Ray)")
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if not args.demo and not (args.input and args.output):
         parser.error("give --input and --output, or --demo")

@@ -40,7 +40,7 @@ def parse_size(text: str) -> tuple[int, int]:
     raise argparse.ArgumentTypeError(f"image size must be N or HxW, got {text!r}")
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     source = parser.add_subparsers(dest="source", required=True)
@@ -66,7 +66,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     folder = source.add_parser("folder", help="a folder of jpg/png/webp images, recursive")
     common(folder)
     folder.add_argument("--images", required=True, help="folder URI to pack")
-    return parser.parse_args(argv)
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
 
 
 def write_manifest(output: str, storage_options: dict | None, manifest: dict) -> None:

@@ -23,7 +23,7 @@ from pipeline.pseudo_labels import ScoreFilter
 from pipeline.self_training import SelfTrainConfig, run_self_training
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--unlabeled", action="append", required=True,
@@ -46,7 +46,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--actors", type=int, default=1, help="labeling actors")
     parser.add_argument("--ray-address")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     cfg = SelfTrainConfig(unlabeled=tuple(args.unlabeled), eval_images=tuple(args.eval_images),
                           eval_ground_truth=args.eval_ground_truth, output=args.output, init=args.init,
                           rounds=args.rounds, model=ModelConfig(points_per_side=args.points_per_side),

@@ -25,7 +25,7 @@ from pipeline.pseudo_labels import ScoreFilter
 from pipeline.pseudo_training import PseudoTrainConfig, run_pseudo_training
 
 
-def parse_args(argv: list[str] | None = None) -> PseudoTrainConfig:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--labels", required=True, help="output URI of jobs/label_corpus.py")
@@ -48,7 +48,11 @@ def parse_args(argv: list[str] | None = None) -> PseudoTrainConfig:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--storage-options", type=json.loads, default=None, help="fsspec options (JSON)")
     parser.add_argument("--ray-address", help="cluster to join (default: RAY_ADDRESS, else a local Ray)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> PseudoTrainConfig:
+    args = build_parser().parse_args(argv)
     return PseudoTrainConfig(labels=args.labels, images=tuple(args.images), output=args.output,
                              init=args.init, scores=ScoreFilter(args.min_score, args.class_min_score),
                              ground_truth=args.ground_truth,

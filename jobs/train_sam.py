@@ -18,11 +18,15 @@ from samcp.config_cli import add_config_arguments, config_from_args
 from samcp.sam_training import SamTrainConfig, train_sam
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--output", required=True, help="run directory (checkpoints, metrics)")
     add_config_arguments(parser, SamTrainConfig)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     config = config_from_args(SamTrainConfig, args)
     sam = train_sam(config, args.output, log=lambda line: print(line, flush=True))
     weights = os.path.join(args.output, f"sam_{config.architecture}.pt")

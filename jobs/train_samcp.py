@@ -19,12 +19,16 @@ from samcp.model.head import HeadConfig
 from samcp.train import HeadTrainConfig, train_head
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--output", required=True, help="run directory (cache, checkpoints, metrics)")
     add_config_arguments(parser, HeadTrainConfig)
     add_config_arguments(parser.add_argument_group("head architecture"), HeadConfig)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     head = train_head(config_from_args(HeadTrainConfig, args), config_from_args(HeadConfig, args),
                       args.output, log=lambda line: print(line, flush=True))
     path = os.path.join(args.output, "samcp_head.pt")

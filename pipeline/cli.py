@@ -10,14 +10,11 @@ import json
 import os
 import sys
 
-import numpy as np
 from PIL import Image
 
 from pipeline.config import ModelConfig
 from pipeline.decode import DecodeConfig, DecodeError, decode_image
-from samcp.data.categories import Category
-from samcp.viz import overlay_panoptic
-from samcp.vocab import Vocabulary
+from samcp.viz import overlay_panoptic, vocabulary_categories
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -33,13 +30,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def overlay_categories(vocab: Vocabulary) -> dict[int, Category]:
-    """The vocabulary's classes with a fixed colour each (any vocabulary, not only the built-in)."""
-    return {c.id: Category(c.id, c.name, c.isthing,
-                           tuple(int(v) for v in np.random.default_rng(c.id).integers(40, 256, 3)))
-            for c in vocab.classes}
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
@@ -47,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as error:  # ValueError includes VocabularyError
         print(f"error: {error}", file=sys.stderr)
         return 2
-    categories = overlay_categories(labeler.vocab)
+    categories = vocabulary_categories(labeler.vocab)
     os.makedirs(args.out, exist_ok=True)
     failed = 0
     for path in args.images:

@@ -3,8 +3,9 @@
 Writes under `demo_output/`: `shards/` (WebDataset shards of held-out synthetic
 images, plus a shard of real photos when scikit-image, which ships a few, is
 installed), `ground_truth/` (the synthetic images as COCO panoptic), `labels/`
-(the labeling job's Parquet) and `overlays/` (one PNG per image, labels drawn
-over it), then prints PQ of the synthetic images' labels against their ground
+(the labeling job's Parquet) and `report/` (`index.html`: every image with its
+labels drawn over it, the class histogram, the score distribution, the errors),
+then prints PQ of the synthetic images' labels against their ground
 truth. The photos show the models on real pictures, with the synthetic vocabulary.
 """
 
@@ -15,18 +16,17 @@ import os
 from collections.abc import Callable
 
 import numpy as np
-from PIL import Image
 
 from pipeline.config import JobConfig
 from pipeline.job import run_label_job
-from pipeline.labels import row_id_map, rows_by_key, score_rows
+from pipeline.labels import rows_by_key, score_rows
+from pipeline.report import render_report
 from pipeline.shards import synthetic_sample, write_shards
-from samcp.data.categories import CATEGORY_BY_ID, SYNTHETIC_CATEGORIES
+from samcp.data.categories import SYNTHETIC_CATEGORIES
 from samcp.data.coco import export_coco
 from samcp.data.imageio import encode_image
 from samcp.data.synthetic import SPLIT_SEEDS, SyntheticConfig, SyntheticCorpus
 from samcp.eval.evaluator import PanopticEvaluator
-from samcp.viz import overlay_panoptic
 
 
 def run_demo(cfg: JobConfig, num_images: int = 16, shard_size: int = 8, root: str = "demo_output",
@@ -43,29 +43,21 @@ def run_demo(cfg: JobConfig, num_images: int = 16, shard_size: int = 8, root: st
     shards = write_shards((synthetic_sample(image) for image in images), os.path.join(root, "shards"),
                           shard_size, progress=False)
     export_coco(images, os.path.join(root, "ground_truth"), SYNTHETIC_CATEGORIES)
-    pictures = {image.key: image.image for image in images}
     photos = sample_photos()
     if photos:
         log(f"[demo] {len(photos)} photos from scikit-image's sample data -> {root}/photos")
         samples = [{"__key__": key, "jpg": encode_image(photo, "jpg")} for key, photo in photos.items()]
         shards += write_shards(samples, os.path.join(root, "photos"), len(photos), progress=False)
-        pictures.update(photos)
     cfg = dataclasses.replace(cfg, inputs=tuple(shards), output=os.path.join(root, "labels"), overwrite=True,
                               ray_address=cfg.ray_address or "local")
     run_label_job(cfg, log)
 
-    rows = rows_by_key(cfg.output)
-    os.makedirs(os.path.join(root, "overlays"), exist_ok=True)
-    for key, picture in pictures.items():
-        row = rows[key]
-        if row["status"] != "ok":
-            log(f"[demo] {key}: error: {row['error']}")
-            continue
-        overlay = overlay_panoptic(picture, row_id_map(row), row["segments"], CATEGORY_BY_ID)
-        Image.fromarray(overlay).save(os.path.join(root, "overlays", f"{key}.png"))
-
-    summary = score_rows(rows, os.path.join(root, "ground_truth"), desc="score")
-    log(f"[demo] labels: {cfg.output}/*.parquet, overlays: {root}/overlays/*.png; "
+    report = render_report(cfg.output, os.path.join(root, "report"), sample=num_images + len(photos),
+                           log=lambda _: None)
+    for key, reason in report["not_shown"].items():
+        log(f"[demo] {key}: not shown: {reason}")
+    summary = score_rows(rows_by_key(cfg.output), os.path.join(root, "ground_truth"), desc="score")
+    log(f"[demo] labels: {cfg.output}/*.parquet, report: {root}/report/index.html; "
         "PQ against the synthetic ground truth:")
     log(PanopticEvaluator.format(summary))
     return summary

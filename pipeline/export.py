@@ -1,90 +1,222 @@
-"""The labeling output (`pipeline.output`) in COCO's formats.
+"""The labeling output (`pipeline.output`) in the formats other tools read.
 
-COCO panoptic: `panoptic.json` + `panoptic/<key>.png` (ids as RGB), scoreable by
-`jobs/evaluate.py --predictions` and the COCO panoptic API. COCO instances:
-`instances.json` with the thing segments as compressed RLE and their scores,
-loadable by pycocotools. Both read the output one shard file at a time, so a
-large output never sits in memory whole. Error rows are listed in `errors.json`;
-a key that comes back in another shard is exported once and listed there too.
+- `coco-panoptic`: `panoptic.json` + `panoptic/<key>.png` (ids as RGB), scoreable by
+  `jobs/evaluate.py --predictions` and the COCO panoptic API.
+- `coco-instances`: `instances.json` with the thing segments as compressed RLE and
+  their scores, loadable by pycocotools.
+- `hf-parquet`: a Hugging Face `datasets` folder: `data/train-NNNNN.parquet` (one per
+  labeled shard) with `image` (the source image, PNG, unless `images=False`),
+  `panoptic` (the id map as a COCO panoptic PNG), `segments_info` and the sample's
+  `key`, `width`, `height`; the `datasets` features in the files' schema metadata, so
+  `datasets.load_dataset("parquet", data_files="DIR/data/*.parquet")` or
+  `load_dataset("DIR")` (through the `README.md` dataset card) decode both images.
+
+Every format reads the output one shard file at a time, so a large output never
+sits in memory whole. Error rows are listed in `errors.json`; a key that comes
+back in another shard is exported once and listed there too.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from pipeline.labels import row_id_map
-from pipeline.output import MANIFEST, LabelOutput
+from pipeline.output import LabelOutput
+from pipeline.reader import source_images
 from samcp.data.coco import id_to_rgb
 from samcp.data.imageio import encode_image
-from samcp.vocab import load_vocabulary
 
-FORMATS = ("coco-panoptic", "coco-instances")
+FORMATS = ("coco-panoptic", "coco-instances", "hf-parquet")
+
+# The `datasets` features of an hf-parquet file (datasets >= 4 serialization).
+_VALUE = {"int32": {"dtype": "int32", "_type": "Value"}, "int64": {"dtype": "int64", "_type": "Value"},
+          "float32": {"dtype": "float32", "_type": "Value"}, "string": {"dtype": "string", "_type": "Value"},
+          "bool": {"dtype": "bool", "_type": "Value"}}
+HF_SEGMENT = pa.struct([("id", pa.int32()), ("category_id", pa.int32()), ("category", pa.string()),
+                        ("isthing", pa.bool_()), ("score", pa.float32()), ("area", pa.int64()),
+                        ("bbox", pa.list_(pa.float32()))])
+HF_IMAGE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+HF_FEATURES = {
+    "key": _VALUE["string"], "width": _VALUE["int32"], "height": _VALUE["int32"],
+    "image": {"_type": "Image"}, "panoptic": {"_type": "Image"},
+    "segments_info": {"_type": "List", "feature": {
+        "id": _VALUE["int32"], "category_id": _VALUE["int32"], "category": _VALUE["string"],
+        "isthing": _VALUE["bool"], "score": _VALUE["float32"], "area": _VALUE["int64"],
+        "bbox": {"_type": "List", "feature": _VALUE["float32"]}}},
+}
 
 
-def label_rows(output: LabelOutput) -> Iterator[dict]:
-    """Every row of the output, shard file by shard file."""
-    for table in output.shard_tables():
-        yield from table.to_pylist()
+def hf_schema(with_images: bool) -> pa.Schema:
+    columns = [("key", pa.string()), ("width", pa.int32()), ("height", pa.int32()),
+               *([("image", HF_IMAGE)] if with_images else []), ("panoptic", HF_IMAGE),
+               ("segments_info", pa.list_(HF_SEGMENT))]
+    features = {name: HF_FEATURES[name] for name, _ in columns}
+    return pa.schema(columns, metadata={"huggingface": json.dumps({"info": {"features": features}})})
 
 
 def categories(output: LabelOutput) -> list[dict]:
     """COCO categories of the vocabulary the labels were made with."""
-    manifest = output.read_json(MANIFEST)
-    if manifest is None:
-        raise FileNotFoundError(f"{output.uri} has no {MANIFEST}: not the output of jobs/label_corpus.py")
-    vocab = load_vocabulary(manifest["labeling"]["vocabulary"]["source"])
     return [{"id": c.id, "name": c.name, "isthing": int(c.isthing), "supercategory": ""}
-            for c in vocab.classes]
+            for c in output.vocabulary().classes]
 
 
 def export(labels: str, out_dir: str, fmt: str, storage_options: dict | None = None,
-           progress: bool = True) -> dict:
-    """Write `fmt` (one of FORMATS) for the labels under `out_dir`; returns counts."""
-    if fmt not in FORMATS:
+           images: bool = True, progress: bool = True) -> dict:
+    """Write `fmt` (one of FORMATS) for the labels under `out_dir`; returns counts.
+
+    `images` (hf-parquet only): read each sample's image from its source shard.
+    """
+    writers = {"coco-panoptic": CocoWriter, "coco-instances": CocoWriter, "hf-parquet": HFParquetWriter}
+    if fmt not in writers:
         raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     output = LabelOutput(labels, storage_options)
-    coco = {"info": {"description": f"SAM-CP labels of {output.uri}"}, "images": [], "annotations": [],
-            "categories": categories(output)}
+    writer = writers[fmt](out_dir, fmt, output, storage_options, images)
     skipped, seen = [], set()
-    os.makedirs(os.path.join(out_dir, "panoptic") if fmt == "coco-panoptic" else out_dir, exist_ok=True)
-    for row in tqdm(label_rows(output), unit="img", desc=fmt, disable=not progress):
-        if row["status"] != "ok" or row["key"] in seen:
-            reason = row["error"] if row["status"] != "ok" else "duplicate key: exported from its first shard"
-            skipped.append({"key": row["key"], "shard": row["shard"], "reason": reason})
-            continue
-        seen.add(row["key"])
-        image_id = len(coco["images"]) + 1
-        coco["images"].append({"id": image_id, "file_name": row["key"], "width": row["width"],
-                               "height": row["height"], "shard": row["shard"]})
-        if fmt == "coco-panoptic":
-            _add_panoptic(coco, row, image_id, out_dir)
-        else:
-            _add_instances(coco, row, image_id)
-    name = "panoptic.json" if fmt == "coco-panoptic" else "instances.json"
-    with open(os.path.join(out_dir, name), "w") as f:
-        json.dump(coco, f)
+    with tqdm(unit="img", desc=fmt, disable=not progress) as bar:
+        for table in output.shard_tables():
+            rows = []
+            for row in table.to_pylist():
+                if row["status"] != "ok" or row["key"] in seen:
+                    reason = (row["error"] if row["status"] != "ok"
+                              else "duplicate key: exported from its first shard")
+                    skipped.append({"key": row["key"], "shard": row["shard"], "reason": reason})
+                else:
+                    seen.add(row["key"])
+                    rows.append(row)
+            skipped += writer.add_shard(rows)
+            bar.update(table.num_rows)
     with open(os.path.join(out_dir, "errors.json"), "w") as f:
         json.dump(skipped, f, indent=1)
-    return {"images": len(coco["images"]), "annotations": len(coco["annotations"]), "skipped": len(skipped)}
+    return {**writer.close(), "skipped": len(skipped)}
 
 
-def _add_panoptic(coco: dict, row: dict, image_id: int, out_dir: str) -> None:
-    file_name = f"{row['key']}.png"
-    with open(os.path.join(out_dir, "panoptic", file_name), "wb") as f:
-        f.write(encode_image(id_to_rgb(row_id_map(row)), "png"))
-    coco["annotations"].append({"image_id": image_id, "file_name": file_name, "segments_info": [
-        {"id": s["id"], "category_id": s["category_id"], "area": s["area"], "bbox": s["bbox"], "iscrowd": 0,
-         "score": s["score"]} for s in row["segments"]]})
+def panoptic_png(row: dict) -> bytes:
+    """An `ok` row's segments as a COCO panoptic PNG (id = R + 256 G + 256² B)."""
+    return encode_image(id_to_rgb(row_id_map(row)), "png")
 
 
-def _add_instances(coco: dict, row: dict, image_id: int) -> None:
-    for s in row["segments"]:
-        if s["isthing"]:
-            coco["annotations"].append({
-                "id": len(coco["annotations"]) + 1, "image_id": image_id, "category_id": s["category_id"],
-                "segmentation": {"size": [row["height"], row["width"]], "counts": s["counts"]},
-                "area": s["area"], "bbox": s["bbox"], "iscrowd": 0, "score": s["score"]})
+class CocoWriter:
+    """COCO panoptic (json + PNGs) or COCO instances (json with RLE), written as rows come."""
+
+    def __init__(self, out_dir: str, fmt: str, output: LabelOutput, storage_options: dict | None,
+                 images: bool):
+        self.out_dir, self.panoptic = out_dir, fmt == "coco-panoptic"
+        self.coco = {"info": {"description": f"SAM-CP labels of {output.uri}"}, "images": [],
+                     "annotations": [], "categories": categories(output)}
+        os.makedirs(os.path.join(out_dir, "panoptic") if self.panoptic else out_dir, exist_ok=True)
+
+    def add_shard(self, rows: list[dict]) -> list[dict]:
+        for row in rows:
+            image_id = len(self.coco["images"]) + 1
+            self.coco["images"].append({"id": image_id, "file_name": row["key"], "width": row["width"],
+                                        "height": row["height"], "shard": row["shard"]})
+            if self.panoptic:
+                self._add_panoptic(row, image_id)
+            else:
+                self._add_instances(row, image_id)
+        return []
+
+    def close(self) -> dict:
+        name = "panoptic.json" if self.panoptic else "instances.json"
+        with open(os.path.join(self.out_dir, name), "w") as f:
+            json.dump(self.coco, f)
+        return {"images": len(self.coco["images"]), "annotations": len(self.coco["annotations"])}
+
+    def _add_panoptic(self, row: dict, image_id: int) -> None:
+        file_name = f"{row['key']}.png"
+        os.makedirs(os.path.dirname(os.path.join(self.out_dir, "panoptic", file_name)), exist_ok=True)
+        with open(os.path.join(self.out_dir, "panoptic", file_name), "wb") as f:
+            f.write(panoptic_png(row))
+        self.coco["annotations"].append({"image_id": image_id, "file_name": file_name, "segments_info": [
+            {"id": s["id"], "category_id": s["category_id"], "area": s["area"], "bbox": s["bbox"],
+             "iscrowd": 0, "score": s["score"]} for s in row["segments"]]})
+
+    def _add_instances(self, row: dict, image_id: int) -> None:
+        for s in row["segments"]:
+            if s["isthing"]:
+                self.coco["annotations"].append({
+                    "id": len(self.coco["annotations"]) + 1, "image_id": image_id,
+                    "category_id": s["category_id"],
+                    "segmentation": {"size": [row["height"], row["width"]], "counts": s["counts"]},
+                    "area": s["area"], "bbox": s["bbox"], "iscrowd": 0, "score": s["score"]})
+
+
+class HFParquetWriter:
+    """A Hugging Face `datasets` folder: one Parquet file per labeled shard plus a dataset card."""
+
+    def __init__(self, out_dir: str, fmt: str, output: LabelOutput, storage_options: dict | None,
+                 images: bool):
+        self.out_dir, self.output, self.images = out_dir, output, images
+        self.storage_options = storage_options
+        self.schema = hf_schema(images)
+        self.files, self.rows = 0, 0
+        os.makedirs(os.path.join(out_dir, "data"), exist_ok=True)
+
+    def add_shard(self, rows: list[dict]) -> list[dict]:
+        """Writes the shard's rows; returns the rows left out (image unreadable) with the reason."""
+        if not rows:
+            return []
+        skipped, pictures = [], {}
+        if self.images:
+            shard = rows[0]["shard"]
+            pictures, problem = source_images(shard, {r["key"]: (r["height"], r["width"]) for r in rows},
+                                              self.storage_options)
+            skipped = [{"key": r["key"], "shard": shard, "reason": f"image not exported: {problem}"}
+                       for r in rows if r["key"] not in pictures]
+            rows = [r for r in rows if r["key"] in pictures]
+        records = [{
+            "key": r["key"], "width": r["width"], "height": r["height"],
+            **({"image": {"bytes": encode_image(pictures[r["key"]], "png"), "path": f"{r['key']}.png"}}
+               if self.images else {}),
+            "panoptic": {"bytes": panoptic_png(r), "path": f"{r['key']}.panoptic.png"},
+            "segments_info": [{k: s[k] for k in HF_SEGMENT.names} for s in r["segments"]],
+        } for r in rows]
+        if not records:
+            return skipped
+        pq.write_table(pa.Table.from_pylist(records, schema=self.schema),
+                       os.path.join(self.out_dir, "data", f"train-{self.files:05d}.parquet"))
+        self.files, self.rows = self.files + 1, self.rows + len(records)
+        return skipped
+
+    def close(self) -> dict:
+        vocabulary = self.output.vocabulary()
+        classes = "\n".join(f"| {c.id} | {c.name} | {'thing' if c.isthing else 'stuff'} |"
+                            for c in vocabulary.classes)
+        with open(os.path.join(self.out_dir, "README.md"), "w") as f:
+            f.write(DATASET_CARD.format(source=self.output.uri, rows=self.rows, files=self.files,
+                                        vocabulary=vocabulary.name, classes=classes))
+        return {"images": self.rows, "files": self.files}
+
+
+DATASET_CARD = """---
+configs:
+- config_name: default
+  data_files:
+  - split: train
+    path: data/train-*.parquet
+---
+# SAM-CP pseudo-labels
+
+Panoptic labels of `{source}` made by the SAM-CP batch labeler: {rows} images in {files} files.
+
+```python
+import datasets
+ds = datasets.load_dataset("parquet", data_files="data/*.parquet", split="train")
+ds[0]["image"], ds[0]["panoptic"], ds[0]["segments_info"]   # PIL images and a list of segments
+```
+
+`panoptic` holds segment ids as RGB (id = R + 256 G + 256^2 B, 0 = unlabeled); each
+entry of `segments_info` gives a segment's `id`, `category_id`, `category`,
+`isthing`, `score`, `area` and `bbox` (x, y, w, h).
+
+Vocabulary `{vocabulary}`:
+
+| id | name | kind |
+|---|---|---|
+{classes}
+"""

@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 
 from pipeline.schema import SCHEMA
 from pipeline.storage import atomic_write, join, resolve
+from samcp.vocab import VocabClass, Vocabulary
 
 MANIFEST = "_manifest.json"
 SUCCESS = "_SUCCESS"
@@ -116,6 +117,15 @@ class LabelOutput:
             return None
         with self.fs.open(path, "rb") as f:
             return json.load(f)
+
+    def vocabulary(self) -> Vocabulary:
+        """The classes the labels were made with, as recorded in the manifest."""
+        manifest = self.read_json(MANIFEST)
+        if manifest is None:
+            raise FileNotFoundError(f"{self.uri} has no {MANIFEST}: not the output of jobs/label_corpus.py")
+        vocabulary = manifest["labeling"]["vocabulary"]
+        return Vocabulary(vocabulary["name"], tuple(VocabClass(c["id"], c["name"], c["isthing"])
+                                                    for c in vocabulary["classes"]))
 
     def write_json(self, name: str, content: dict) -> None:
         with atomic_write(self.fs, self.path(name)) as f:

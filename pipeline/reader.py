@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 
 import fsspec
 import numpy as np
+from PIL import Image
 
 from pipeline.decode import DecodeConfig, DecodeError, decode_image
 
@@ -84,6 +85,30 @@ class ShardReader:
             return row
         row.update(image=image, height=image.shape[0], width=image.shape[1])
         return row
+
+
+def source_images(shard: str, sizes: dict[str, tuple[int, int]], storage_options: dict | None = None,
+                  decode: DecodeConfig | None = None) -> tuple[dict[str, np.ndarray], str]:
+    """The images of the keys in `sizes` (key -> labeled (height, width)) from one shard, resized to
+    that size when the shard decodes them at another (labels made with another `--max-side`).
+
+    Returns ({key: (H, W, 3) uint8}, why some could not be read or ""): samples that fail to
+    decode are left out, and a shard that cannot be read whole gives what it had before the fault.
+    """
+    images, problems = {}, []
+    for row in ShardReader(storage_options, decode or DecodeConfig())({"shard": shard}):
+        if row["kind"] == "end":
+            problems.append(row["shard_error"])
+        elif row["key"] in sizes and not row["error"]:
+            height, width = sizes[row["key"]]
+            image = row["image"]
+            if image.shape[:2] != (height, width):
+                image = np.asarray(Image.fromarray(image).resize((width, height), Image.BILINEAR))
+            images[row["key"]] = image
+    missing = [key for key in sizes if key not in images]
+    if missing:
+        problems.append(f"{len(missing)} samples not found or not decodable in {shard} (e.g. {missing[0]!r})")
+    return images, "; ".join(p for p in problems if p)
 
 
 def _row(kind: str, shard: str, index: int, **values) -> dict:

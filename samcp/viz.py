@@ -8,6 +8,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from samcp.data.categories import Category
+from samcp.vocab import Vocabulary
 
 
 def boundaries(id_map: np.ndarray) -> np.ndarray:
@@ -16,6 +17,13 @@ def boundaries(id_map: np.ndarray) -> np.ndarray:
     edge[:, :-1] |= id_map[:, 1:] != id_map[:, :-1]
     edge[:-1, :] |= id_map[1:, :] != id_map[:-1, :]
     return edge
+
+
+def vocabulary_categories(vocab: Vocabulary) -> dict[int, Category]:
+    """The vocabulary's classes with a fixed colour each (any vocabulary, not only the built-in)."""
+    return {c.id: Category(c.id, c.name, c.isthing,
+                           tuple(int(v) for v in np.random.default_rng(c.id).integers(40, 256, 3)))
+            for c in vocab.classes}
 
 
 def _instance_color(segment_id: int, base: tuple[int, int, int]) -> np.ndarray:

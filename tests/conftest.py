@@ -113,3 +113,24 @@ def stop_processes_using(marker: str, timeout: float = 30) -> None:
     for process in alive:
         with contextlib.suppress(psutil.NoSuchProcess):
             process.kill()
+
+
+@pytest.fixture(scope="session")
+def browser_images():
+    """A function: HTML page path -> (images loaded, images broken), as the page's own script counted
+    them in headless Chromium (pages of `pipeline.report`). Skipped without Chromium, except on CI,
+    whose `.ci/run` installs it."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None and not os.environ.get("CI"):
+        pytest.skip("no chromium on this machine (apt-get install chromium; CI installs it)")
+
+    def images(page: str) -> tuple[int, int]:
+        done = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu",
+                               "--virtual-time-budget=10000", "--dump-dom", f"file://{os.path.abspath(page)}"],
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr[-2000:]
+        found = re.search(r'data-images-loaded="(\d+)" data-images-broken="(\d+)"', done.stdout)
+        assert found, done.stdout[:2000]
+        return int(found[1]), int(found[2])
+
+    return images

@@ -23,7 +23,7 @@ def test_ci_runs_the_readme_test_command():
     assert tests in ci
 
 
-def test_readme_demo_command_runs(tmp_path):
+def test_readme_demo_command_runs(tmp_path, browser_images):
     import shlex
     import subprocess
     import sys
@@ -37,6 +37,7 @@ def test_readme_demo_command_runs(tmp_path):
     out = tmp_path / "demo_output"
     assert len(list((out / "shards").glob("shard-*.tar"))) == 2
     assert len(list((out / "labels").glob("*.parquet"))) == 3 and (out / "labels" / "_SUCCESS").exists()
-    assert len(list((out / "overlays").glob("*.png"))) == 16 + 4  # synthetic + scikit-image's photos
+    assert len(list((out / "report" / "overlays").glob("*.png"))) == 16 + 4  # synthetic + photos
+    assert browser_images(str(out / "report" / "index.html")) == (20, 0)  # the report renders whole
     assert "[label] shards 3/3  images 20 (ok 20, error 0)" in done.stdout
     assert re.search(r"^All +\d+\.\d", done.stdout, re.M), done.stdout[-2000:]

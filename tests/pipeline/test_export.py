@@ -6,40 +6,10 @@ import pytest
 from pycocotools.coco import COCO
 
 from jobs.evaluate import evaluate_folders, evaluate_labels
-from pipeline.config import ModelConfig
 from pipeline.export import export
-from pipeline.labeling import LabelActor
-from pipeline.labels import segment_mask
+from pipeline.labels import row_id_map, segment_mask
 from pipeline.output import LabelOutput
-from pipeline.schema import error_row
-from samcp.data.coco import export_coco
-from samcp.data.synthetic import SPLIT_SEEDS, SyntheticConfig, SyntheticCorpus
-
-
-@pytest.fixture(scope="module")
-def labeled(tmp_path_factory):
-    """Labels of 4 held-out synthetic images (written as the job writes them), an error row, and
-    the images' ground truth as a COCO panoptic folder."""
-    root = tmp_path_factory.mktemp("export")
-    corpus = SyntheticCorpus(SyntheticConfig(seed=SPLIT_SEEDS["val"]))
-    images = [corpus[i] for i in range(4)]
-    export_coco(images, str(root / "truth"), corpus.categories)
-    model = ModelConfig(points_per_side=8)
-    labeler = LabelActor(model, torch_threads=2).labeler
-    output = LabelOutput(str(root / "labels"))
-    manifest = {"labeling": model.describe(), "package_version": "test", "created": ""}
-    output.prepare(manifest, overwrite=False)
-    for shard, part in (("a.tar", images[:2]), ("b.tar", images[2:])):
-        rows = [LabelActor._output({"kind": "sample", "key": im.key, "shard": shard, "index": i,
-                                    "width": im.width, "height": im.height, "error": "", "shard_samples": -1,
-                                    "shard_error": ""}, result)
-                for i, (im, result) in enumerate(zip(part, labeler.label_batch([im.image for im in part])))]
-        rows = [{k: v for k, v in r.items() if k not in ("kind", "index", "shard_samples", "shard_error")}
-                for r in rows]
-        if shard == "b.tar":
-            rows.append(error_row("broken", shard, "corrupt image: cut"))
-        output.write_shard(shard, rows, manifest)
-    return root, images
+from samcp.data.coco import rgb_to_id
 
 
 def test_coco_panoptic_export_scores_the_same_as_the_parquet(labeled):
@@ -66,3 +36,45 @@ def test_coco_instances_export_loads_in_pycocotools_with_the_same_masks(labeled)
         np.testing.assert_array_equal(coco.annToMask(ann), segment_mask(segment["counts"], row["height"],
                                                                         row["width"]))
         assert ann["score"] == segment["score"] and coco.cats[ann["category_id"]]["isthing"] == 1
+
+
+def test_hf_parquet_export_round_trips_through_datasets(labeled):
+    import datasets
+
+    root, images = labeled
+    counts = export(str(root / "labels"), str(root / "hf"), "hf-parquet", progress=False)
+    assert counts == {"images": 4, "files": 2, "skipped": 1}
+    rows = {r["key"]: r for r in LabelOutput(str(root / "labels")).read_table().to_pylist()}
+    for loaded in (datasets.load_dataset("parquet", data_files=str(root / "hf" / "data" / "*.parquet"),
+                                         split="train"),
+                   datasets.load_dataset(str(root / "hf"), split="train")):  # through the dataset card
+        assert sorted(loaded["key"]) == sorted(im.key for im in images)
+        for sample in loaded:
+            row, truth = rows[sample["key"]], next(im for im in images if im.key == sample["key"])
+            assert sample["image"].size == (row["width"], row["height"])  # decoded as PIL images
+            # the source image (stored as JPEG in its shard), not some other picture
+            assert np.abs(np.asarray(sample["image"], float) - truth.image).mean() < 8
+            np.testing.assert_array_equal(rgb_to_id(np.asarray(sample["panoptic"])), row_id_map(row))
+            categories = [s["category"] for s in row["segments"]]
+            assert [s["category"] for s in sample["segments_info"]] == categories
+            assert [s["score"] for s in sample["segments_info"]] == pytest.approx(
+                [s["score"] for s in row["segments"]])
+
+
+def test_hf_parquet_export_without_images_and_with_a_missing_shard(labeled, tmp_path):
+    import shutil
+
+    root, _ = labeled
+    counts = export(str(root / "labels"), str(tmp_path / "no_images"), "hf-parquet", images=False,
+                    progress=False)
+    assert counts == {"images": 4, "files": 2, "skipped": 1}
+    moved = tmp_path / "moved"
+    shutil.copytree(root / "shards", moved)
+    (root / "shards" / "shard-000000.tar").unlink()  # the source of the first two labeled images is gone
+    try:
+        counts = export(str(root / "labels"), str(tmp_path / "partial"), "hf-parquet", progress=False)
+    finally:
+        shutil.copy(moved / "shard-000000.tar", root / "shards" / "shard-000000.tar")
+    assert counts == {"images": 2, "files": 1, "skipped": 3}
+    reasons = [e["reason"] for e in json.load(open(tmp_path / "partial" / "errors.json"))]
+    assert sum("image not exported: shard not found" in r for r in reasons) == 2
