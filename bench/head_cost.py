@@ -66,8 +66,8 @@ def main() -> None:
         patch_sets = labeler.generator(images[i:i + args.batch_size])
         sam_s += now() - start
         start = now()
-        for patches in patch_sets:
-            labeler.label_patches(patches)  # head, panoptic post-processing, RLE of each segment
+        for patches, image in zip(patch_sets, images[i:i + args.batch_size]):
+            labeler.label_patches(patches, image)  # head, panoptic post-processing, RLE of each segment
             patches_total += len(patches)
         head_s += now() - start
     n = len(images)

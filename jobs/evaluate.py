@@ -50,10 +50,11 @@ def evaluate_synthetic(args: argparse.Namespace) -> dict:
 
     patch_overrides = {"points_per_side": args.points_per_side} if args.points_per_side else {}
     labeler = Labeler(sam_model=args.sam_model, sam_checkpoint=args.sam_checkpoint,
-                      head_checkpoint=args.samcp_checkpoint, vocab=args.vocab,
+                      head_checkpoint=args.samcp_checkpoint, vocab=args.vocab, clip_model=args.clip_model,
+                      clip_checkpoint=args.clip_checkpoint,
                       patch_config=PatchConfig.for_model(args.sam_model, **patch_overrides),
-                      postprocess=PostprocessConfig(merge_instances=args.merge))
-    return evaluate_on_synthetic(labeler, args.split, args.synthetic_val)
+                      postprocess=PostprocessConfig(merge_instances=args.merge, kappa=args.kappa))
+    return evaluate_on_synthetic(labeler, args.split, args.synthetic_val, attributes=tuple(args.attributes))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -68,6 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--sam-checkpoint", default="shipped")
     parser.add_argument("--samcp-checkpoint", default="shipped")
     parser.add_argument("--vocab", default="builtin:synthetic")
+    parser.add_argument("--clip-model", default="samcp-clip-tiny", help="open_clip architecture")
+    parser.add_argument("--clip-checkpoint", help="its weights (default: fixed-seed random)")
+    parser.add_argument("--kappa", type=float,
+                        help="weight of the frozen CLIP classifier (0.4 with --clip-checkpoint, else 0)")
+    parser.add_argument("--attributes", nargs="*", default=[],
+                        help="compositional synthetic images, e.g. plain striped dotted")
     parser.add_argument("--points-per-side", type=int, help="default: tuned for --sam-model")
     parser.add_argument("--merge", action=argparse.BooleanOptionalAction, default=True,
                         help="merge patches into instances (--no-merge: each patch its own instance)")

@@ -15,6 +15,7 @@ from samcp.model.factory import shipped_head_checkpoint
 from samcp.patches import PatchConfig
 from samcp.postprocess import PostprocessConfig
 from samcp.sam import shipped_checkpoint
+from samcp.text_encoder import shipped_clip_checkpoint
 from samcp.vocab import load_vocabulary
 
 
@@ -36,6 +37,7 @@ class ModelConfig:
     max_patches: int | None = None
     points_per_side: int | None = None
     min_score: float | None = None
+    kappa: float | None = None  # None: 0.4 with a CLIP checkpoint, else 0 (see PostprocessConfig)
 
     @staticmethod
     def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -48,18 +50,22 @@ class ModelConfig:
         models.add_argument("--samcp-checkpoint", default="shipped",
                             help="SAM-CP head path/URI, or 'shipped'")
         models.add_argument("--clip-model", default="samcp-clip-tiny", help="open_clip architecture")
-        models.add_argument("--clip-checkpoint", default=None, help="open_clip weights path/URI")
+        models.add_argument("--clip-checkpoint", default=None,
+                            help="open_clip weights path/URI, or 'shipped' (samcp-clip-tiny trained here)")
         models.add_argument("--max-patches", type=int,
                             help="SAM patches kept per image (default: per SAM model)")
         models.add_argument("--points-per-side", type=int, help="SAM point grid (default: per SAM model)")
         models.add_argument("--min-score", type=float, help="drop segments scored below this (default 0.3)")
+        models.add_argument("--kappa", type=float,
+                            help="weight of the frozen CLIP classifier in the class ensemble "
+                                 "(default 0.4 with --clip-checkpoint, 0 without)")
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> ModelConfig:
         return cls(sam_model=args.sam_model, sam_checkpoint=args.sam_checkpoint,
                    samcp_checkpoint=args.samcp_checkpoint, clip_model=args.clip_model,
                    clip_checkpoint=args.clip_checkpoint, vocab=args.vocab, max_patches=args.max_patches,
-                   points_per_side=args.points_per_side, min_score=args.min_score)
+                   points_per_side=args.points_per_side, min_score=args.min_score, kappa=args.kappa)
 
     def with_absolute_paths(self) -> ModelConfig:
         """The same models with local checkpoint and vocabulary paths made absolute (for Ray workers)."""
@@ -75,9 +81,10 @@ class ModelConfig:
         return PatchConfig.for_model(self.sam_model, **{k: v for k, v in overrides.items() if v is not None})
 
     def postprocess_config(self) -> PostprocessConfig:
-        if self.min_score is None:
-            return PostprocessConfig()
-        return PostprocessConfig(score_thresh=self.min_score)
+        defaults = PostprocessConfig()
+        score_thresh = defaults.score_thresh if self.min_score is None else self.min_score
+        kappa = self.kappa if self.kappa is not None else (0.4 if self.clip_checkpoint else 0.0)
+        return dataclasses.replace(defaults, score_thresh=score_thresh, kappa=kappa)
 
     def build_labeler(self, storage_options: dict | None = None, device: str | None = None) -> Labeler:
         return Labeler(sam_model=self.sam_model, sam_checkpoint=self.sam_checkpoint,
@@ -95,6 +102,8 @@ class ModelConfig:
             else self.sam_checkpoint
         head_checkpoint = shipped_head_checkpoint() if self.samcp_checkpoint == "shipped" \
             else self.samcp_checkpoint
+        clip_checkpoint = shipped_clip_checkpoint(self.clip_model) if self.clip_checkpoint == "shipped" \
+            else self.clip_checkpoint
 
         def model(name: str, checkpoint: str | None, shown: str | None) -> dict:
             digest = None if checkpoint is None else file_sha256(checkpoint, storage_options)
@@ -103,7 +112,7 @@ class ModelConfig:
         return {
             "sam": model(self.sam_model, sam_checkpoint, self.sam_checkpoint),
             "samcp_head": model("samcp-head", head_checkpoint, self.samcp_checkpoint),
-            "clip": model(self.clip_model, self.clip_checkpoint, self.clip_checkpoint),
+            "clip": model(self.clip_model, clip_checkpoint, self.clip_checkpoint),
             "vocabulary": {"source": self.vocab, "name": vocab.name, "fingerprint": vocab.fingerprint(),
                            "classes": [{"id": c.id, "name": c.name, "isthing": c.isthing}
                                        for c in vocab.classes]},

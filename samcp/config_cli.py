@@ -20,7 +20,7 @@ def _optional(kind: type):
 
 def add_config_arguments(parser: argparse.ArgumentParser, config_type: type) -> None:
     """One flag per field of the dataclass `config_type`, defaulting to the field's default.
-    `X | None` fields accept "none"."""
+    `X | None` fields accept "none"; `tuple[X, ...]` fields take one or more values."""
     hints = get_type_hints(config_type)
     for field in dataclasses.fields(config_type):
         kind = hints[field.name]
@@ -28,10 +28,15 @@ def add_config_arguments(parser: argparse.ArgumentParser, config_type: type) -> 
         if kind is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=field.default)
             continue
+        if typing.get_origin(kind) is tuple:
+            parser.add_argument(flag, nargs="*", type=typing.get_args(kind)[0], default=field.default,
+                                help=f"default: {' '.join(map(str, field.default)) or 'none'}")
+            continue
         if typing.get_origin(kind) in (typing.Union, types.UnionType):
             kind = _optional(next(a for a in typing.get_args(kind) if a is not type(None)))
         parser.add_argument(flag, type=kind, default=field.default, help=f"default: {field.default}")
 
 
 def config_from_args(config_type: type[T], args: argparse.Namespace) -> T:
-    return config_type(**{f.name: getattr(args, f.name) for f in dataclasses.fields(config_type)})
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(config_type)}
+    return config_type(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})

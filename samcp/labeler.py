@@ -6,7 +6,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import partial
 
 import numpy as np
 import torch
@@ -15,6 +16,7 @@ from samcp.data.coco import encode_rle
 from samcp.masks import mask_bbox
 from samcp.model.factory import build_head
 from samcp.model.inputs import head_inputs
+from samcp.open_vocab import RegionClassifier
 from samcp.patches import PatchConfig, PatchGenerator, PatchSet
 from samcp.postprocess import PostprocessConfig, panoptic
 from samcp.sam import build_sam
@@ -48,7 +50,7 @@ class Labeler:
         self.sam = build_sam(sam_model, sam_checkpoint, storage_options).to(self.device)
         self.head = build_head(head_checkpoint, storage_options).to(self.device)
         self.vocab = load_vocabulary(vocab) if isinstance(vocab, str) else vocab
-        encoder = TextEncoder(clip_model, clip_checkpoint, storage_options)
+        encoder = TextEncoder(clip_model, clip_checkpoint, storage_options, device=self.device)
         text = encoder.embed(self.vocab).to(self.device)
         is_thing = torch.tensor([c.isthing for c in self.vocab.classes])
         self.stuff_text, self.thing_text = text[~is_thing], text[is_thing]
@@ -56,6 +58,9 @@ class Labeler:
         self.thing_index = is_thing.nonzero()[:, 0].tolist()
         self.generator = PatchGenerator(self.sam, patch_config or PatchConfig.for_model(sam_model))
         self.postprocess = postprocess or PostprocessConfig()
+        if self.postprocess.kappa is None:
+            self.postprocess = replace(self.postprocess, kappa=0.4 if clip_checkpoint else 0.0)
+        self.region_classifier = RegionClassifier(encoder.model, text) if self.postprocess.kappa else None
 
     def label(self, image: np.ndarray) -> LabeledImage:
         """One RGB (H, W, 3) uint8 image."""
@@ -64,18 +69,22 @@ class Labeler:
     @torch.no_grad()
     def label_batch(self, images: list[np.ndarray]) -> list[LabeledImage]:
         patch_sets = self.generator(images)
-        return [self.label_patches(p) for p in patch_sets]
+        return [self.label_patches(p, image) for p, image in zip(patch_sets, images)]
 
     @torch.no_grad()
-    def label_patches(self, patches: PatchSet) -> LabeledImage:
+    def label_patches(self, patches: PatchSet, image: np.ndarray) -> LabeledImage:
+        """The image's SAM patches -> its panoptic segments (the image itself for the CLIP classifier)."""
         h, w = patches.image_size
         if len(patches) == 0:
             return LabeledImage(np.zeros((h, w), np.int32), [], 0)
         inputs = head_inputs([patches], self.sam.image_encoder.img_size, self.head.config.roi_size)
         last = self.head(inputs, self.stuff_text, self.thing_text)[-1]
+        region_probs = None
+        if self.region_classifier is not None:
+            region_probs = partial(self.region_classifier, torch.from_numpy(np.ascontiguousarray(image)))
         result = panoptic(last["affinity"][0].float(), last["stuff_logits"][0].float(),
                           last["thing_logits"][0].float(), patches.masks, self.stuff_index,
-                          self.thing_index, self.postprocess)
+                          self.thing_index, self.postprocess, region_probs)
         id_map = result.id_map.cpu().numpy()
         segments = []
         for seg in result.segments:

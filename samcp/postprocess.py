@@ -7,15 +7,19 @@ best thing probability); those above `score_thresh` whose best affinity
 passes `affinity_thresh` compete per pixel by score (Mask2Former-style
 fusion), and a candidate that keeps less than `overlap_thresh` of its mask is
 dropped. Stuff is one segment per class: one semantic query per stuff class.
+With a region classifier (`samcp.open_vocab`) and `kappa` > 0, every class
+probability is first ensembled with the frozen CLIP's for the query's mask.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
 from samcp.model.affinity_decoder import normalized_affinity
+from samcp.open_vocab import ensemble
 
 
 @dataclass(frozen=True)
@@ -25,6 +29,9 @@ class PostprocessConfig:
     overlap_thresh: float = 0.8
     max_segments: int = 100
     merge_instances: bool = True  # False: each instance query keeps only its own patch (ablation)
+    # Weight of the frozen CLIP classifier in the class ensemble (open vocabulary); None: 0.4 when
+    # the CLIP model has trained weights (a checkpoint), 0 for a randomly initialised one.
+    kappa: float | None = None
 
 
 @dataclass
@@ -46,19 +53,27 @@ def query_masks(affinity: torch.Tensor, patch_masks: torch.Tensor) -> torch.Tens
 
 def panoptic(affinity: torch.Tensor, stuff_logits: torch.Tensor, thing_logits: torch.Tensor,
              patch_masks: torch.Tensor, stuff_classes: list[int], thing_classes: list[int],
-             cfg: PostprocessConfig) -> PanopticResult:
+             cfg: PostprocessConfig,
+             region_probs: Callable[[torch.Tensor], torch.Tensor] | None = None) -> PanopticResult:
     """One image. affinity (S + N, N) logits, stuff_logits (S,), thing_logits (N, K), patch_masks
-    (N, H, W) bool; stuff_classes / thing_classes map rows and columns to vocabulary indices."""
+    (N, H, W) bool; stuff_classes / thing_classes map rows and columns to vocabulary indices.
+    region_probs: query masks (S + N, H, W) -> (S + N, C) CLIP probabilities over the vocabulary,
+    ensembled with the head's by `cfg.kappa`."""
     s = len(stuff_logits)
     masks = query_masks(affinity, patch_masks)
     if not cfg.merge_instances:
         masks[s:] = patch_masks
+    stuff_prob, thing_probs = stuff_logits.sigmoid(), thing_logits.sigmoid()
+    if region_probs is not None and cfg.kappa:
+        clip = region_probs(masks)
+        stuff_prob = ensemble(stuff_prob, clip[torch.arange(s), stuff_classes], cfg.kappa)
+        thing_probs = ensemble(thing_probs, clip[s:][:, thing_classes], cfg.kappa)
     if thing_logits.shape[-1]:
-        thing_prob, thing_label = thing_logits.sigmoid().max(-1)
+        thing_prob, thing_label = thing_probs.max(-1)
     else:  # a vocabulary of stuff only
         thing_prob = thing_logits.new_zeros(len(thing_logits))
         thing_label = torch.zeros(len(thing_logits), dtype=torch.long)
-    scores = torch.cat([stuff_logits.sigmoid(), thing_prob])
+    scores = torch.cat([stuff_prob, thing_prob])
     classes = torch.tensor(stuff_classes + [thing_classes[i] for i in thing_label.tolist()], dtype=torch.long)
     isthing = torch.arange(len(scores)) >= s
     best_affinity = affinity.sigmoid().amax(-1)

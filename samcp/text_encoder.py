@@ -4,13 +4,16 @@ Any open_clip architecture name works (`ViT-B-16`, ...) with a checkpoint from a
 local path or fsspec URI; `samcp-clip-tiny` is the package's own small config.
 Without a checkpoint the model keeps a fixed-seed random initialisation: its
 embeddings still tell the class names apart, which is enough for a closed
-vocabulary, but not for names the head never saw.
+vocabulary, but not for names the head never saw. "shipped" is the package's own
+trained `samcp-clip-tiny` (`jobs/train_clip.py`, `docs/models.md`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
+import warnings
 from importlib import resources
 
 import open_clip
@@ -23,6 +26,29 @@ from samcp.vocab import Vocabulary
 open_clip.add_model_config(resources.files("samcp.model_configs") / "open_clip")
 
 DEFAULT_CACHE = os.path.join(os.path.expanduser("~"), ".cache", "samcp", "text")
+SHIPPED_CLIP = {"samcp-clip-tiny": "open_clip_tiny.pt"}
+
+
+def shipped_clip_checkpoint(model_name: str) -> str:
+    """Path of the weights the package ships for open_clip architecture `model_name`."""
+    if model_name not in SHIPPED_CLIP:
+        raise ValueError(f"no shipped weights for CLIP {model_name!r}; shipped: {sorted(SHIPPED_CLIP)}")
+    return str(resources.files("samcp") / "assets" / SHIPPED_CLIP[model_name])
+
+
+def unknown_words(vocab: Vocabulary, tokenizer, max_pieces: int = 3) -> dict[str, list[str]]:
+    """{class name: its words (in names and synonyms) that the tokenizer cuts into more than
+    `max_pieces` pieces}: words the text tower does not know whole, whose embeddings are weak.
+    Empty for tokenizers without a per-word `encode`."""
+    if not hasattr(tokenizer, "encode"):
+        return {}
+    found = {}
+    for cls in vocab.classes:
+        words = {w for name in cls.names for w in re.split(r"[\s\-_/]+", name.lower()) if w}
+        rare = sorted(w for w in words if len(tokenizer.encode(w)) > max_pieces)
+        if rare:
+            found[cls.name] = rare
+    return found
 
 
 def _checkpoint_digest(uri: str | None, storage_options: dict | None) -> str:
@@ -38,6 +64,8 @@ class TextEncoder:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
             self.model = open_clip.create_model(model_name, pretrained=None, device=device).eval()
+        if checkpoint == "shipped":
+            checkpoint = shipped_clip_checkpoint(model_name)
         if checkpoint is not None:
             load_weights(self.model, checkpoint, model_name, storage_options)
         self.tokenizer = open_clip.get_tokenizer(model_name)
@@ -49,7 +77,12 @@ class TextEncoder:
 
     @torch.no_grad()
     def embed(self, vocab: Vocabulary) -> torch.Tensor:
-        """(C, T) normalized embeddings in the vocabulary's class order, from the cache when there."""
+        """(C, T) normalized embeddings in the vocabulary's class order, from the cache when there.
+        Warns about class names with words the tokenizer does not know (see `unknown_words`)."""
+        for name, words in unknown_words(vocab, self.tokenizer).items():
+            warnings.warn(f"vocabulary {vocab.name!r}, class {name!r}: the tokenizer of {self.model_name} "
+                          f"splits {', '.join(map(repr, words))} into many pieces (an unknown word?); "
+                          "its text embedding may not mean what the name says", stacklevel=2)
         path = None
         if self.cache_dir:
             path = os.path.join(self.cache_dir, f"{self.key}-{vocab.fingerprint()[:16]}.pt")

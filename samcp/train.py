@@ -35,7 +35,8 @@ class HeadTrainConfig:
     sam_checkpoint: str = "shipped"
     clip_model: str = "samcp-clip-tiny"
     clip_checkpoint: str | None = None
-    vocab: str = "builtin:synthetic"
+    vocab: str = "builtin:synthetic"  # segments of classes outside it are ignored, not background
+    attributes: tuple[str, ...] = ()  # compositional corpus (`SyntheticConfig.attributes`)
     train_images: int = 1000
     data_seed: int = SPLIT_SEEDS["train"]
     image_size: int = 256
@@ -123,7 +124,8 @@ def build_cache(cfg: HeadTrainConfig, vocab: Vocabulary, cache_dir: str, roi_siz
     """Patches and targets of the first `train_images` images, from disk where already cached."""
     os.makedirs(cache_dir, exist_ok=True)
     corpus = SyntheticCorpus(SyntheticConfig(seed=cfg.data_seed, height=cfg.image_size,
-                                             width=cfg.image_size))
+                                             width=cfg.image_size, attributes=cfg.attributes))
+    known = {c.id for c in vocab.classes}
     sam = None
     cached: list[CachedImage] = []
     skipped = 0
@@ -141,10 +143,12 @@ def build_cache(cfg: HeadTrainConfig, vocab: Vocabulary, cache_dir: str, roi_siz
                 if len(patches) == 0:
                     skipped += 1
                     continue
-                segment_masks = torch.stack([torch.from_numpy(sample.panoptic == s.id)
-                                             for s in sample.segments])
-                example = training_example(patches, segment_masks, [s.category_id for s in sample.segments],
-                                           vocab, sam.image_encoder.img_size, roi_size)
+                segments = [s for s in sample.segments if s.category_id in known]
+                unknown = [s.id for s in sample.segments if s.category_id not in known]
+                segment_masks = torch.stack([torch.from_numpy(sample.panoptic == s.id) for s in segments])
+                ignore = torch.from_numpy(np.isin(sample.panoptic, unknown)) if unknown else None
+                example = training_example(patches, segment_masks, [s.category_id for s in segments],
+                                           vocab, sam.image_encoder.img_size, roi_size, ignore=ignore)
                 rows.append(example.to_dict())
             tmp = f"{path}.tmp"
             torch.save(rows, tmp)

@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from samcp.data import shapes
+from samcp.data.attributes import PATTERNS, apply_pattern, attribute_class_id, compositional_categories
 from samcp.data.categories import (
     CATEGORY_BY_NAME,
     SYNTHETIC_CATEGORIES,
@@ -47,12 +48,17 @@ class SyntheticConfig:
     min_visible: float = 0.5  # each thing keeps at least this share of its area visible
     min_area: int = 64  # and at least this many visible pixels
     image_noise: float = 3.0
+    # Compositional thing classes (`samcp.data.attributes`): each thing gets one of these surface
+    # patterns and its class is "<attribute> <object>". Empty: the plain 8 thing classes.
+    attributes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.height < 32 or self.width < 32:
             raise ValueError(f"image size must be at least 32x32, got {self.height}x{self.width}")
         if not 0 <= self.min_things <= self.max_things:
             raise ValueError(f"need 0 <= min_things <= max_things, got {self.min_things}, {self.max_things}")
+        if len(set(self.attributes)) != len(self.attributes) or not set(self.attributes) <= set(PATTERNS):
+            raise ValueError(f"attributes must be distinct names from {PATTERNS}, got {self.attributes}")
         if not 0 < self.min_radius <= self.max_radius:
             raise ValueError(f"need 0 < min_radius <= max_radius, got {self.min_radius}, {self.max_radius}")
 
@@ -103,6 +109,7 @@ class SyntheticImage:
     parts: list[Part]
     seed: int = 0
     index: int = 0
+    caption: str = ""  # the classes it shows, things first: "striped ball, dotted kite, sky, grass"
 
     @property
     def height(self) -> int:
@@ -122,6 +129,7 @@ class SyntheticImage:
             "index": self.index,
             "segments_info": [s.to_coco() for s in self.segments],
             "parts_info": [p.to_json() for p in self.parts],
+            "caption": self.caption,
         }
 
 
@@ -131,6 +139,7 @@ class _Thing:
     part_names: list[str]
     part_masks: list[np.ndarray]  # each (H, W) bool, full drawn extent, back to front
     colors: list[np.ndarray]
+    pattern: str = "plain"
     visible: np.ndarray = field(init=False)  # (H, W) bool
 
     def __post_init__(self) -> None:
@@ -167,7 +176,10 @@ class SyntheticCorpus:
 
     def __init__(self, config: SyntheticConfig | None = None):
         self.config = config or SyntheticConfig()
-        self.categories: tuple[Category, ...] = SYNTHETIC_CATEGORIES
+        attributes = self.config.attributes
+        self.categories: tuple[Category, ...] = (compositional_categories(attributes) if attributes
+                                                 else SYNTHETIC_CATEGORIES)
+        self._by_id = {c.id: c for c in self.categories}
 
     def key(self, index: int) -> str:
         return f"synthetic-s{self.config.seed}-{index:08d}"
@@ -186,6 +198,8 @@ class SyntheticCorpus:
         for thing in things:
             for mask, color in zip(thing.part_masks, thing.colors):
                 self._paint(rng, image, mask, color)
+            if cfg.attributes:
+                apply_pattern(rng, image, np.logical_or.reduce(thing.part_masks), thing.pattern)
         image += rng.normal(0, cfg.image_noise, image.shape)
         pixels = np.clip(image, 0, 255).round().astype(np.uint8)
         return self._ground_truth(index, pixels, stuff_map, stuff_names, things)
@@ -224,6 +238,10 @@ class SyntheticCorpus:
                 category = THING_CATEGORIES[int(rng.integers(len(THING_CATEGORIES)))]
             for _attempt in range(25):
                 thing = self._draw_thing(rng, category, things)
+                if thing is not None and cfg.attributes:
+                    attribute = int(rng.integers(len(cfg.attributes)))
+                    thing.pattern = cfg.attributes[attribute]
+                    thing.category = self._by_id[attribute_class_id(attribute, category.id)]
                 if thing is not None and self._occludes_acceptably(thing, things):
                     for other in things:
                         other.visible &= ~thing.visible
@@ -318,5 +336,6 @@ class SyntheticCorpus:
             segment_id = len(segments) + 1
             panoptic[region] = segment_id
             segments.append(Segment(segment_id, CATEGORY_BY_NAME[name].id, mask_bbox(region), area))
+        shown = dict.fromkeys(self._by_id[s.category_id].name for s in segments)
         return SyntheticImage(self.key(index), pixels, panoptic, segments, part_map, parts,
-                              seed=self.config.seed, index=index)
+                              seed=self.config.seed, index=index, caption=", ".join(shown))

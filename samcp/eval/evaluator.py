@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 from tqdm import tqdm
 
-from samcp.data.categories import SYNTHETIC_CATEGORIES, Category
+from samcp.data.categories import Category
 from samcp.data.coco import PanopticFolder
 from samcp.data.synthetic import SPLIT_SEEDS, SyntheticConfig, SyntheticCorpus
 from samcp.eval.instances import MaskAP
@@ -51,10 +51,12 @@ class PanopticEvaluator:
         return "\n".join(lines)
 
 
-def evaluate_on_synthetic(labeler, split: str, num_images: int, desc: str = "label + evaluate") -> dict:
-    """Label images 0..num_images-1 of a synthetic split with `labeler` (a `samcp.Labeler`) and score them."""
-    corpus = SyntheticCorpus(SyntheticConfig(seed=SPLIT_SEEDS[split]))
-    evaluator = PanopticEvaluator(SYNTHETIC_CATEGORIES)
+def evaluate_on_synthetic(labeler, split: str, num_images: int, desc: str = "label + evaluate",
+                          attributes: tuple[str, ...] = ()) -> dict:
+    """Label images 0..num_images-1 of a synthetic split (compositional with `attributes`) with
+    `labeler` (a `samcp.Labeler`) and score them."""
+    corpus = SyntheticCorpus(SyntheticConfig(seed=SPLIT_SEEDS[split], attributes=attributes))
+    evaluator = PanopticEvaluator(corpus.categories)
     for index in tqdm(range(num_images), desc=desc, unit="img"):
         sample = corpus[index]
         result = labeler.label(sample.image)

@@ -68,3 +68,23 @@ def test_low_scores_give_void():
     result = panoptic(affinity, -stuff_logits, thing_logits - 20, scene(), [9], [1, 4],
                       PostprocessConfig())
     assert result.segments == [] and (result.id_map == 0).all()
+
+
+def test_clip_region_probabilities_enter_by_kappa():
+    affinity, stuff_logits, thing_logits = outputs()
+    seen = []
+
+    def region_probs(masks):  # a CLIP that calls every region "ball" (vocabulary index 1)
+        seen.append(masks.shape)
+        probs = torch.full((len(masks), 10), 0.01)
+        probs[:, 1], probs[0, 9] = 0.91, 0.91
+        return probs
+
+    labels = {}
+    for kappa in (0.0, 1.0):
+        result = panoptic(affinity, stuff_logits, thing_logits, scene(), [9], [1, 4],
+                          PostprocessConfig(kappa=kappa), region_probs)
+        labels[kappa] = sorted(s["category_index"] for s in result.segments)
+    assert seen == [(5, 16, 16)]  # asked once, for the stuff query and the 4 instance queries
+    assert labels[0.0] == [1, 4, 9]  # the head alone: ball, robot, sky
+    assert labels[1.0] == [1, 1, 9]  # CLIP alone: the robot is a "ball" too

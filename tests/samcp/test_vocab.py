@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from samcp.data.categories import SYNTHETIC_CATEGORIES
-from samcp.text_encoder import TextEncoder
+from samcp.text_encoder import TextEncoder, unknown_words
 from samcp.vocab import VocabularyError, builtin_names, load_vocabulary, parse_vocabulary
 
 
@@ -48,3 +48,49 @@ def test_text_embeddings_follow_the_vocabulary_and_are_cached(tmp_path):
     swapped = dataclasses.replace(vocab, classes=vocab.classes[::-1])
     torch.testing.assert_close(encoder.embed(swapped), first.flip(0), atol=1e-5, rtol=1e-5)
     assert len(list(tmp_path.iterdir())) == 2
+
+
+def test_builtin_coco_panoptic_has_the_official_133_categories():
+    vocab = load_vocabulary("builtin:coco_panoptic")
+    assert {"coco_panoptic", "ade20k", "synthetic"} <= set(builtin_names())
+    assert vocab.name == "coco_panoptic"
+    assert (len(vocab.classes), len(vocab.things), len(vocab.stuff)) == (133, 80, 53)
+    ids = [c.id for c in vocab.classes]
+    assert len(set(ids)) == 133 and min(ids) == 1 and max(ids) == 200
+    assert all(c.id <= 90 for c in vocab.things) and all(c.id >= 92 for c in vocab.stuff)
+    by_id = {c.id: c for c in vocab.classes}
+    for cid, name, isthing in [(1, "person", True), (13, "stop sign", True), (72, "tv", True),
+                               (90, "toothbrush", True), (92, "banner", False),
+                               (184, "tree-merged", False), (199, "wall-other-merged", False),
+                               (200, "rug-merged", False)]:
+        assert (by_id[cid].name, by_id[cid].isthing) == (name, isthing)
+    assert 12 not in by_id and 26 not in by_id and 91 not in by_id
+    assert by_id[184].synonyms == ("tree",)
+    assert "a photo of a wall." in vocab.prompts(by_id[199])
+    assert all(c.synonyms for c in vocab.classes if "-" in c.name)
+
+
+def test_builtin_ade20k_has_the_150_classes_with_the_panoptic_split():
+    vocab = load_vocabulary("builtin:ade20k")
+    assert vocab.name == "ade20k"
+    assert (len(vocab.classes), len(vocab.things), len(vocab.stuff)) == (150, 100, 50)
+    assert [c.id for c in vocab.classes] == list(range(1, 151))
+    by_id = {c.id: c for c in vocab.classes}
+    for cid, name, isthing in [(1, "wall", False), (2, "building", False), (3, "sky", False),
+                               (5, "tree", False), (8, "bed", True), (9, "window", True),
+                               (13, "person", True), (21, "car", True), (150, "flag", True)]:
+        assert (by_id[cid].name, by_id[cid].isthing) == (name, isthing)
+    assert by_id[7].synonyms == ("route",)
+    assert by_id[45].name == "chest of drawers"
+    assert by_id[45].synonyms == ("chest", "bureau", "dresser")
+    assert all("," not in n and n == n.strip() for c in vocab.classes for n in c.names)
+
+
+def test_a_word_the_tokenizer_does_not_know_is_warned_about():
+    vocab = parse_vocabulary("name: odd\nclasses:\n  - {id: 1, name: qwzxv thing, isthing: true}\n"
+                             "  - {id: 2, name: ball, isthing: true}\n")
+    encoder = TextEncoder(cache_dir=None)
+    assert unknown_words(vocab, encoder.tokenizer) == {"qwzxv thing": ["qwzxv"]}
+    assert unknown_words(load_vocabulary("builtin:coco_panoptic"), encoder.tokenizer) == {}
+    with pytest.warns(UserWarning, match="'qwzxv'"):
+        encoder.embed(vocab)

@@ -1,0 +1,64 @@
+"""The frozen CLIP classifier of open-vocabulary inference: region crops, probabilities, ensemble."""
+
+import pytest
+import torch
+
+from samcp.open_vocab import RegionClassifier, ensemble, masked_crops
+from samcp.text_encoder import TextEncoder
+from samcp.vocab import load_vocabulary
+
+
+def test_masked_crops_take_the_box_and_blank_what_is_outside_the_mask():
+    image = torch.zeros(3, 32, 32)
+    image[0, 8:24, 8:16] = 1.0  # a red left half ...
+    image[2, 8:24, 16:24] = 1.0  # ... and a blue right half of a square
+    left = torch.zeros(2, 32, 32, dtype=torch.bool)
+    left[0, 8:24, 8:16] = True  # the red half alone
+    left[1, 8:24, 8:24] = True  # the whole square
+    mean = torch.tensor([0.5, 0.5, 0.5])
+    crops = masked_crops(image, left, 16, mean)
+    assert crops.shape == (2, 3, 16, 16)
+    # (bilinear sampling blends the outermost crop pixels with the image around the box)
+    assert torch.allclose(crops[0, 0, :, 1:-1], torch.ones(16, 14), atol=1e-5)  # red fills its crop
+    assert crops[1, 0, :, 1:7].min() > 0.99 and crops[1, 2, :, 9:-1].min() > 0.99  # red | blue
+    ring = torch.zeros(1, 32, 32, dtype=torch.bool)
+    ring[0, 8:24, 8:24] = True
+    ring[0, 12:20, 12:20] = False
+    hole = masked_crops(image, ring, 16, mean)[0, :, 6:10, 6:10]
+    assert torch.allclose(hole, mean.view(3, 1, 1).expand(3, 4, 4))  # outside the mask: the mean colour
+
+
+def test_ensemble_is_geometric_and_kappa_picks_the_side():
+    head, clip = torch.tensor([0.9, 0.1]), torch.tensor([0.2, 0.8])
+    assert torch.equal(ensemble(head, clip, 0.0), head)
+    assert torch.allclose(ensemble(head, clip, 1.0), clip)
+    assert torch.allclose(ensemble(head, clip, 0.5), (head * clip).sqrt())
+
+
+def test_region_classifier_gives_a_distribution_per_region():
+    encoder = TextEncoder(cache_dir=None)
+    vocab = load_vocabulary("builtin:synthetic")
+    classifier = RegionClassifier(encoder.model, encoder.embed(vocab))
+    image = torch.randint(0, 255, (48, 40, 3), dtype=torch.uint8)
+    masks = torch.zeros(3, 48, 40, dtype=torch.bool)
+    masks[0, 5:20, 5:30] = True
+    masks[2, 30:, :] = True  # masks[1] is empty
+    probs = classifier(image, masks)
+    assert probs.shape == (3, len(vocab.classes))
+    assert torch.allclose(probs.sum(-1), torch.ones(3))
+    assert torch.allclose(probs[1], torch.full((len(vocab.classes),), 1 / len(vocab.classes)))
+    assert not torch.allclose(probs[0], probs[2])
+
+
+@pytest.mark.parametrize("kappa,expected", [(None, 0.4), (0.0, 0.0), (1.0, 1.0)])
+def test_labeler_uses_the_clip_classifier_with_a_checkpoint(tmp_path, kappa, expected):
+    from samcp.checkpoint import save_weights
+    from samcp.labeler import Labeler
+    from samcp.postprocess import PostprocessConfig
+
+    clip = tmp_path / "clip.pt"
+    save_weights(TextEncoder(cache_dir=None).model, str(clip))
+    labeler = Labeler(clip_checkpoint=str(clip), postprocess=PostprocessConfig(kappa=kappa), device="cpu")
+    assert labeler.postprocess.kappa == expected
+    assert (labeler.region_classifier is not None) == bool(expected)
+    assert Labeler(device="cpu").region_classifier is None  # a random CLIP: no ensemble by default
