@@ -71,11 +71,11 @@ def export(labels: str, out_dir: str, fmt: str, storage_options: dict | None = N
 
     `images` (hf-parquet only): read each sample's image from its source shard.
     """
-    writers = {"coco-panoptic": CocoWriter, "coco-instances": CocoWriter, "hf-parquet": HFParquetWriter}
-    if fmt not in writers:
+    if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     output = LabelOutput(labels, storage_options)
-    writer = writers[fmt](out_dir, fmt, output, storage_options, images)
+    writer = (HFParquetWriter(out_dir, output, storage_options, images) if fmt == "hf-parquet"
+              else CocoWriter(out_dir, output, panoptic=fmt == "coco-panoptic"))
     skipped, seen = [], set()
     with tqdm(unit="img", desc=fmt, disable=not progress) as bar:
         for table in output.shard_tables():
@@ -103,14 +103,14 @@ def panoptic_png(row: dict) -> bytes:
 class CocoWriter:
     """COCO panoptic (json + PNGs) or COCO instances (json with RLE), written as rows come."""
 
-    def __init__(self, out_dir: str, fmt: str, output: LabelOutput, storage_options: dict | None,
-                 images: bool):
-        self.out_dir, self.panoptic = out_dir, fmt == "coco-panoptic"
+    def __init__(self, out_dir: str, output: LabelOutput, panoptic: bool):
+        self.out_dir, self.panoptic = out_dir, panoptic
         self.coco = {"info": {"description": f"SAM-CP labels of {output.uri}"}, "images": [],
                      "annotations": [], "categories": categories(output)}
         os.makedirs(os.path.join(out_dir, "panoptic") if self.panoptic else out_dir, exist_ok=True)
 
     def add_shard(self, rows: list[dict]) -> list[dict]:
+        """Adds the shard's rows; returns the rows left out (none: COCO needs no image)."""
         for row in rows:
             image_id = len(self.coco["images"]) + 1
             self.coco["images"].append({"id": image_id, "file_name": row["key"], "width": row["width"],
@@ -149,8 +149,7 @@ class CocoWriter:
 class HFParquetWriter:
     """A Hugging Face `datasets` folder: one Parquet file per labeled shard plus a dataset card."""
 
-    def __init__(self, out_dir: str, fmt: str, output: LabelOutput, storage_options: dict | None,
-                 images: bool):
+    def __init__(self, out_dir: str, output: LabelOutput, storage_options: dict | None, images: bool):
         self.out_dir, self.output, self.images = out_dir, output, images
         self.storage_options = storage_options
         self.schema = hf_schema(images)
