@@ -62,3 +62,23 @@ def test_labeler_uses_the_clip_classifier_with_a_checkpoint(tmp_path, kappa, exp
     assert labeler.postprocess.kappa == expected
     assert (labeler.region_classifier is not None) == bool(expected)
     assert Labeler(device="cpu").region_classifier is None  # a random CLIP: no ensemble by default
+
+
+def test_the_shipped_clip_names_pattern_and_object_of_ground_truth_regions():
+    """The package's trained samcp-clip-tiny, through the region classifier, on held-out images."""
+    from samcp.data.synthetic import SPLIT_SEEDS, SyntheticConfig, SyntheticCorpus
+
+    encoder = TextEncoder("samcp-clip-tiny", "shipped", cache_dir=None)
+    vocab = load_vocabulary("builtin:synthetic_attributes")
+    classifier = RegionClassifier(encoder.model, encoder.embed(vocab))
+    attributes = ("plain", "striped", "dotted")
+    corpus = SyntheticCorpus(SyntheticConfig(seed=SPLIT_SEEDS["val"], attributes=attributes))
+    names = {c.id: c.name for c in corpus.categories}
+    right = total = 0
+    for index in range(12):
+        sample = corpus[index]
+        masks = torch.stack([torch.from_numpy(sample.panoptic == s.id) for s in sample.segments])
+        guesses = classifier(torch.from_numpy(sample.image), masks).argmax(-1).tolist()
+        right += sum(names[s.category_id] == vocab.classes[g].name for s, g in zip(sample.segments, guesses))
+        total += len(sample.segments)
+    assert right / total > 0.6  # 29 classes: chance is 0.03 (measured: 0.78 on 100 images)
