@@ -42,6 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     seen = [c.name for c in load_vocabulary(args.seen_vocab).classes]
     results = evaluate_open_vocabulary(labeler, seen, args.kappas, args.num_images,
                                        tuple(args.attributes))
+    accuracy = results.pop("clip_region_accuracy")
+    print("CLIP region accuracy on ground-truth masks: "
+          + ", ".join(f"{k} {v:.3f}" for k, v in accuracy.items()))
     print("kappa     PQ  things  stuff   seen  held-out  ratio")
     for kappa, r in results.items():
         print(f"{kappa:5.2f} {r['pq']['All']['pq']:6.1f} {r['pq']['Things']['pq']:7.1f} "
@@ -49,8 +52,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['held_out_things']['pq']:9.1f} {r['held_out_over_seen']:6.2f}")
     if args.output:
         with open(args.output, "w") as f:
-            json.dump({"settings": vars(args), "results": {str(k): v for k, v in results.items()}}, f,
-                      indent=1)
+            json.dump({"settings": vars(args), "clip_region_accuracy": accuracy,
+                       "results": {str(k): v for k, v in results.items()}}, f, indent=1)
     return 0
 
 
