@@ -21,7 +21,7 @@ from PIL import Image
 
 from pipeline.shards import ImageFolder, shard_pattern, synthetic_sample, write_shards
 from pipeline.storage import join, resolve
-from samcp.data.categories import CATEGORY_BY_ID, SYNTHETIC_CATEGORIES
+from samcp.data.attributes import PATTERNS
 from samcp.data.coco import export_coco
 from samcp.data.synthetic import SyntheticConfig, SyntheticCorpus
 from samcp.viz import grid, overlay_panoptic
@@ -62,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     synthetic.add_argument("--image-format", choices=["jpg", "png", "webp"], default="jpg")
     synthetic.add_argument("--coco-dir", help="also export COCO panoptic + instances here (local)")
     synthetic.add_argument("--preview", help="also draw the first 8 images with ground truth (PNG)")
+    synthetic.add_argument("--attributes", nargs="*", default=[], choices=PATTERNS,
+                           help="compositional classes: each thing gets one of these patterns, e.g. "
+                                "plain striped dotted (vocabulary builtin:synthetic_attributes)")
 
     folder = source.add_parser("folder", help="a folder of jpg/png/webp images, recursive")
     common(folder)
@@ -84,7 +87,7 @@ def preview(corpus: SyntheticCorpus, start: int, count: int, path: str) -> None:
     for index in range(start, start + count):
         sample = corpus[index]
         tiles.append(overlay_panoptic(sample.image, sample.panoptic, sample.metadata()["segments_info"],
-                                      CATEGORY_BY_ID, part_map=sample.part_map))
+                                      {c.id: c for c in corpus.categories}, part_map=sample.part_map))
     Image.fromarray(grid(tiles, columns=4)).save(path)
 
 
@@ -95,14 +98,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.num_images < 1:
             raise SystemExit("--num-images must be >= 1")
         height, width = args.image_size
-        config = SyntheticConfig(seed=args.seed, height=height, width=width)
+        config = SyntheticConfig(seed=args.seed, height=height, width=width,
+                                 attributes=tuple(args.attributes))
         corpus = SyntheticCorpus(config)
         indices = range(args.start_index, args.start_index + args.num_images)
         samples = (synthetic_sample(corpus[i], args.image_format) for i in indices)
         total = len(indices)
         manifest = {"source": "synthetic", "config": dataclasses.asdict(config),
                     "start_index": args.start_index, "image_format": args.image_format,
-                    "categories": [c.to_coco() for c in SYNTHETIC_CATEGORIES]}
+                    "categories": [c.to_coco() for c in corpus.categories]}
     else:
         folder = ImageFolder(args.images, args.storage_options)
         if len(folder) == 0:
@@ -117,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"wrote {total} samples in {len(urls)} shards to {manifest['pattern']} "
           f"in {time.time() - started:.1f}s")
     if args.source == "synthetic" and args.coco_dir:
-        paths = export_coco((corpus[i] for i in indices), args.coco_dir, SYNTHETIC_CATEGORIES)
+        paths = export_coco((corpus[i] for i in indices), args.coco_dir, corpus.categories)
         print(f"COCO panoptic: {paths['panoptic']}  COCO instances: {paths['instances']}")
     if args.source == "synthetic" and args.preview:
         preview(corpus, args.start_index, min(8, total), args.preview)

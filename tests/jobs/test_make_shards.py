@@ -42,6 +42,23 @@ def test_synthetic_200_images_in_4_shards(tmp_path):
     assert Image.open(tmp_path / "preview.png").size[0] > 4 * 256
 
 
+def test_compositional_synthetic_shards_carry_pattern_classes_and_captions(tmp_path):
+    done = run_job("synthetic", "--num-images", "6", "--shard-size", "6", "--output", str(tmp_path / "s"),
+                   "--no-progress", "--attributes", "plain", "striped", "dotted",
+                   "--coco-dir", str(tmp_path / "coco"), "--preview", str(tmp_path / "preview.png"))
+    assert done.returncode == 0, done.stderr
+    categories = json.loads((tmp_path / "coco" / "panoptic.json").read_text())["categories"]
+    assert len(categories) == 29
+    assert {"striped kite", "dotted house", "sky"} <= {c["name"] for c in categories}
+    rows = list(wds.WebDataset(str(tmp_path / "s" / "shard-000000.tar"), shardshuffle=False).decode())
+    names = {c["id"]: c["name"] for c in categories}
+    for row in rows:
+        shown = [names[s["category_id"]] for s in row["json"]["segments_info"]]
+        assert row["json"]["caption"] == ", ".join(dict.fromkeys(shown))
+    assert run_job("synthetic", "--num-images", "1", "--output", str(tmp_path / "t"),
+                   "--attributes", "wavy").returncode == 2  # not a pattern: refused by the parser
+
+
 def test_folder_of_images(tmp_path):
     photos = tmp_path / "photos"
     photos.mkdir()
