@@ -13,7 +13,7 @@ from samcp.checkpoint import file_sha256
 from samcp.labeler import Labeler
 from samcp.model.factory import shipped_head_checkpoint
 from samcp.patches import PatchConfig
-from samcp.postprocess import PostprocessConfig
+from samcp.postprocess import PostprocessConfig, default_kappa
 from samcp.sam import shipped_checkpoint
 from samcp.text_encoder import shipped_clip_checkpoint
 from samcp.vocab import load_vocabulary
@@ -83,7 +83,7 @@ class ModelConfig:
     def postprocess_config(self) -> PostprocessConfig:
         defaults = PostprocessConfig()
         score_thresh = defaults.score_thresh if self.min_score is None else self.min_score
-        kappa = self.kappa if self.kappa is not None else (0.4 if self.clip_checkpoint else 0.0)
+        kappa = self.kappa if self.kappa is not None else default_kappa(self.clip_checkpoint)
         return dataclasses.replace(defaults, score_thresh=score_thresh, kappa=kappa)
 
     def build_labeler(self, storage_options: dict | None = None, device: str | None = None) -> Labeler:

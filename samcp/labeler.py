@@ -18,7 +18,7 @@ from samcp.model.factory import build_head
 from samcp.model.inputs import head_inputs
 from samcp.open_vocab import RegionClassifier
 from samcp.patches import PatchConfig, PatchGenerator, PatchSet
-from samcp.postprocess import PostprocessConfig, panoptic
+from samcp.postprocess import PostprocessConfig, default_kappa, panoptic
 from samcp.sam import build_sam
 from samcp.text_encoder import TextEncoder
 from samcp.vocab import Vocabulary, load_vocabulary
@@ -59,7 +59,7 @@ class Labeler:
         self.generator = PatchGenerator(self.sam, patch_config or PatchConfig.for_model(sam_model))
         self.postprocess = postprocess or PostprocessConfig()
         if self.postprocess.kappa is None:
-            self.postprocess = replace(self.postprocess, kappa=0.4 if clip_checkpoint else 0.0)
+            self.postprocess = replace(self.postprocess, kappa=default_kappa(clip_checkpoint))
         self.region_classifier = RegionClassifier(encoder.model, text) if self.postprocess.kappa else None
 
     def label(self, image: np.ndarray) -> LabeledImage:

@@ -34,6 +34,11 @@ class PostprocessConfig:
     kappa: float | None = None
 
 
+def default_kappa(clip_checkpoint: str | None) -> float:
+    """0.4 (the paper's best) when the CLIP model has trained weights, 0 for a random one."""
+    return 0.4 if clip_checkpoint else 0.0
+
+
 @dataclass
 class PanopticResult:
     """id_map: (H, W) int32 segment ids (0 = void). segments: dicts with id, category_index
