@@ -31,6 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--attributes", nargs="+", default=["plain", "striped", "dotted"])
     parser.add_argument("--num-images", type=int, default=200, help="held-out (val) images")
     parser.add_argument("--kappas", type=float, nargs="+", default=[0.0, 0.4, 1.0])
+    parser.add_argument("--min-score", type=float, default=PostprocessConfig.score_thresh,
+                        help="drop segments scored below this")
     parser.add_argument("--output", help="write the results JSON here")
     return parser
 
@@ -38,7 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     labeler = Labeler(head_checkpoint=args.samcp_checkpoint, vocab=args.vocab, clip_model=args.clip_model,
-                      clip_checkpoint=args.clip_checkpoint, postprocess=PostprocessConfig(kappa=0.4))
+                      clip_checkpoint=args.clip_checkpoint,
+                      postprocess=PostprocessConfig(score_thresh=args.min_score, kappa=0.4))
     seen = [c.name for c in load_vocabulary(args.seen_vocab).classes]
     results = evaluate_open_vocabulary(labeler, seen, args.kappas, args.num_images,
                                        tuple(args.attributes))

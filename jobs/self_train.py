@@ -16,6 +16,7 @@ holds the table.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 from pipeline.config import ModelConfig
@@ -38,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ground-truth-images", action="append", default=[],
                         help="the shards of those images (repeatable)")
     parser.add_argument("--min-score", type=float, default=0.5)
+    parser.add_argument("--class-min-score", type=json.loads, default={},
+                        help='per-class thresholds as JSON, e.g. \'{"car": 0.7}\' (above 1: never kept)')
     parser.add_argument("--points-per-side", type=int, help="SAM point grid (default: per SAM model)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--use-gpu", action="store_true")
@@ -54,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg = SelfTrainConfig(unlabeled=tuple(args.unlabeled), eval_images=tuple(args.eval_images),
                           eval_ground_truth=args.eval_ground_truth, output=args.output, init=args.init,
                           rounds=args.rounds, model=ModelConfig(points_per_side=args.points_per_side),
-                          scores=ScoreFilter(args.min_score), ground_truth=args.ground_truth,
+                          scores=ScoreFilter(args.min_score, args.class_min_score),
+                          ground_truth=args.ground_truth,
                           ground_truth_images=tuple(args.ground_truth_images), workers=args.workers,
                           use_gpu=args.use_gpu,
                           epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, actors=args.actors,
