@@ -49,17 +49,18 @@ class ClipTrainConfig:
 @dataclass
 class PairSet:
     """Training pairs: images (P, 3, S, S) uint8 and the index of each one's text in `texts`;
-    `is_region` (P,) tells region crops from whole images."""
+    `is_region` (P,) tells region crops (whose text is a class name, put into a random template
+    at each step) from whole images (whose text is their caption)."""
 
     images: torch.Tensor
     text_index: torch.Tensor
     is_region: torch.Tensor
     texts: list[str]
+    class_names: set[str]
 
 
 def build_pairs(cfg: ClipTrainConfig, size: int, mean: torch.Tensor, log=print) -> PairSet:
-    """Region crops and whole images of the first `train_images` images, with their texts.
-    Region texts are "{class}" placeholders filled with a random template at each step."""
+    """Region crops and whole images of the first `train_images` images, with their texts."""
     corpus = SyntheticCorpus(SyntheticConfig(seed=cfg.data_seed, height=cfg.image_size, width=cfg.image_size,
                                              attributes=cfg.attributes))
     names = {c.id: c.name for c in corpus.categories}
@@ -79,7 +80,7 @@ def build_pairs(cfg: ClipTrainConfig, size: int, mean: torch.Tensor, log=print) 
         text_index.append(texts.setdefault(f"a picture of {sample.caption}.", len(texts)))
         is_region.append(False)
     pairs = PairSet((torch.stack(images) * 255).round().to(torch.uint8), torch.tensor(text_index),
-                    torch.tensor(is_region), list(texts))
+                    torch.tensor(is_region), list(texts), set(names.values()))
     log(f"{len(pairs.images)} pairs ({int(pairs.is_region.sum())} regions) with {len(texts)} texts")
     return pairs
 
@@ -126,8 +127,8 @@ def train_clip(cfg: ClipTrainConfig, output_dir: str, log=print) -> torch.nn.Mod
         images = ((images - mean) / std).to(device)
         used, text_index = pairs.text_index[chosen].unique(return_inverse=True)
         texts = [pairs.texts[int(i)] for i in used]
-        texts = [templates[int(rng.integers(len(templates)))].format(t) if not t.startswith("a picture of ")
-                 else t for t in texts]
+        texts = [templates[int(rng.integers(len(templates)))].format(t) if t in pairs.class_names else t
+                 for t in texts]
         lr = warmup_cosine(cfg.lr, cfg.warmup_steps, cfg.steps, step)
         for group in optimizer.param_groups:
             group["lr"] = lr
