@@ -121,7 +121,9 @@ def browser_images():
     them in headless Chromium (pages of `pipeline.report`). Skipped without Chromium, except on CI,
     whose `.ci/run` installs it."""
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None and not os.environ.get("CI"):
+    if chromium is None:
+        if os.environ.get("CI"):
+            pytest.fail("no chromium on the CI machine: .ci/run should have installed it")
         pytest.skip("no chromium on this machine (apt-get install chromium; CI installs it)")
 
     def images(page: str) -> tuple[int, int]:
