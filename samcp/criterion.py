@@ -137,7 +137,10 @@ def samcp_loss(outputs: list[dict[str, torch.Tensor]], targets: list[SegmentTarg
             stuff_affinity = layer["affinity"][b, :num_stuff, :n]
             present = t.stuff_present
             coverable_stuff = (t.stuff_membership == 1).any(-1)
-            stuff_weight = (~present | coverable_stuff).float()  # present but uncoverable: no class loss
+            # Present but uncoverable: no class loss. Absent: a negative, unless the image has unlabeled
+            # pixels (pseudo-labels), where the class may be hiding.
+            unlabeled = t.ignored_patches is not None and bool(t.ignored_patches.any())
+            stuff_weight = torch.where(present, coverable_stuff.float(), 0.0 if unlabeled else 1.0)
             stuff_class = sigmoid_focal_loss(layer["stuff_logits"][b], (present & coverable_stuff).float(),
                                              cfg.focal_alpha, cfg.focal_gamma, reduction="none")
             parts["stuff_class"] = parts["stuff_class"] + (stuff_class * stuff_weight).sum() / num_stuff_pos

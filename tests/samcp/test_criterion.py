@@ -75,3 +75,18 @@ def test_queries_of_ignored_patches_are_not_taught_background():
     targets.ignored_patches = torch.tensor([False, False, False, True])
     ignored = samcp_loss(outputs, [targets], boxes, padding, 1, CriterionConfig())["class"]
     assert ignored < plain - 1.0
+
+
+def test_absent_stuff_is_a_negative_only_where_every_pixel_is_labeled():
+    targets = targets_two_things()
+    targets.stuff_present = torch.tensor([False])  # no sky among the labels ...
+    targets.stuff_membership = torch.tensor([[0, 0, 0, 0]])
+    boxes = torch.tensor([[[0.0, 0.0, 0.25, 0.5], [0.25, 0.0, 0.5, 0.5],
+                           [0.5, 0.5, 1.0, 1.0], [0.6, 0.6, 0.9, 0.9]]])
+    padding = torch.zeros((1, 4), dtype=torch.bool)
+    outputs = [{"affinity": torch.zeros((1, 5, 4)), "stuff_logits": torch.full((1, 1), 3.0),
+                "thing_logits": torch.zeros((1, 4, 2))}]
+    labeled = samcp_loss(outputs, [targets], boxes, padding, 1, CriterionConfig())["stuff_class"]
+    assert labeled > 0.5  # ... so a confident sky is wrong
+    targets.ignored_patches = torch.tensor([False, False, False, True])  # ... or sky hides in the unlabeled
+    assert float(samcp_loss(outputs, [targets], boxes, padding, 1, CriterionConfig())["stuff_class"]) == 0.0
