@@ -118,12 +118,16 @@ class LabelOutput:
         with self.fs.open(path, "rb") as f:
             return json.load(f)
 
-    def vocabulary(self) -> Vocabulary:
-        """The classes the labels were made with, as recorded in the manifest."""
+    def manifest(self) -> dict:
+        """The `_manifest.json` of a labeling output: which models, patches and vocabulary made it."""
         manifest = self.read_json(MANIFEST)
         if manifest is None:
             raise FileNotFoundError(f"{self.uri} has no {MANIFEST}: not the output of jobs/label_corpus.py")
-        vocabulary = manifest["labeling"]["vocabulary"]
+        return manifest
+
+    def vocabulary(self) -> Vocabulary:
+        """The classes the labels were made with, as recorded in the manifest."""
+        vocabulary = self.manifest()["labeling"]["vocabulary"]
         return Vocabulary(vocabulary["name"], tuple(VocabClass(c["id"], c["name"], c["isthing"])
                                                     for c in vocabulary["classes"]))
 

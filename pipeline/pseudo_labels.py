@@ -23,7 +23,7 @@ import torch
 
 from pipeline.decode import DecodeConfig
 from pipeline.labels import segment_mask
-from pipeline.output import MANIFEST, LabelOutput, shard_file_name
+from pipeline.output import LabelOutput, shard_file_name
 from pipeline.reader import ShardReader
 from samcp.data.coco import PanopticFolder, encode_rle
 from samcp.patches import PatchConfig, PatchGenerator
@@ -41,14 +41,6 @@ class ScoreFilter:
 
     def keep(self, segment: dict) -> bool:
         return segment["score"] >= self.per_class.get(segment["category"], self.min_score)
-
-
-def labeling_manifest(labels: str, storage_options: dict | None = None) -> dict:
-    """The `_manifest.json` of a labeling output: which SAM, patches and vocabulary made it."""
-    manifest = LabelOutput(labels, storage_options).read_json(MANIFEST)
-    if manifest is None:
-        raise FileNotFoundError(f"{labels} has no {MANIFEST}: not the output of jobs/label_corpus.py")
-    return manifest
 
 
 @dataclass(frozen=True)

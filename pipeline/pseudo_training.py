@@ -34,7 +34,6 @@ from pipeline.pseudo_labels import (
     GroundTruthReader,
     PseudoLabelReader,
     ScoreFilter,
-    labeling_manifest,
 )
 from pipeline.storage import absolute, join, resolve
 from samcp.criterion import CriterionConfig
@@ -170,7 +169,7 @@ def run_pseudo_training(cfg: PseudoTrainConfig, log: Callable[[str], None] = pri
         raise ValueError("--ground-truth and --ground-truth-images go together")
     if cfg.ground_truth:
         PanopticFolder(cfg.ground_truth)  # a wrong folder fails now, not in a reading task
-    manifest = labeling_manifest(cfg.labels, cfg.storage_options)
+    manifest = LabelOutput(cfg.labels, cfg.storage_options).manifest()
     labeling = manifest["labeling"]
     head = build_head(cfg.init, cfg.storage_options)  # checks --init early; takes the result at the end
     roi_size = head.config.roi_size
