@@ -35,9 +35,9 @@ class RegionClassifier:
         self.model = clip_model.eval()
         cfg = clip_model.visual.preprocess_cfg
         self.size = int(cfg["size"][0] if isinstance(cfg["size"], (tuple, list)) else cfg["size"])
-        self.mean = torch.tensor(cfg["mean"])
-        self.std = torch.tensor(cfg["std"])
         self.text = text_embeddings
+        self.mean = torch.tensor(cfg["mean"], device=text_embeddings.device)  # (3,)
+        self.std = torch.tensor(cfg["std"], device=text_embeddings.device)
         self.scale = float(clip_model.logit_scale.detach().exp())
 
     @torch.no_grad()
@@ -49,8 +49,8 @@ class RegionClassifier:
         present = masks.flatten(1).any(-1)
         if present.any():
             pixels = image.to(device).permute(2, 0, 1).float() / 255
-            crops = masked_crops(pixels, masks[present].to(device), self.size, self.mean.to(device))
-            crops = (crops - self.mean.view(1, 3, 1, 1).to(device)) / self.std.view(1, 3, 1, 1).to(device)
+            crops = masked_crops(pixels, masks[present].to(device), self.size, self.mean)
+            crops = (crops - self.mean.view(1, 3, 1, 1)) / self.std.view(1, 3, 1, 1)
             features = F.normalize(self.model.encode_image(crops).float(), dim=-1)
             probs[present] = (self.scale * features @ self.text.T).softmax(-1)
         return probs
