@@ -16,7 +16,7 @@ from samcp.data.coco import encode_rle
 from samcp.masks import mask_bbox
 from samcp.model.factory import build_head
 from samcp.model.inputs import head_inputs
-from samcp.open_vocab import RegionClassifier
+from samcp.open_vocab import RegionClassifier, RegionEncoder
 from samcp.patches import PatchConfig, PatchGenerator, PatchSet
 from samcp.postprocess import PostprocessConfig, default_kappa, panoptic
 from samcp.sam import build_sam
@@ -61,6 +61,13 @@ class Labeler:
         if self.postprocess.kappa is None:
             self.postprocess = replace(self.postprocess, kappa=default_kappa(clip_checkpoint))
         self.region_classifier = RegionClassifier(encoder.model, text) if self.postprocess.kappa else None
+        self.region_encoder = None
+        clip_dim = self.head.config.clip_dim
+        if clip_dim:
+            if clip_dim != encoder.dim:
+                raise ValueError(f"the head reads CLIP region embeddings of width {clip_dim}, "
+                                 f"but {clip_model} gives {encoder.dim}: use the CLIP it was trained with")
+            self.region_encoder = RegionEncoder(encoder.model, encoder.dim)
 
     def label(self, image: np.ndarray) -> LabeledImage:
         """One RGB (H, W, 3) uint8 image."""
@@ -77,11 +84,13 @@ class Labeler:
         h, w = patches.image_size
         if len(patches) == 0:
             return LabeledImage(np.zeros((h, w), np.int32), [], 0)
-        inputs = head_inputs([patches], self.sam.image_encoder.img_size, self.head.config.roi_size)
+        pixels = torch.from_numpy(np.ascontiguousarray(image))
+        clip = None if self.region_encoder is None else [self.region_encoder(pixels, patches.masks)]
+        inputs = head_inputs([patches], self.sam.image_encoder.img_size, self.head.config.roi_size, clip)
         last = self.head(inputs, self.stuff_text, self.thing_text)[-1]
         region_probs = None
         if self.region_classifier is not None:
-            region_probs = partial(self.region_classifier, torch.from_numpy(np.ascontiguousarray(image)))
+            region_probs = partial(self.region_classifier, pixels)
         result = panoptic(last["affinity"][0].float(), last["stuff_logits"][0].float(),
                           last["thing_logits"][0].float(), patches.masks, self.stuff_index,
                           self.thing_index, self.postprocess, region_probs)

@@ -1,4 +1,5 @@
-"""The frozen CLIP classifier of open-vocabulary inference, and its ensemble with the head.
+"""Frozen CLIP on image regions: embeddings (an optional head input), the classifier of
+open-vocabulary inference, and its ensemble with the head.
 
 A region (a query's merged mask) is cropped from the image by its box, the pixels outside
 the mask are set to CLIP's mean colour, and the crop goes through CLIP's image tower at the
@@ -6,6 +7,7 @@ model's input size; its class probabilities are a softmax over the cosine simila
 the vocabulary's text embeddings, scaled by CLIP's own logit scale. The head's probability p
 and CLIP's q of a class are ensembled geometrically, p^(1 - kappa) * q^kappa (kappa = 0: the
 head alone, 1: CLIP alone), which lets a vocabulary the head never saw still be labeled.
+The same region embeddings of each SAM patch can also feed the head (`HeadConfig.clip_dim`).
 """
 
 from __future__ import annotations
@@ -27,33 +29,50 @@ def masked_crops(image: torch.Tensor, masks: torch.Tensor, size: int, mean: torc
     return torch.where(inside, crops, mean.view(1, 3, 1, 1).to(crops))
 
 
+class RegionEncoder:
+    """Normalized embeddings of image regions from a (frozen) open_clip model's image tower."""
+
+    def __init__(self, clip_model: torch.nn.Module, dim: int):
+        """dim: the model's joint embedding width (its config's `embed_dim`)."""
+        self.model = clip_model.eval()
+        device = next(clip_model.parameters()).device
+        cfg = clip_model.visual.preprocess_cfg
+        self.size = int(cfg["size"][0] if isinstance(cfg["size"], (tuple, list)) else cfg["size"])
+        self.mean = torch.tensor(cfg["mean"], device=device)  # (3,)
+        self.std = torch.tensor(cfg["std"], device=device)
+        self.dim = dim
+
+    @torch.no_grad()
+    def __call__(self, image: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+        """image (H, W, 3) uint8, masks (Q, H, W) bool -> (Q, E) unit-length embeddings (zero rows for
+        empty masks)."""
+        device = self.mean.device
+        features = torch.zeros((len(masks), self.dim), device=device)
+        present = masks.flatten(1).any(-1).to(device)
+        if present.any():
+            pixels = image.to(device).permute(2, 0, 1).float() / 255
+            crops = masked_crops(pixels, masks.to(device)[present], self.size, self.mean)
+            crops = (crops - self.mean.view(1, 3, 1, 1)) / self.std.view(1, 3, 1, 1)
+            features[present] = F.normalize(self.model.encode_image(crops).float(), dim=-1)
+        return features
+
+
 class RegionClassifier:
-    """Class probabilities of image regions from a (frozen) open_clip model's image tower."""
+    """Class probabilities of image regions: a `RegionEncoder`'s embeddings against class texts."""
 
     def __init__(self, clip_model: torch.nn.Module, text_embeddings: torch.Tensor):
         """text_embeddings: (C, T) normalized, from the same model's text tower."""
-        self.model = clip_model.eval()
-        cfg = clip_model.visual.preprocess_cfg
-        self.size = int(cfg["size"][0] if isinstance(cfg["size"], (tuple, list)) else cfg["size"])
-        self.text = text_embeddings
-        self.mean = torch.tensor(cfg["mean"], device=text_embeddings.device)  # (3,)
-        self.std = torch.tensor(cfg["std"], device=text_embeddings.device)
+        self.encoder = RegionEncoder(clip_model, text_embeddings.shape[-1])
+        self.text = text_embeddings.to(self.encoder.mean.device)
         self.scale = float(clip_model.logit_scale.detach().exp())
 
     @torch.no_grad()
     def __call__(self, image: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
         """image (H, W, 3) uint8, masks (Q, H, W) bool -> (Q, C) probabilities (rows of an empty
         mask are uniform)."""
-        device = self.text.device
-        probs = torch.full((len(masks), len(self.text)), 1 / len(self.text), device=device)
-        present = masks.flatten(1).any(-1)
-        if present.any():
-            pixels = image.to(device).permute(2, 0, 1).float() / 255
-            crops = masked_crops(pixels, masks[present].to(device), self.size, self.mean)
-            crops = (crops - self.mean.view(1, 3, 1, 1)) / self.std.view(1, 3, 1, 1)
-            features = F.normalize(self.model.encode_image(crops).float(), dim=-1)
-            probs[present] = (self.scale * features @ self.text.T).softmax(-1)
-        return probs
+        features = self.encoder(image, masks)
+        probs = (self.scale * features @ self.text.T).softmax(-1)
+        return torch.where(features.any(-1, keepdim=True), probs, 1 / len(self.text))
 
 
 def ensemble(head_probs: torch.Tensor, clip_probs: torch.Tensor, kappa: float) -> torch.Tensor:

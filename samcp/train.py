@@ -22,6 +22,7 @@ from samcp.criterion import CriterionConfig, samcp_loss
 from samcp.data.synthetic import SPLIT_SEEDS, SyntheticConfig, SyntheticCorpus
 from samcp.model.head import HeadConfig, SamCPHead
 from samcp.model.inputs import PatchFeatures, collate, patch_features, pixel_boxes
+from samcp.open_vocab import RegionEncoder
 from samcp.patches import PatchConfig, PatchGenerator, PatchSet
 from samcp.sam import build_sam
 from samcp.text_encoder import TextEncoder
@@ -81,15 +82,15 @@ class CachedImage:
 
 def training_example(patches: PatchSet, segment_masks: torch.Tensor, segment_classes: list[int],
                      vocab: Vocabulary, img_size: int, roi_size: int,
-                     ignore: torch.Tensor | None = None) -> CachedImage:
+                     ignore: torch.Tensor | None = None, clip: torch.Tensor | None = None) -> CachedImage:
     """Features (embedding in fp16) and targets of one image's patches against its segments.
 
     segment_masks: (G, H, W) bool with category ids `segment_classes`; ignore: (H, W) bool
-    pixels without labels (see `samcp.assign`).
+    pixels without labels (see `samcp.assign`); clip: (N, E) the patches' CLIP region embeddings.
     """
     targets = assign(patches.masks, pixel_boxes(patches), segment_masks, segment_classes,
                      [c.id for c in vocab.things], [c.id for c in vocab.stuff], ignore=ignore)
-    features = patch_features(patches, img_size, roi_size)
+    features = patch_features(patches, img_size, roi_size, clip)
     features.embedding = features.embedding.half()
     return CachedImage(features, targets)
 
@@ -120,8 +121,10 @@ def patch_config(cfg: HeadTrainConfig) -> PatchConfig:
 
 
 def build_cache(cfg: HeadTrainConfig, vocab: Vocabulary, cache_dir: str, roi_size: int,
-                device: torch.device, log=print) -> list[CachedImage]:
-    """Patches and targets of the first `train_images` images, from disk where already cached."""
+                device: torch.device, region_encoder: RegionEncoder | None = None,
+                log=print) -> list[CachedImage]:
+    """Patches and targets of the first `train_images` images, from disk where already cached;
+    with `region_encoder`, each patch's CLIP region embedding too."""
     os.makedirs(cache_dir, exist_ok=True)
     corpus = SyntheticCorpus(SyntheticConfig(seed=cfg.data_seed, height=cfg.image_size,
                                              width=cfg.image_size, attributes=cfg.attributes))
@@ -147,13 +150,21 @@ def build_cache(cfg: HeadTrainConfig, vocab: Vocabulary, cache_dir: str, roi_siz
                 unknown = [s.id for s in sample.segments if s.category_id not in known]
                 segment_masks = torch.stack([torch.from_numpy(sample.panoptic == s.id) for s in segments])
                 ignore = torch.from_numpy(np.isin(sample.panoptic, unknown)) if unknown else None
+                clip = None
+                if region_encoder is not None:
+                    clip = region_encoder(torch.from_numpy(sample.image), patches.masks).cpu().half()
                 example = training_example(patches, segment_masks, [s.category_id for s in segments],
-                                           vocab, sam.image_encoder.img_size, roi_size, ignore=ignore)
+                                           vocab, sam.image_encoder.img_size, roi_size, ignore=ignore,
+                                           clip=clip)
                 rows.append(example.to_dict())
             tmp = f"{path}.tmp"
             torch.save(rows, tmp)
             os.replace(tmp, path)
-        cached += [CachedImage.from_dict(row) for row in torch.load(path, weights_only=True)]
+        part = [CachedImage.from_dict(row) for row in torch.load(path, weights_only=True)]
+        if part and (part[0].features.clip is None) != (region_encoder is None):
+            raise ValueError(f"{path} was cached {'without' if region_encoder else 'with'} CLIP region "
+                             "embeddings, which this head does not match: train into a new --output")
+        cached += part
     if skipped:
         log(f"{skipped} training images had no patch and were left out")
     return cached
@@ -166,10 +177,18 @@ def train_head(cfg: HeadTrainConfig, head_config: HeadConfig, output_dir: str,
     os.makedirs(output_dir, exist_ok=True)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     vocab = load_vocabulary(cfg.vocab)
-    text = TextEncoder(cfg.clip_model, cfg.clip_checkpoint).embed(vocab).to(device)
+    encoder = TextEncoder(cfg.clip_model, cfg.clip_checkpoint, device=device)
+    text = encoder.embed(vocab).to(device)
     is_thing = torch.tensor([c.isthing for c in vocab.classes])
     stuff_text, thing_text = text[~is_thing], text[is_thing]
-    cache = build_cache(cfg, vocab, os.path.join(output_dir, "cache"), head_config.roi_size, device, log)
+    region_encoder = None
+    if head_config.clip_dim:
+        if head_config.clip_dim != encoder.dim:
+            raise ValueError(f"--clip-dim {head_config.clip_dim} is not the width of {cfg.clip_model}'s "
+                             f"embeddings ({encoder.dim})")
+        region_encoder = RegionEncoder(encoder.model, encoder.dim)
+    cache = build_cache(cfg, vocab, os.path.join(output_dir, "cache"), head_config.roi_size, device,
+                        region_encoder, log)
 
     torch.manual_seed(cfg.seed)
     head = SamCPHead(head_config).to(device).train()

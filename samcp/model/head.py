@@ -29,6 +29,7 @@ class HeadConfig:
     use_mask_roi: bool = True
     use_dca: bool = True
     use_affinity_refine: bool = True
+    clip_dim: int = 0  # > 0: each patch also carries its CLIP region embedding of this width
 
 
 class SamCPHead(nn.Module):
@@ -37,7 +38,8 @@ class SamCPHead(nn.Module):
         self.config = config
         self.encoder = PatchEncoder(config.feature_dim, config.dim, config.roi_size,
                                     config.mlp_hidden_dim, config.encoder_layers, config.num_heads,
-                                    config.ffn_dim, use_mask_roi=config.use_mask_roi)
+                                    config.ffn_dim, use_mask_roi=config.use_mask_roi,
+                                    clip_dim=config.clip_dim)
         self.decoder = AffinityDecoder(config.dim, config.text_dim, config.decoder_layers,
                                        config.num_heads, config.ffn_dim, use_dca=config.use_dca,
                                        use_affinity_refine=config.use_affinity_refine)
@@ -53,7 +55,7 @@ class SamCPHead(nn.Module):
         "thing_logits" (B, N, K) the instance queries' thing-class logits.
         """
         patches, pos = self.encoder(inputs.features, inputs.feature_boxes, inputs.roi_masks,
-                                    inputs.boxes_cxcywh, inputs.padding)
+                                    inputs.boxes_cxcywh, inputs.padding, inputs.clip)
         decoded = self.decoder(patches, pos, inputs.boxes_xyxy, inputs.padding, stuff_text)
         s = stuff_text.shape[0]
         outputs = []

@@ -22,12 +22,14 @@ class PatchFeatures:
 
     embedding: (C, h, w). feature_boxes: (N, 4) xyxy in feature-map cells.
     roi_masks: (N, S, S) each patch mask inside its box. boxes: (N, 4) xyxy normalized by image size.
+    clip: (N, E) CLIP embedding of each patch's region (`samcp.open_vocab.RegionEncoder`), or None.
     """
 
     embedding: torch.Tensor
     feature_boxes: torch.Tensor
     roi_masks: torch.Tensor
     boxes: torch.Tensor
+    clip: torch.Tensor | None = None
 
     def to_dict(self) -> dict[str, torch.Tensor]:
         return dict(vars(self))
@@ -37,7 +39,7 @@ class PatchFeatures:
 class HeadInputs:
     """B images padded to N patches: features (B, C, h, w), feature_boxes (B, N, 4),
     roi_masks (B, N, S, S), boxes_xyxy and boxes_cxcywh (B, N, 4) normalized, padding (B, N)
-    bool (True where there is no patch)."""
+    bool (True where there is no patch), clip (B, N, E) patch region embeddings or None."""
 
     features: torch.Tensor
     feature_boxes: torch.Tensor
@@ -45,9 +47,10 @@ class HeadInputs:
     boxes_xyxy: torch.Tensor
     boxes_cxcywh: torch.Tensor
     padding: torch.Tensor
+    clip: torch.Tensor | None = None
 
     def to(self, device: torch.device | str) -> HeadInputs:
-        return HeadInputs(**{k: v.to(device) for k, v in vars(self).items()})
+        return HeadInputs(**{k: None if v is None else v.to(device) for k, v in vars(self).items()})
 
 
 def pixel_boxes(patches: PatchSet) -> torch.Tensor:
@@ -55,7 +58,9 @@ def pixel_boxes(patches: PatchSet) -> torch.Tensor:
     return patches.boxes + torch.tensor([0.0, 0.0, 1.0, 1.0], device=patches.boxes.device)
 
 
-def patch_features(patches: PatchSet, encoder_image_size: int, roi_size: int) -> PatchFeatures:
+def patch_features(patches: PatchSet, encoder_image_size: int, roi_size: int,
+                   clip: torch.Tensor | None = None) -> PatchFeatures:
+    """clip: (N, E) the patches' CLIP region embeddings, for a head that reads them."""
     boxes = pixel_boxes(patches)
     h, w = patches.image_size
     input_scale = patches.input_size[0] / h  # ResizeLongestSide keeps the aspect ratio
@@ -65,6 +70,7 @@ def patch_features(patches: PatchSet, encoder_image_size: int, roi_size: int) ->
         feature_boxes=boxes * input_scale * feature_cells,
         roi_masks=mask_roi_grid(patches.masks, boxes, roi_size),
         boxes=boxes / torch.tensor([w, h, w, h], dtype=torch.float, device=boxes.device),
+        clip=clip,
     )
 
 
@@ -72,6 +78,8 @@ def collate(images: list[PatchFeatures]) -> HeadInputs:
     """Pad and stack the patches of several images (each with at least one patch)."""
     if any(len(p.boxes) == 0 for p in images):
         raise ValueError("collate needs at least one patch per image")
+    if len({p.clip is None for p in images}) > 1:
+        raise ValueError("collate needs CLIP region embeddings for every image or for none")
     b, n = len(images), max(len(p.boxes) for p in images)
     first = images[0]
     device, size = first.embedding.device, first.roi_masks.shape[-1]
@@ -80,12 +88,15 @@ def collate(images: list[PatchFeatures]) -> HeadInputs:
     boxes = torch.zeros((b, n, 4), device=device)
     boxes[..., 2:] = 1.0  # padded patches get the whole frame: finite encodings
     padding = torch.ones((b, n), dtype=torch.bool, device=device)
+    clip = None if first.clip is None else torch.zeros((b, n, first.clip.shape[-1]), device=device)
     for i, p in enumerate(images):
         k = len(p.boxes)
         feature_boxes[i, :k] = p.feature_boxes
         roi_masks[i, :k] = p.roi_masks.float()
         boxes[i, :k] = p.boxes
         padding[i, :k] = False
+        if clip is not None:
+            clip[i, :k] = p.clip.float()
     return HeadInputs(
         features=torch.stack([p.embedding for p in images]).float(),
         feature_boxes=feature_boxes,
@@ -93,8 +104,12 @@ def collate(images: list[PatchFeatures]) -> HeadInputs:
         boxes_xyxy=boxes,
         boxes_cxcywh=box_convert(boxes, "xyxy", "cxcywh"),
         padding=padding,
+        clip=clip,
     )
 
 
-def head_inputs(patch_sets: list[PatchSet], encoder_image_size: int, roi_size: int) -> HeadInputs:
-    return collate([patch_features(p, encoder_image_size, roi_size) for p in patch_sets])
+def head_inputs(patch_sets: list[PatchSet], encoder_image_size: int, roi_size: int,
+                clip: list[torch.Tensor] | None = None) -> HeadInputs:
+    """clip: per image, its patches' (N, E) CLIP region embeddings (for a head that reads them)."""
+    clip = clip or [None] * len(patch_sets)
+    return collate([patch_features(p, encoder_image_size, roi_size, c) for p, c in zip(patch_sets, clip)])

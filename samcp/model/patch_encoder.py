@@ -1,9 +1,11 @@
 """Patch encoder: one feature vector per SAM patch, contextualised over the image's patches.
 
 Per patch: RoIAlign of the backbone feature map inside the patch box, times the
-patch's own mask on the same grid (MaskRoI), flattened through an MLP; plus a
-sine encoding of its box; then omega post-norm self-attention layers over the
-patches of each image (padding masked out).
+patch's own mask on the same grid (MaskRoI), flattened through an MLP (plus, when
+`clip_dim` > 0, an MLP of the patch's CLIP region embedding, which sees the region's
+pixels at CLIP's input size rather than the backbone's coarse grid); plus a sine
+encoding of its box; then omega post-norm self-attention layers over the patches of
+each image (padding masked out).
 """
 
 from __future__ import annotations
@@ -28,22 +30,26 @@ def mask_roi_grid(masks: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.
 
 class PatchEncoder(nn.Module):
     def __init__(self, feature_dim: int, dim: int, roi_size: int, mlp_hidden_dim: int,
-                 num_layers: int, num_heads: int, ffn_dim: int, use_mask_roi: bool = True):
+                 num_layers: int, num_heads: int, ffn_dim: int, use_mask_roi: bool = True,
+                 clip_dim: int = 0):
         super().__init__()
         self.roi_size = roi_size
         self.use_mask_roi = use_mask_roi
         self.roi_mlp = MLP(feature_dim * roi_size * roi_size, mlp_hidden_dim, dim, 2)
+        self.clip_mlp = MLP(clip_dim, mlp_hidden_dim, dim, 2) if clip_dim else None
         self.roi_norm = nn.LayerNorm(dim)
         self.pos_mlp = MLP(dim, dim, dim, 2)
         self.attention = nn.ModuleList(Attention(dim, num_heads) for _ in range(num_layers))
         self.ffn = nn.ModuleList(FeedForward(dim, ffn_dim) for _ in range(num_layers))
 
     def forward(self, features: torch.Tensor, feature_boxes: torch.Tensor, roi_masks: torch.Tensor,
-                norm_boxes: torch.Tensor, padding: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                norm_boxes: torch.Tensor, padding: torch.Tensor, clip: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
         """
         features: (B, C, h, w) backbone map. feature_boxes: (B, N, 4) xyxy in feature-map cells.
         roi_masks: (B, N, S, S) patch masks inside their boxes. norm_boxes: (B, N, 4) cxcywh in [0, 1].
-        padding: (B, N) bool, True where there is no patch.
+        padding: (B, N) bool, True where there is no patch. clip: (B, N, E) patch region embeddings,
+        required when the encoder was built with `clip_dim` > 0.
         Returns patch features and their positional encodings, both (B, N, D).
         """
         b, n = padding.shape
@@ -53,7 +59,13 @@ class PatchEncoder(nn.Module):
         pooled = pooled.reshape(b, n, -1, self.roi_size, self.roi_size)
         if self.use_mask_roi:
             pooled = pooled * roi_masks[:, :, None]
-        x = self.roi_norm(self.roi_mlp(pooled.flatten(2)))
+        x = self.roi_mlp(pooled.flatten(2))
+        if self.clip_mlp is not None:
+            if clip is None:
+                raise ValueError("this head reads each patch's CLIP region embedding (clip_dim > 0), "
+                                 "but its inputs have none")
+            x = x + self.clip_mlp(clip)
+        x = self.roi_norm(x)
         pos = self.pos_mlp(box_sine_encoding(norm_boxes, x.shape[-1]))
         for attention, ffn in zip(self.attention, self.ffn):
             x = ffn(attention(x, pos, x, pos, key_padding_mask=padding))

@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from samcp.model.affinity_decoder import claimed_union_boxes, normalized_affinity
@@ -97,3 +98,22 @@ def test_classifier_follows_the_vocabulary_order():
     queries, text = torch.randn(1, 3, 16), torch.randn(5, 8)
     order = torch.tensor([4, 2, 0, 1, 3])
     torch.testing.assert_close(classifier(queries, text[order]), classifier(queries, text)[..., order])
+
+
+def test_a_head_with_clip_dim_reads_each_patch_region_embedding():
+    torch.manual_seed(0)
+    head = SamCPHead(HeadConfig(clip_dim=64)).eval()
+    patch_sets = [random_patch_set(3, seed=1), random_patch_set(5, seed=2)]
+    clip = [torch.randn(3, 64), torch.randn(5, 64)]
+    stuff, things = torch.randn(4, 64), torch.randn(8, 64)
+    inputs = head_inputs(patch_sets, 256, 7, clip)
+    assert inputs.clip.shape == (2, 5, 64) and not inputs.clip[0, 3:].any()  # padded with zeros
+    with torch.no_grad():
+        first = head(inputs, stuff, things)[-1]["thing_logits"]
+        other = head(head_inputs(patch_sets, 256, 7, [clip[0], -clip[1]]), stuff, things)[-1]["thing_logits"]
+    torch.testing.assert_close(first[0], other[0], atol=1e-4, rtol=1e-4)  # image 0's own inputs only
+    assert not torch.allclose(first[1], other[1])
+    with pytest.raises(ValueError, match="CLIP region embedding"):
+        head(head_inputs(patch_sets, 256, 7), stuff, things)
+    with pytest.raises(ValueError, match="every image or for none"):
+        head_inputs(patch_sets, 256, 7, [clip[0], None])
