@@ -65,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     synthetic.add_argument("--attributes", nargs="*", default=[], choices=PATTERNS,
                            help="compositional classes: each thing gets one of these patterns, e.g. "
                                 "plain striped dotted (vocabulary builtin:synthetic_attributes)")
+    synthetic.add_argument("--texture-only", action="store_true",
+                           help="paint the --attributes patterns but keep the plain object classes "
+                                "(vocabulary builtin:synthetic): a texture-shifted corpus")
 
     folder = source.add_parser("folder", help="a folder of jpg/png/webp images, recursive")
     common(folder)
@@ -99,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit("--num-images must be >= 1")
         height, width = args.image_size
         config = SyntheticConfig(seed=args.seed, height=height, width=width,
-                                 attributes=tuple(args.attributes))
+                                 attributes=tuple(args.attributes), texture_only=args.texture_only)
         corpus = SyntheticCorpus(config)
         indices = range(args.start_index, args.start_index + args.num_images)
         samples = (synthetic_sample(corpus[i], args.image_format) for i in indices)

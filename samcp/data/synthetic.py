@@ -51,6 +51,9 @@ class SyntheticConfig:
     # Compositional thing classes (`samcp.data.attributes`): each thing gets one of these surface
     # patterns and its class is "<attribute> <object>". Empty: the plain 8 thing classes.
     attributes: tuple[str, ...] = ()
+    # True: the patterns are painted but the classes stay the plain objects (the same images as
+    # with False; a texture shift between corpora that share one vocabulary, e.g. for self-training).
+    texture_only: bool = False
 
     def __post_init__(self) -> None:
         if self.height < 32 or self.width < 32:
@@ -59,6 +62,8 @@ class SyntheticConfig:
             raise ValueError(f"need 0 <= min_things <= max_things, got {self.min_things}, {self.max_things}")
         if len(set(self.attributes)) != len(self.attributes) or not set(self.attributes) <= set(PATTERNS):
             raise ValueError(f"attributes must be distinct names from {PATTERNS}, got {self.attributes}")
+        if self.texture_only and not self.attributes:
+            raise ValueError("texture_only needs attributes: the patterns to paint")
         if not 0 < self.min_radius <= self.max_radius:
             raise ValueError(f"need 0 < min_radius <= max_radius, got {self.min_radius}, {self.max_radius}")
 
@@ -177,7 +182,8 @@ class SyntheticCorpus:
     def __init__(self, config: SyntheticConfig | None = None):
         self.config = config or SyntheticConfig()
         attributes = self.config.attributes
-        self.categories: tuple[Category, ...] = (compositional_categories(attributes) if attributes
+        compositional = attributes and not self.config.texture_only
+        self.categories: tuple[Category, ...] = (compositional_categories(attributes) if compositional
                                                  else SYNTHETIC_CATEGORIES)
         self._by_id = {c.id: c for c in self.categories}
 
@@ -241,7 +247,8 @@ class SyntheticCorpus:
                 if thing is not None and cfg.attributes:
                     attribute = int(rng.integers(len(cfg.attributes)))
                     thing.pattern = cfg.attributes[attribute]
-                    thing.category = self._by_id[attribute_class_id(attribute, category.id)]
+                    if not cfg.texture_only:
+                        thing.category = self._by_id[attribute_class_id(attribute, category.id)]
                 if thing is not None and self._occludes_acceptably(thing, things):
                     for other in things:
                         other.visible &= ~thing.visible

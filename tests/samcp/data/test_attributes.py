@@ -58,3 +58,17 @@ def test_compositional_images_label_things_with_their_pattern_and_caption_them()
     assert used == set(ATTRIBUTES)
     plain_corpus = SyntheticCorpus(SyntheticConfig(seed=5))
     assert all(s.category_id <= 13 for s in plain_corpus[0].segments)  # no attributes: the 13 classes
+
+
+def test_texture_only_paints_the_same_images_with_the_plain_classes():
+    compositional = SyntheticCorpus(SyntheticConfig(seed=5, attributes=ATTRIBUTES))
+    textured = SyntheticCorpus(SyntheticConfig(seed=5, attributes=ATTRIBUTES, texture_only=True))
+    plain_ids = {c.id for c in SyntheticCorpus(SyntheticConfig(seed=5)).categories}
+    assert {c.id for c in textured.categories} == plain_ids
+    for index in range(3):
+        a, b = compositional[index], textured[index]
+        np.testing.assert_array_equal(a.image, b.image)
+        np.testing.assert_array_equal(a.panoptic, b.panoptic)
+        assert [s.category_id % 100 for s in a.segments] == [s.category_id for s in b.segments]
+    with pytest.raises(ValueError, match="texture_only needs attributes"):
+        SyntheticConfig(texture_only=True)
