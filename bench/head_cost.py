@@ -4,9 +4,12 @@
     python bench/head_cost.py --sam-model vit_h --sam-checkpoint none --image-size 1024 \
         --points-per-side 32 --autocast bf16       # ViT-H cost (random weights), on a GPU
 
-Times each stage of `samcp.Labeler` on the same images in one run (after a
-warm-up batch) and prints the head's share of the SAM patching time.
-Writes bench/results/head_cost-<device>.json.
+Times SAM patching and the rest of `samcp.Labeler` on the same images in one run
+(after a warm-up batch) and prints the head's share of the SAM patching time;
+then labels the same images once more under torch's profiler and splits the time
+into the stages the code marks with `record_function` (SAM encoder, SAM decoding
+of the point grid, SAM-CP head, panoptic post-processing, RLE).
+Writes bench/results/head_cost-<sam model>-<cpu|gpu>.json.
 """
 
 from __future__ import annotations
@@ -17,10 +20,13 @@ import os
 import time
 
 import torch
+from torch.profiler import ProfilerActivity, profile
 
 from samcp.data.synthetic import SPLIT_SEEDS, SyntheticConfig, SyntheticCorpus
 from samcp.labeler import Labeler
 from samcp.patches import PatchConfig, PatchGenerator
+
+STAGES = ("sam.encode", "sam.decode", "samcp.head", "samcp.postprocess", "samcp.rle")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,6 +42,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--autocast", choices=["none", "bf16", "fp16"], default="none",
                         help="SAM's autocast dtype (GPU)")
     return parser
+
+
+def stage_profile(labeler: Labeler, images: list, batch_size: int, on_gpu: bool) -> dict[str, dict]:
+    """{stage: host ms per image (+ device ms on a GPU), share of the stages' host total} from one
+    profiled labeling pass (the profiler adds overhead: shares, not absolute times, are the point)."""
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if on_gpu else [])
+    with profile(activities=activities) as prof:
+        for i in range(0, len(images), batch_size):
+            labeler.label_batch(images[i:i + batch_size])
+    events = {e.key: e for e in prof.key_averages() if e.key in STAGES}
+    host = {k: events[k].cpu_time_total / 1000 / len(images) if k in events else 0.0 for k in STAGES}
+    total = sum(host.values())
+    stages = {k: {"host_ms_per_image": round(v, 2), "share": round(v / total, 3)} for k, v in host.items()}
+    if on_gpu:
+        for k in STAGES:
+            if k in events:
+                stages[k]["device_ms_per_image"] = round(events[k].device_time_total / 1000 / len(images), 2)
+    return stages
 
 
 def main() -> None:
@@ -83,11 +107,13 @@ def main() -> None:
                "model_only_images_per_s": round(n / (sam_s + head_s), 2),
                "mean_patches": round(patches_total / n, 1),
                "images": n, "batch_size": args.batch_size, "torch_threads": torch.get_num_threads(),
-               "device": device}
+               "device": device, "stages": stage_profile(labeler, images, args.batch_size, on_gpu)}
     print(f"SAM patching {results['sam_ms_per_image']} ms/img, head + post-processing + RLE "
           f"{results['head_ms_per_image']} ms/img = {results['head_share_of_sam']:.1%} of SAM "
           f"({results['mean_patches']} patches per image); model only "
           f"{results['model_only_images_per_s']} img/s on {device}")
+    for stage, row in results["stages"].items():
+        print(f"  {stage:18s} {row['host_ms_per_image']:8.2f} ms/img (profiled)  {row['share']:6.1%}")
     kind = "gpu" if on_gpu else "cpu"
     path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
                         f"head_cost-{args.sam_model}-{kind}.json")

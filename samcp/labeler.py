@@ -11,6 +11,7 @@ from functools import partial
 
 import numpy as np
 import torch
+from torch.profiler import record_function
 
 from samcp.data.coco import encode_rle
 from samcp.masks import mask_bbox
@@ -85,21 +86,24 @@ class Labeler:
         if len(patches) == 0:
             return LabeledImage(np.zeros((h, w), np.int32), [], 0)
         pixels = torch.from_numpy(np.ascontiguousarray(image))
-        clip = None if self.region_encoder is None else [self.region_encoder(pixels, patches.masks)]
-        inputs = head_inputs([patches], self.sam.image_encoder.img_size, self.head.config.roi_size, clip)
-        last = self.head(inputs, self.stuff_text, self.thing_text)[-1]
+        with record_function("samcp.head"):
+            clip = None if self.region_encoder is None else [self.region_encoder(pixels, patches.masks)]
+            inputs = head_inputs([patches], self.sam.image_encoder.img_size, self.head.config.roi_size, clip)
+            last = self.head(inputs, self.stuff_text, self.thing_text)[-1]
         region_probs = None
         if self.region_classifier is not None:
             region_probs = partial(self.region_classifier, pixels)
-        result = panoptic(last["affinity"][0].float(), last["stuff_logits"][0].float(),
-                          last["thing_logits"][0].float(), patches.masks, self.stuff_index,
-                          self.thing_index, self.postprocess, region_probs)
-        id_map = result.id_map.cpu().numpy()
+        with record_function("samcp.postprocess"):
+            result = panoptic(last["affinity"][0].float(), last["stuff_logits"][0].float(),
+                              last["thing_logits"][0].float(), patches.masks, self.stuff_index,
+                              self.thing_index, self.postprocess, region_probs)
+            id_map = result.id_map.cpu().numpy()
         segments = []
-        for seg in result.segments:
-            cls = self.vocab.classes[seg["category_index"]]
-            mask = id_map == seg["id"]
-            segments.append({"id": seg["id"], "category_id": cls.id, "category": cls.name,
-                             "isthing": cls.isthing, "score": seg["score"], "area": seg["area"],
-                             "bbox": mask_bbox(mask), "rle": encode_rle(mask)})
+        with record_function("samcp.rle"):
+            for seg in result.segments:
+                cls = self.vocab.classes[seg["category_index"]]
+                mask = id_map == seg["id"]
+                segments.append({"id": seg["id"], "category_id": cls.id, "category": cls.name,
+                                 "isthing": cls.isthing, "score": seg["score"], "area": seg["area"],
+                                 "bbox": mask_bbox(mask), "rle": encode_rle(mask)})
         return LabeledImage(id_map, segments, len(patches))

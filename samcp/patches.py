@@ -21,6 +21,7 @@ from segment_anything.utils.amg import (
     calculate_stability_score,
 )
 from segment_anything.utils.transforms import ResizeLongestSide
+from torch.profiler import record_function
 from torchvision.ops import batched_nms
 
 from samcp.sam import patch_defaults
@@ -101,10 +102,11 @@ class PatchGenerator:
             resized = torch.as_tensor(self.transform.apply_image(image), device=self.device)
             input_sizes.append(tuple(resized.shape[:2]))
             inputs.append(self.sam.preprocess(resized.permute(2, 0, 1).float()))
-        with self._autocast():
+        with self._autocast(), record_function("sam.encode"):
             embeddings = self.sam.image_encoder(torch.stack(inputs))
-        return [self._patches(embeddings[i:i + 1], image.shape[:2], input_sizes[i])
-                for i, image in enumerate(images)]
+        with record_function("sam.decode"):
+            return [self._patches(embeddings[i:i + 1], image.shape[:2], input_sizes[i])
+                    for i, image in enumerate(images)]
 
     def _autocast(self):
         return torch.autocast(self.device.type, dtype=self.autocast_dtype or torch.bfloat16,
