@@ -85,7 +85,7 @@ class Labeler:
         h, w = patches.image_size
         if len(patches) == 0:
             return LabeledImage(np.zeros((h, w), np.int32), [], 0)
-        pixels = torch.from_numpy(np.ascontiguousarray(image))
+        pixels = torch.tensor(image)  # a copy: the image may be a read-only view (Ray's object store)
         with record_function("samcp.head"):
             clip = None if self.region_encoder is None else [self.region_encoder(pixels, patches.masks)]
             inputs = head_inputs([patches], self.sam.image_encoder.img_size, self.head.config.roi_size, clip)
