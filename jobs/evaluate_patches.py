@@ -16,7 +16,7 @@ import torch
 from tqdm import tqdm
 
 from samcp.config_cli import add_config_arguments, config_from_args
-from samcp.data.categories import CATEGORY_BY_ID
+from samcp.data.attributes import PATTERNS
 from samcp.data.synthetic import SPLIT_SEEDS, SyntheticConfig, SyntheticCorpus
 from samcp.eval.patch_quality import PatchQuality
 from samcp.patches import PatchConfig, PatchGenerator
@@ -32,6 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--split", choices=sorted(SPLIT_SEEDS), default="val")
     parser.add_argument("--first-index", type=int, default=0, help="index of the first image scored")
     parser.add_argument("--image-size", type=int, default=256)
+    parser.add_argument("--attributes", nargs="*", default=[], choices=PATTERNS,
+                        help="score the compositional corpus made with these patterns (see make_shards.py)")
     parser.add_argument("--batch-size", type=int, default=4, help="images encoded together")
     parser.add_argument("--output", help="write the summary JSON here")
     add_config_arguments(parser, PatchConfig)
@@ -45,8 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     sam = build_sam(args.sam_model, args.sam_checkpoint).to(device)
     generator = PatchGenerator(sam, config_from_args(PatchConfig, args))
     corpus = SyntheticCorpus(SyntheticConfig(seed=SPLIT_SEEDS[args.split], height=args.image_size,
-                                             width=args.image_size))
-    quality = PatchQuality(CATEGORY_BY_ID)
+                                             width=args.image_size, attributes=tuple(args.attributes)))
+    quality = PatchQuality({c.id: c for c in corpus.categories})
     started = time.time()
     end = args.first_index + args.num_images
     for first in tqdm(range(args.first_index, end, args.batch_size), unit="batch", desc="patches"):

@@ -161,9 +161,9 @@ def build_cache(cfg: HeadTrainConfig, vocab: Vocabulary, cache_dir: str, roi_siz
             torch.save(rows, tmp)
             os.replace(tmp, path)
         part = [CachedImage.from_dict(row) for row in torch.load(path, weights_only=True)]
-        if part and (part[0].features.clip is None) != (region_encoder is None):
-            raise ValueError(f"{path} was cached {'without' if region_encoder else 'with'} CLIP region "
-                             "embeddings, which this head does not match: train into a new --output")
+        if part and region_encoder is not None and part[0].features.clip is None:
+            raise ValueError(f"{path} was cached without the CLIP region embeddings this head reads: "
+                             "train into a new --output")
         cached += part
     if skipped:
         log(f"{skipped} training images had no patch and were left out")

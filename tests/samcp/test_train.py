@@ -1,4 +1,5 @@
 import json
+import shutil
 
 import pytest
 import torch
@@ -37,8 +38,12 @@ def test_a_head_trained_on_clip_region_embeddings_labels_with_them(tmp_path):
     assert clip.shape == (len(part[0]["features"]["boxes"]), 64)
     torch.testing.assert_close(clip.norm(dim=-1), torch.ones(len(clip)), atol=2e-3, rtol=0)
 
-    with pytest.raises(ValueError, match="cached with CLIP region embeddings"):
-        train_head(cfg, HeadConfig(dim=64, mlp_hidden_dim=64, ffn_dim=128), str(tmp_path / "run"))
+    plain = HeadConfig(dim=64, mlp_hidden_dim=64, ffn_dim=128, encoder_layers=1, decoder_layers=1)
+    train_head(cfg, plain, str(tmp_path / "plain"), log=lambda line: None)
+    with pytest.raises(ValueError, match="cached without the CLIP region embeddings"):
+        train_head(cfg, head_config, str(tmp_path / "plain"))
+    shutil.copytree(tmp_path / "run" / "cache", tmp_path / "shared" / "cache")
+    train_head(cfg, plain, str(tmp_path / "shared"), log=lambda line: None)  # a head without CLIP ignores it
     with pytest.raises(ValueError, match="--clip-dim 32"):
         train_head(cfg, HeadConfig(clip_dim=32), str(tmp_path / "other"))
 
