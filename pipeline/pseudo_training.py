@@ -172,6 +172,9 @@ def run_pseudo_training(cfg: PseudoTrainConfig, log: Callable[[str], None] = pri
     manifest = LabelOutput(cfg.labels, cfg.storage_options).manifest()
     labeling = manifest["labeling"]
     head = build_head(cfg.init, cfg.storage_options)  # checks --init early; takes the result at the end
+    if head.config.clip_dim:
+        raise ValueError(f"--init {cfg.init} reads CLIP region embeddings (clip_dim {head.config.clip_dim}), "
+                         "which pseudo-label training does not compute yet: start from a head without them")
     roi_size = head.config.roi_size
     init_ray(cfg.ray_address)
     examples = build_examples(cfg, manifest, roi_size, log)

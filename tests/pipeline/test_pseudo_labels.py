@@ -1,15 +1,19 @@
 import json
 
 import numpy as np
+import pytest
 
 from pipeline.config import ModelConfig
 from pipeline.labels import segment_mask
 from pipeline.output import LabelOutput
 from pipeline.pseudo_labels import ExampleBuilder, GroundTruthReader, PseudoLabelReader, ScoreFilter
+from pipeline.pseudo_training import PseudoTrainConfig, run_pseudo_training
 from pipeline.schema import error_row, ok_row
 from pipeline.shards import synthetic_sample, write_shards
 from samcp.data.coco import encode_rle, export_coco
 from samcp.data.synthetic import SyntheticConfig, SyntheticCorpus
+from samcp.model.factory import save_head
+from samcp.model.head import HeadConfig, SamCPHead
 from samcp.train import CachedImage
 
 
@@ -75,3 +79,12 @@ def test_ground_truth_reader_takes_every_segment_of_annotated_samples(tmp_path):
         for segment, truth in zip(segments, image.segments):
             mask = segment_mask(segment["counts"], 96, 128)
             np.testing.assert_array_equal(mask, image.panoptic == truth.id)
+
+
+def test_a_head_that_reads_clip_region_embeddings_is_refused_before_ray_starts(tmp_path):
+    shard, labels, _, _ = labeled_corpus(tmp_path)
+    head = tmp_path / "clip_head.pt"
+    save_head(SamCPHead(HeadConfig(clip_dim=64)), str(head))
+    cfg = PseudoTrainConfig(labels=labels.uri, images=(shard,), output=str(tmp_path / "run"), init=str(head))
+    with pytest.raises(ValueError, match="reads CLIP region embeddings"):
+        run_pseudo_training(cfg)
