@@ -17,7 +17,7 @@ from samcp.data.coco import encode_rle
 from samcp.masks import mask_bbox
 from samcp.model.factory import build_head
 from samcp.model.inputs import head_inputs
-from samcp.open_vocab import RegionClassifier, RegionEncoder
+from samcp.open_vocab import RegionClassifier, head_region_encoder
 from samcp.patches import PatchConfig, PatchGenerator, PatchSet
 from samcp.postprocess import PostprocessConfig, default_kappa, panoptic
 from samcp.sam import build_sam
@@ -62,13 +62,7 @@ class Labeler:
         if self.postprocess.kappa is None:
             self.postprocess = replace(self.postprocess, kappa=default_kappa(clip_checkpoint))
         self.region_classifier = RegionClassifier(encoder.model, text) if self.postprocess.kappa else None
-        self.region_encoder = None
-        clip_dim = self.head.config.clip_dim
-        if clip_dim:
-            if clip_dim != encoder.dim:
-                raise ValueError(f"the head reads CLIP region embeddings of width {clip_dim}, "
-                                 f"but {clip_model} gives {encoder.dim}: use the CLIP it was trained with")
-            self.region_encoder = RegionEncoder(encoder.model, encoder.dim)
+        self.region_encoder = head_region_encoder(self.head.config.clip_dim, encoder)
 
     def label(self, image: np.ndarray) -> LabeledImage:
         """One RGB (H, W, 3) uint8 image."""
@@ -85,7 +79,9 @@ class Labeler:
         h, w = patches.image_size
         if len(patches) == 0:
             return LabeledImage(np.zeros((h, w), np.int32), [], 0)
-        pixels = torch.tensor(image)  # a copy: the image may be a read-only view (Ray's object store)
+        pixels = None  # for the CLIP stages only; a copy: the image may be a read-only view (Ray)
+        if self.region_encoder is not None or self.region_classifier is not None:
+            pixels = torch.tensor(image)
         with record_function("samcp.head"):
             clip = None if self.region_encoder is None else [self.region_encoder(pixels, patches.masks)]
             inputs = head_inputs([patches], self.sam.image_encoder.img_size, self.head.config.roi_size, clip)

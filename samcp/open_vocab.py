@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torchvision.ops import masks_to_boxes, roi_align
 
+from samcp.text_encoder import TextEncoder
+
 
 def masked_crops(image: torch.Tensor, masks: torch.Tensor, size: int, mean: torch.Tensor) -> torch.Tensor:
     """image (3, H, W) float in 0..1, masks (Q, H, W) bool, none empty -> (Q, 3, size, size):
@@ -55,6 +57,18 @@ class RegionEncoder:
             crops = (crops - self.mean.view(1, 3, 1, 1)) / self.std.view(1, 3, 1, 1)
             features[present] = F.normalize(self.model.encode_image(crops).float(), dim=-1)
         return features
+
+
+def head_region_encoder(clip_dim: int, text_encoder: TextEncoder) -> RegionEncoder | None:
+    """The region encoder a head with `HeadConfig.clip_dim` reads its patch embeddings from (None
+    for a head without CLIP inputs); the CLIP must give embeddings of that width."""
+    if not clip_dim:
+        return None
+    if clip_dim != text_encoder.dim:
+        raise ValueError(f"the head reads CLIP region embeddings of width {clip_dim} "
+                         f"(--clip-dim {clip_dim}), but {text_encoder.model_name} gives "
+                         f"{text_encoder.dim}: use the CLIP it was trained with")
+    return RegionEncoder(text_encoder.model, text_encoder.dim)
 
 
 class RegionClassifier:

@@ -22,7 +22,7 @@ from samcp.criterion import CriterionConfig, samcp_loss
 from samcp.data.synthetic import SPLIT_SEEDS, SyntheticConfig, SyntheticCorpus
 from samcp.model.head import HeadConfig, SamCPHead
 from samcp.model.inputs import PatchFeatures, collate, patch_features, pixel_boxes
-from samcp.open_vocab import RegionEncoder
+from samcp.open_vocab import RegionEncoder, head_region_encoder
 from samcp.patches import PatchConfig, PatchGenerator, PatchSet
 from samcp.sam import build_sam
 from samcp.text_encoder import TextEncoder
@@ -181,14 +181,8 @@ def train_head(cfg: HeadTrainConfig, head_config: HeadConfig, output_dir: str,
     text = encoder.embed(vocab).to(device)
     is_thing = torch.tensor([c.isthing for c in vocab.classes])
     stuff_text, thing_text = text[~is_thing], text[is_thing]
-    region_encoder = None
-    if head_config.clip_dim:
-        if head_config.clip_dim != encoder.dim:
-            raise ValueError(f"--clip-dim {head_config.clip_dim} is not the width of {cfg.clip_model}'s "
-                             f"embeddings ({encoder.dim})")
-        region_encoder = RegionEncoder(encoder.model, encoder.dim)
     cache = build_cache(cfg, vocab, os.path.join(output_dir, "cache"), head_config.roi_size, device,
-                        region_encoder, log)
+                        head_region_encoder(head_config.clip_dim, encoder), log)
 
     torch.manual_seed(cfg.seed)
     head = SamCPHead(head_config).to(device).train()
