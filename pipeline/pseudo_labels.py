@@ -6,7 +6,8 @@ no shuffle. Segments scoring below their threshold are dropped and their
 pixels (with every pixel no segment covers) become an ignore region. Images with
 real labels (a COCO panoptic folder) can join them, read the same way. The same
 SAM that made the labels cuts each image into patches again, and each image
-becomes a `samcp.train.CachedImage` (patch features + targets), serialized.
+becomes a `samcp.train.CachedImage` (patch features + targets, and the patches'
+CLIP region embeddings from the labeling CLIP for a head that reads them), serialized.
 """
 
 from __future__ import annotations
@@ -26,8 +27,10 @@ from pipeline.labels import segment_mask
 from pipeline.output import LabelOutput, shard_file_name
 from pipeline.reader import ShardReader
 from samcp.data.coco import PanopticFolder, encode_rle
+from samcp.open_vocab import head_region_encoder
 from samcp.patches import PatchConfig, PatchGenerator
 from samcp.sam import build_sam
+from samcp.text_encoder import TextEncoder
 from samcp.train import training_example
 from samcp.vocab import load_vocabulary
 
@@ -108,31 +111,39 @@ class ExampleBuilder:
     with no patch is left out (it has nothing to teach).
     """
 
-    def __init__(self, manifest: dict, roi_size: int, storage_options: dict | None = None,
+    def __init__(self, manifest: dict, roi_size: int, clip_dim: int = 0, storage_options: dict | None = None,
                  torch_threads: int | None = None):
+        """clip_dim: the head's `HeadConfig.clip_dim` (0: no CLIP region embeddings)."""
         if torch_threads:
             torch.set_num_threads(torch_threads)
         labeling = manifest["labeling"]
-        sam = labeling["sam"]
-        self.sam = build_sam(sam["model"], sam["checkpoint"], storage_options)
-        if torch.cuda.is_available():
-            self.sam = self.sam.cuda()
+        sam, clip = labeling["sam"], labeling["clip"]
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.sam = build_sam(sam["model"], sam["checkpoint"], storage_options).to(device)
         self.generator = PatchGenerator(self.sam, PatchConfig(**labeling["patches"]))
+        self.region_encoder = None
+        if clip_dim:
+            encoder = TextEncoder(clip["model"], clip["checkpoint"], storage_options, device=device)
+            self.region_encoder = head_region_encoder(clip_dim, encoder)
         self.vocab = load_vocabulary(labeling["vocabulary"]["source"])
         self.roi_size = roi_size
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         keys, examples = [], []
-        for key, segments, patches in zip(batch["key"], batch["segments"],
-                                          self.generator(list(batch["image"]))):
+        images = list(batch["image"])
+        for key, segments, image, patches in zip(batch["key"], batch["segments"], images,
+                                                 self.generator(images)):
             if len(patches) == 0:
                 continue
             segments = json.loads(segments)
             height, width = patches.image_size
             masks = torch.from_numpy(np.stack([segment_mask(s["counts"], height, width) for s in segments]))
+            clip = None
+            if self.region_encoder is not None:  # a copy: Ray's image is a read-only view
+                clip = self.region_encoder(torch.tensor(image), patches.masks).cpu().half()
             example = training_example(patches.to("cpu"), masks, [s["category_id"] for s in segments],
                                        self.vocab, self.sam.image_encoder.img_size, self.roi_size,
-                                       ignore=~masks.any(0))
+                                       ignore=~masks.any(0), clip=clip)
             keys.append(str(key))
             examples.append(example.to_bytes())
         column = np.empty(len(examples), dtype=object)

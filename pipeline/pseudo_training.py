@@ -39,6 +39,8 @@ from pipeline.storage import absolute, join, resolve
 from samcp.criterion import CriterionConfig
 from samcp.data.coco import PanopticFolder
 from samcp.model.factory import build_head, save_head
+from samcp.model.head import HeadConfig
+from samcp.open_vocab import check_clip_width
 from samcp.text_encoder import TextEncoder
 from samcp.train import CachedImage, train_step
 from samcp.train_loop import warmup_cosine
@@ -73,7 +75,7 @@ class PseudoTrainConfig:
     ray_address: str | None = None
 
 
-def build_examples(cfg: PseudoTrainConfig, manifest: dict, roi_size: int, log: Callable[[str], None]):
+def build_examples(cfg: PseudoTrainConfig, manifest: dict, head: HeadConfig, log: Callable[[str], None]):
     """The materialized dataset of serialized training examples (one row per usable image)."""
     shards = expand_inputs(list(cfg.images), cfg.storage_options)
     labeled = LabelOutput(cfg.labels, cfg.storage_options).finished_shards(shards)
@@ -94,7 +96,8 @@ def build_examples(cfg: PseudoTrainConfig, manifest: dict, roi_size: int, log: C
         ds = ds.union(ray.data.from_items([{"shard": s} for s in truth], override_num_blocks=len(truth))
                       .flat_map(reader, num_cpus=0.25))
     ds = ds.map_batches(ExampleBuilder, batch_size=4, batch_format="numpy",
-                        fn_constructor_kwargs={"manifest": manifest, "roi_size": roi_size,
+                        fn_constructor_kwargs={"manifest": manifest, "roi_size": head.roi_size,
+                                               "clip_dim": head.clip_dim,
                                                "storage_options": cfg.storage_options,
                                                "torch_threads": max(1, round(cpus))},
                         compute=ray.data.ActorPoolStrategy(size=1), num_cpus=cpus,
@@ -172,12 +175,9 @@ def run_pseudo_training(cfg: PseudoTrainConfig, log: Callable[[str], None] = pri
     manifest = LabelOutput(cfg.labels, cfg.storage_options).manifest()
     labeling = manifest["labeling"]
     head = build_head(cfg.init, cfg.storage_options)  # checks --init early; takes the result at the end
-    if head.config.clip_dim:
-        raise ValueError(f"--init {cfg.init} reads CLIP region embeddings (clip_dim {head.config.clip_dim}), "
-                         "which pseudo-label training does not compute yet: start from a head without them")
-    roi_size = head.config.roi_size
+    check_clip_width(head.config.clip_dim, labeling["clip"]["model"])
     init_ray(cfg.ray_address)
-    examples = build_examples(cfg, manifest, roi_size, log)
+    examples = build_examples(cfg, manifest, head.config, log)
     count = examples.count()
     steps_per_epoch = count // (cfg.workers * cfg.batch_size)
     if steps_per_epoch == 0:

@@ -12,6 +12,7 @@ The same region embeddings of each SAM patch can also feed the head (`HeadConfig
 
 from __future__ import annotations
 
+import open_clip
 import torch
 import torch.nn.functional as F
 from torchvision.ops import masks_to_boxes, roi_align
@@ -59,15 +60,27 @@ class RegionEncoder:
         return features
 
 
+def check_clip_width(clip_dim: int, clip_model: str) -> None:
+    """A head with `HeadConfig.clip_dim` > 0 reads region embeddings of that width: open_clip
+    architecture `clip_model` must give them."""
+    if not clip_dim:
+        return
+    config = open_clip.get_model_config(clip_model)
+    if config is None:
+        raise ValueError(f"unknown open_clip model {clip_model!r}")
+    width = config["embed_dim"]
+    if clip_dim != width:
+        raise ValueError(f"the head reads CLIP region embeddings of width {clip_dim} "
+                         f"(--clip-dim {clip_dim}), but {clip_model} gives {width}: "
+                         "use the CLIP it was trained with")
+
+
 def head_region_encoder(clip_dim: int, text_encoder: TextEncoder) -> RegionEncoder | None:
     """The region encoder a head with `HeadConfig.clip_dim` reads its patch embeddings from (None
-    for a head without CLIP inputs); the CLIP must give embeddings of that width."""
+    for a head without CLIP inputs)."""
     if not clip_dim:
         return None
-    if clip_dim != text_encoder.dim:
-        raise ValueError(f"the head reads CLIP region embeddings of width {clip_dim} "
-                         f"(--clip-dim {clip_dim}), but {text_encoder.model_name} gives "
-                         f"{text_encoder.dim}: use the CLIP it was trained with")
+    check_clip_width(clip_dim, text_encoder.model_name)
     return RegionEncoder(text_encoder.model, text_encoder.dim)
 
 

@@ -81,10 +81,22 @@ def test_ground_truth_reader_takes_every_segment_of_annotated_samples(tmp_path):
             np.testing.assert_array_equal(mask, image.panoptic == truth.id)
 
 
-def test_a_head_that_reads_clip_region_embeddings_is_refused_before_ray_starts(tmp_path):
+def test_examples_carry_clip_region_embeddings_for_a_head_that_reads_them(tmp_path):
+    shard, labels, manifest, _ = labeled_corpus(tmp_path)
+    rows = list(PseudoLabelReader(labels.uri, ScoreFilter(0.5))({"shard": shard}))
+    builder = ExampleBuilder(manifest, roi_size=7, clip_dim=64, torch_threads=1)
+    out = builder({"key": np.array([r["key"] for r in rows], dtype=object),
+                   "image": np.array([r["image"] for r in rows]),
+                   "segments": np.array([r["segments"] for r in rows], dtype=object)})
+    features = CachedImage.from_bytes(out["example"][0]).features
+    assert features.clip is not None and features.clip.shape == (len(features.boxes), 64)
+    assert features.clip.float().norm(dim=-1).gt(0.99).all()  # normalized embeddings, no empty rows
+
+
+def test_a_head_reading_clip_embeddings_of_another_width_is_refused_before_ray_starts(tmp_path):
     shard, labels, _, _ = labeled_corpus(tmp_path)
     head = tmp_path / "clip_head.pt"
-    save_head(SamCPHead(HeadConfig(clip_dim=64)), str(head))
+    save_head(SamCPHead(HeadConfig(clip_dim=32)), str(head))  # the labeling CLIP gives 64
     cfg = PseudoTrainConfig(labels=labels.uri, images=(shard,), output=str(tmp_path / "run"), init=str(head))
-    with pytest.raises(ValueError, match="reads CLIP region embeddings"):
+    with pytest.raises(ValueError, match="width 32"):
         run_pseudo_training(cfg)
