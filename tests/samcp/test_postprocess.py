@@ -1,6 +1,7 @@
 import torch
 
-from samcp.postprocess import PostprocessConfig, panoptic, query_masks
+from samcp import postprocess
+from samcp.postprocess import PostprocessConfig, claimed_patches, panoptic, query_masks
 
 BIG = 10.0
 
@@ -35,7 +36,7 @@ def outputs():
 
 def test_query_masks_are_unions_of_claimed_patches():
     affinity, _, _ = outputs()
-    masks = query_masks(affinity, scene())
+    masks = query_masks(claimed_patches(affinity), scene())
     patches = scene()
     assert torch.equal(masks[1], patches[0] | patches[1])
     assert torch.equal(masks[3], patches[2])
@@ -70,21 +71,43 @@ def test_low_scores_give_void():
     assert result.segments == [] and (result.id_map == 0).all()
 
 
+def region_probs_by_size(seen: list):
+    """A CLIP that calls a large region "sky" (vocabulary index 9) and any other "ball" (1)."""
+    def region_probs(masks):
+        seen.append(masks.shape)
+        probs = torch.full((len(masks), 10), 0.01)
+        large = masks.flatten(1).sum(-1) > 100
+        probs[large, 9], probs[~large, 1] = 0.91, 0.91
+        return probs
+    return region_probs
+
+
 def test_clip_region_probabilities_enter_by_kappa():
     affinity, stuff_logits, thing_logits = outputs()
     seen = []
-
-    def region_probs(masks):  # a CLIP that calls every region "ball" (vocabulary index 1)
-        seen.append(masks.shape)
-        probs = torch.full((len(masks), 10), 0.01)
-        probs[:, 1], probs[0, 9] = 0.91, 0.91
-        return probs
-
     labels = {}
     for kappa in (0.0, 1.0):
         result = panoptic(affinity, stuff_logits, thing_logits, scene(), [9], [1, 4],
-                          PostprocessConfig(kappa=kappa), region_probs)
+                          PostprocessConfig(kappa=kappa), region_probs_by_size(seen))
         labels[kappa] = sorted(s["category_index"] for s in result.segments)
-    assert seen == [(5, 16, 16)]  # asked once, for the stuff query and the 4 instance queries
+    assert seen == [(3, 16, 16)]  # once per distinct claimed patch set: sky, head + body, ball
     assert labels[0.0] == [1, 4, 9]  # the head alone: ball, robot, sky
     assert labels[1.0] == [1, 1, 9]  # CLIP alone: the robot is a "ball" too
+
+
+def test_clip_is_asked_only_for_what_can_pass_and_changes_nothing(monkeypatch):
+    """Skipping queries that cannot pass the thresholds and repeated masks gives the same panoptic
+    result as asking CLIP about every query mask."""
+    torch.manual_seed(3)
+    cells = (torch.arange(16)[:, None] // 4) * 3 + (torch.arange(16)[None, :] // 5).clamp(max=2)
+    patches = torch.stack([cells == i for i in range(12)])  # 12 blocks tiling the image
+    affinity, stuff_logits, thing_logits = torch.randn(14, 12) * 4, torch.randn(2), torch.randn(12, 3) * 3 - 2
+    cfg = PostprocessConfig(kappa=0.4, score_thresh=0.5)
+    seen = []
+    pruned = panoptic(affinity, stuff_logits, thing_logits, patches, [7, 9], [1, 2, 4], cfg,
+                      region_probs_by_size(seen))
+    monkeypatch.setattr(postprocess, "clip_votes", lambda masks, *args: args[-1](masks))
+    every = panoptic(affinity, stuff_logits, thing_logits, patches, [7, 9], [1, 2, 4], cfg,
+                     region_probs_by_size(seen))
+    assert seen[0][0] < seen[1][0] == 14 and len(pruned.segments) == 3
+    assert pruned.segments == every.segments and torch.equal(pruned.id_map, every.id_map)
