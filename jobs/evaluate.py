@@ -16,6 +16,7 @@ import argparse
 import json
 import sys
 
+from samcp.config_cli import optional
 from samcp.data.coco import PanopticFolder
 from samcp.data.synthetic import SPLIT_SEEDS
 from samcp.eval.evaluator import PanopticEvaluator, evaluate_against_folder, evaluate_on_synthetic
@@ -70,9 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--samcp-checkpoint", default="shipped")
     parser.add_argument("--vocab", default="builtin:synthetic")
     parser.add_argument("--clip-model", default="samcp-clip-tiny", help="open_clip architecture")
-    parser.add_argument("--clip-checkpoint", help="its weights (default: fixed-seed random)")
+    parser.add_argument("--clip-checkpoint", default="shipped", type=optional(str),
+                        help="its weights: path/URI, 'shipped' (default) or 'none' (fixed-seed random)")
     parser.add_argument("--kappa", type=float,
-                        help="weight of the frozen CLIP classifier (0.4 with --clip-checkpoint, else 0)")
+                        help="weight of the frozen CLIP classifier (0.4 with trained CLIP weights, else 0)")
     parser.add_argument("--attributes", nargs="*", default=[],
                         help="compositional synthetic images, e.g. plain striped dotted")
     parser.add_argument("--points-per-side", type=int, help="default: tuned for --sam-model")

@@ -10,6 +10,7 @@ from importlib import metadata
 from pipeline.decode import DecodeConfig
 from pipeline.storage import absolute
 from samcp.checkpoint import file_sha256
+from samcp.config_cli import optional
 from samcp.labeler import Labeler
 from samcp.model.factory import shipped_head_checkpoint
 from samcp.patches import PatchConfig
@@ -32,12 +33,12 @@ class ModelConfig:
     sam_checkpoint: str | None = "shipped"
     samcp_checkpoint: str = "shipped"
     clip_model: str = "samcp-clip-tiny"
-    clip_checkpoint: str | None = None
+    clip_checkpoint: str | None = "shipped"  # None: fixed-seed random initialisation
     vocab: str = "builtin:synthetic"
     max_patches: int | None = None
     points_per_side: int | None = None
     min_score: float | None = None
-    kappa: float | None = None  # None: 0.4 with a CLIP checkpoint, else 0 (see PostprocessConfig)
+    kappa: float | None = None  # None: 0.4 with trained CLIP weights, else 0 (see PostprocessConfig)
 
     @staticmethod
     def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -50,15 +51,16 @@ class ModelConfig:
         models.add_argument("--samcp-checkpoint", default="shipped",
                             help="SAM-CP head path/URI, or 'shipped'")
         models.add_argument("--clip-model", default="samcp-clip-tiny", help="open_clip architecture")
-        models.add_argument("--clip-checkpoint", default=None,
-                            help="open_clip weights path/URI, or 'shipped' (samcp-clip-tiny trained here)")
+        models.add_argument("--clip-checkpoint", default="shipped", type=optional(str),
+                            help="open_clip weights path/URI, 'shipped' (samcp-clip-tiny trained here; "
+                                 "the default) or 'none' (fixed-seed random weights)")
         models.add_argument("--max-patches", type=int,
                             help="SAM patches kept per image (default: per SAM model)")
         models.add_argument("--points-per-side", type=int, help="SAM point grid (default: per SAM model)")
-        models.add_argument("--min-score", type=float, help="drop segments scored below this (default 0.3)")
+        models.add_argument("--min-score", type=float, help="drop segments scored below this (default 0.1)")
         models.add_argument("--kappa", type=float,
                             help="weight of the frozen CLIP classifier in the class ensemble "
-                                 "(default 0.4 with --clip-checkpoint, 0 without)")
+                                 "(default 0.4 with trained CLIP weights, 0 with random ones)")
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> ModelConfig:

@@ -11,7 +11,8 @@ from typing import TypeVar, get_type_hints
 T = TypeVar("T")
 
 
-def _optional(kind: type):
+def optional(kind: type):
+    """An argparse `type` for `X | None` values: "none" gives None."""
     def parse(text: str):
         return None if text.lower() == "none" else kind(text)
     parse.__name__ = f"{kind.__name__} or none"
@@ -33,7 +34,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, config_type: type) -> 
                                 help=f"default: {' '.join(map(str, field.default)) or 'none'}")
             continue
         if typing.get_origin(kind) in (typing.Union, types.UnionType):
-            kind = _optional(next(a for a in typing.get_args(kind) if a is not type(None)))
+            kind = optional(next(a for a in typing.get_args(kind) if a is not type(None)))
         parser.add_argument(flag, type=kind, default=field.default, help=f"default: {field.default}")
 
 

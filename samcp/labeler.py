@@ -38,13 +38,15 @@ class LabeledImage:
 class Labeler:
     """SAM + SAM-CP head + vocabulary, built by name like `build_sam` / `build_head`.
 
-    Defaults are the package's shipped small models and the built-in synthetic
-    vocabulary; patch settings default to those tuned for `sam_model`.
+    Defaults are the package's shipped small models (SAM, head and the CLIP whose text
+    embeddings the head was trained with) and the built-in synthetic vocabulary; patch
+    settings default to those tuned for `sam_model`. `clip_checkpoint=None` keeps the
+    CLIP's fixed-seed random initialisation.
     """
 
     def __init__(self, sam_model: str = "tiny", sam_checkpoint: str | None = "shipped",
                  head_checkpoint: str = "shipped", vocab: Vocabulary | str = "builtin:synthetic",
-                 clip_model: str = "samcp-clip-tiny", clip_checkpoint: str | None = None,
+                 clip_model: str = "samcp-clip-tiny", clip_checkpoint: str | None = "shipped",
                  patch_config: PatchConfig | None = None, postprocess: PostprocessConfig | None = None,
                  device: str | None = None, storage_options: dict | None = None):
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))

@@ -32,7 +32,8 @@ SHIPPED_CLIP = {"samcp-clip-tiny": "open_clip_tiny.pt"}
 def shipped_clip_checkpoint(model_name: str) -> str:
     """Path of the weights the package ships for open_clip architecture `model_name`."""
     if model_name not in SHIPPED_CLIP:
-        raise ValueError(f"no shipped weights for CLIP {model_name!r}; shipped: {sorted(SHIPPED_CLIP)}")
+        raise ValueError(f"no shipped weights for CLIP {model_name!r} (shipped: {sorted(SHIPPED_CLIP)}): "
+                         "give its weights with --clip-checkpoint, or 'none' for a random initialisation")
     return str(resources.files("samcp") / "assets" / SHIPPED_CLIP[model_name])
 
 

@@ -35,7 +35,7 @@ class HeadTrainConfig:
     sam_model: str = "tiny"
     sam_checkpoint: str = "shipped"
     clip_model: str = "samcp-clip-tiny"
-    clip_checkpoint: str | None = None
+    clip_checkpoint: str | None = "shipped"  # the text embeddings the head learns; None: random CLIP
     vocab: str = "builtin:synthetic"  # segments of classes outside it are ignored, not background
     attributes: tuple[str, ...] = ()  # compositional corpus (`SyntheticConfig.attributes`)
     train_images: int = 1000

@@ -61,7 +61,7 @@ def test_labeler_uses_the_clip_classifier_with_a_checkpoint(tmp_path, kappa, exp
     labeler = Labeler(clip_checkpoint=str(clip), postprocess=PostprocessConfig(kappa=kappa), device="cpu")
     assert labeler.postprocess.kappa == expected
     assert (labeler.region_classifier is not None) == bool(expected)
-    assert Labeler(device="cpu").region_classifier is None  # a random CLIP: no ensemble by default
+    assert Labeler(clip_checkpoint=None, device="cpu").region_classifier is None  # random CLIP: no ensemble
 
 
 def test_the_shipped_clip_names_pattern_and_object_of_ground_truth_regions():
