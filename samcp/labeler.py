@@ -88,13 +88,15 @@ class Labeler:
             clip = None if self.region_encoder is None else [self.region_encoder(pixels, patches.masks)]
             inputs = head_inputs([patches], self.sam.image_encoder.img_size, self.head.config.roi_size, clip)
             last = self.head(inputs, self.stuff_text, self.thing_text)[-1]
-        region_probs = None
+        region_probs = patch_probs = None
         if self.region_classifier is not None:
             region_probs = partial(self.region_classifier, pixels)
+            if clip is not None:  # the head's region encoder is the classifier's CLIP
+                patch_probs = self.region_classifier.probs(clip[0])
         with record_function("samcp.postprocess"):
             result = panoptic(last["affinity"][0].float(), last["stuff_logits"][0].float(),
                               last["thing_logits"][0].float(), patches.masks, self.stuff_index,
-                              self.thing_index, self.postprocess, region_probs)
+                              self.thing_index, self.postprocess, region_probs, patch_probs)
             id_map = result.id_map.cpu().numpy()
         segments = []
         with record_function("samcp.rle"):

@@ -97,7 +97,10 @@ class RegionClassifier:
     def __call__(self, image: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
         """image (H, W, 3) uint8, masks (Q, H, W) bool -> (Q, C) probabilities (rows of an empty
         mask are uniform)."""
-        features = self.encoder(image, masks)
+        return self.probs(self.encoder(image, masks))
+
+    def probs(self, features: torch.Tensor) -> torch.Tensor:
+        """(Q, E) embeddings of this model's `RegionEncoder` -> (Q, C) (zero rows: uniform)."""
         probs = (self.scale * features @ self.text.T).softmax(-1)
         return torch.where(features.any(-1, keepdim=True), probs, 1 / len(self.text))
 

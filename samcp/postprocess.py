@@ -63,16 +63,29 @@ def query_masks(claims: torch.Tensor, patch_masks: torch.Tensor) -> torch.Tensor
 
 
 def clip_votes(masks: torch.Tensor, claims: torch.Tensor, can_pass: torch.Tensor,
-               region_probs: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor | None:
+               region_probs: Callable[[torch.Tensor], torch.Tensor],
+               patch_probs: torch.Tensor | None = None) -> torch.Tensor | None:
     """CLIP's class probabilities (Q, C) for the query masks (Q, H, W), asked once per distinct
-    claimed patch set (Q, N) and only for the queries that `can_pass` (Q,) the thresholds; the
-    other rows are uniform. None when no query can pass."""
+    claimed patch set (Q, N) and only for the queries that `can_pass` (Q,) the thresholds; a set
+    of one patch takes that patch's row of `patch_probs` (N, C) when given. The other rows are
+    uniform. None when no query can pass."""
     needed = can_pass.nonzero()[:, 0]
     if len(needed) == 0:
         return None
     distinct, inverse = torch.unique(claims[needed], dim=0, return_inverse=True)
-    representative = torch.zeros(len(distinct), dtype=torch.long).scatter_(0, inverse, needed)
-    computed = region_probs(masks[representative])
+    representative = needed.new_zeros(len(distinct)).scatter_(0, inverse, needed)  # one query per set
+    single = distinct.sum(-1) == 1
+    if patch_probs is None:
+        single[:] = False
+    computed = None
+    if single.any():
+        computed = patch_probs.new_empty((len(distinct), patch_probs.shape[-1]))
+        computed[single] = patch_probs[distinct[single].float().argmax(-1)]
+    if not single.all():
+        asked = region_probs(masks[representative[~single]])
+        if computed is None:
+            computed = asked.new_empty((len(distinct), asked.shape[-1]))
+        computed[~single] = asked
     votes = computed.new_full((len(masks), computed.shape[-1]), 1 / computed.shape[-1])
     votes[needed] = computed[inverse]
     return votes
@@ -81,11 +94,13 @@ def clip_votes(masks: torch.Tensor, claims: torch.Tensor, can_pass: torch.Tensor
 def panoptic(affinity: torch.Tensor, stuff_logits: torch.Tensor, thing_logits: torch.Tensor,
              patch_masks: torch.Tensor, stuff_classes: list[int], thing_classes: list[int],
              cfg: PostprocessConfig,
-             region_probs: Callable[[torch.Tensor], torch.Tensor] | None = None) -> PanopticResult:
+             region_probs: Callable[[torch.Tensor], torch.Tensor] | None = None,
+             patch_probs: torch.Tensor | None = None) -> PanopticResult:
     """One image. affinity (S + N, N) logits, stuff_logits (S,), thing_logits (N, K), patch_masks
     (N, H, W) bool; stuff_classes / thing_classes map rows and columns to vocabulary indices.
     region_probs: query masks (S + N, H, W) -> (S + N, C) CLIP probabilities over the vocabulary,
-    ensembled with the head's by `cfg.kappa`."""
+    ensembled with the head's by `cfg.kappa`; patch_probs: (N, C) the same for the patch masks,
+    when already known (a query claiming one patch then needs no new CLIP pass)."""
     s = len(stuff_logits)
     claims = claimed_patches(affinity)
     if not cfg.merge_instances:
@@ -101,7 +116,7 @@ def panoptic(affinity: torch.Tensor, stuff_logits: torch.Tensor, thing_logits: t
                                thing_probs.new_zeros(len(thing_probs))])
         can_pass = ((head_best.clamp_min(1e-8) ** (1 - cfg.kappa) > cfg.score_thresh)
                     & (best_affinity > cfg.affinity_thresh) & nonempty)
-        clip = clip_votes(masks, claims, can_pass, region_probs)
+        clip = clip_votes(masks, claims, can_pass, region_probs, patch_probs)
         if clip is not None:  # None: no query can pass the thresholds either way
             stuff_prob = ensemble(stuff_prob, clip[torch.arange(s), stuff_classes], cfg.kappa)
             thing_probs = ensemble(thing_probs, clip[s:][:, thing_classes], cfg.kappa)

@@ -102,12 +102,18 @@ def test_clip_is_asked_only_for_what_can_pass_and_changes_nothing(monkeypatch):
     cells = (torch.arange(16)[:, None] // 4) * 3 + (torch.arange(16)[None, :] // 5).clamp(max=2)
     patches = torch.stack([cells == i for i in range(12)])  # 12 blocks tiling the image
     affinity, stuff_logits, thing_logits = torch.randn(14, 12) * 4, torch.randn(2), torch.randn(12, 3) * 3 - 2
+    affinity[4:10] = -10.0
+    affinity[torch.arange(4, 10), torch.arange(2, 8)] = 10.0  # these instance queries claim one patch
     cfg = PostprocessConfig(kappa=0.4, score_thresh=0.5)
     seen = []
     pruned = panoptic(affinity, stuff_logits, thing_logits, patches, [7, 9], [1, 2, 4], cfg,
                       region_probs_by_size(seen))
-    monkeypatch.setattr(postprocess, "clip_votes", lambda masks, *args: args[-1](masks))
+    known = panoptic(affinity, stuff_logits, thing_logits, patches, [7, 9], [1, 2, 4], cfg,
+                     region_probs_by_size(seen), patch_probs=region_probs_by_size([])(patches))
+    monkeypatch.setattr(postprocess, "clip_votes", lambda masks, claims, can_pass, ask, *_: ask(masks))
     every = panoptic(affinity, stuff_logits, thing_logits, patches, [7, 9], [1, 2, 4], cfg,
                      region_probs_by_size(seen))
-    assert seen[0][0] < seen[1][0] == 14 and len(pruned.segments) == 3
-    assert pruned.segments == every.segments and torch.equal(pruned.id_map, every.id_map)
+    assert seen[0][0] < seen[-1][0] == 14 and len(pruned.segments) >= 2
+    assert seen[1][0] < seen[0][0]  # queries claiming one patch took its known probabilities
+    for result in (pruned, known):
+        assert result.segments == every.segments and torch.equal(result.id_map, every.id_map)
