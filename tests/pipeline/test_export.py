@@ -45,9 +45,11 @@ def test_hf_parquet_export_round_trips_through_datasets(labeled):
     counts = export(str(root / "labels"), str(root / "hf"), "hf-parquet", progress=False)
     assert counts == {"images": 4, "files": 2, "skipped": 1}
     rows = {r["key"]: r for r in LabelOutput(str(root / "labels")).read_table().to_pylist()}
+    # A cache of its own: datasets' shared one can serve a stale copy when pytest reuses a folder name.
+    cache = str(root / "hf_cache")
     for loaded in (datasets.load_dataset("parquet", data_files=str(root / "hf" / "data" / "*.parquet"),
-                                         split="train"),
-                   datasets.load_dataset(str(root / "hf"), split="train")):  # through the dataset card
+                                         split="train", cache_dir=cache),
+                   datasets.load_dataset(str(root / "hf"), split="train", cache_dir=cache)):  # the card
         assert sorted(loaded["key"]) == sorted(im.key for im in images)
         for sample in loaded:
             row, truth = rows[sample["key"]], next(im for im in images if im.key == sample["key"])
