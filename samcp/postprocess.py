@@ -74,18 +74,12 @@ def clip_votes(masks: torch.Tensor, claims: torch.Tensor, can_pass: torch.Tensor
         return None
     distinct, inverse = torch.unique(claims[needed], dim=0, return_inverse=True)
     representative = needed.new_zeros(len(distinct)).scatter_(0, inverse, needed)  # one query per set
-    single = distinct.sum(-1) == 1
-    if patch_probs is None:
-        single[:] = False
-    computed = None
+    single = (distinct.sum(-1) == 1) & (patch_probs is not None)
+    asked = region_probs(masks[representative[~single]])  # CLIP takes an empty batch too
+    computed = asked.new_empty((len(distinct), asked.shape[-1]))
+    computed[~single] = asked
     if single.any():
-        computed = patch_probs.new_empty((len(distinct), patch_probs.shape[-1]))
         computed[single] = patch_probs[distinct[single].float().argmax(-1)]
-    if not single.all():
-        asked = region_probs(masks[representative[~single]])
-        if computed is None:
-            computed = asked.new_empty((len(distinct), asked.shape[-1]))
-        computed[~single] = asked
     votes = computed.new_full((len(masks), computed.shape[-1]), 1 / computed.shape[-1])
     votes[needed] = computed[inverse]
     return votes
