@@ -1,56 +1,59 @@
 #!/usr/bin/env bash
-# The GPU checks, as one run on a lent GPU machine (its python3 has torch; the other packages
-# come as wheels in .whl/, see /work/.library/device/README.md). Writes logs and results to $OUT:
-#   1. jobs/train_sam.py continues the shipped tiny SAM on the GPU for about TRAIN_SECONDS
-#      (steps sized from a short timing run: the cosine schedule needs its length up front);
-#   2. bench/patch_generator.py: batched vs official generator, ViT-B and ViT-H (random weights,
-#      1024 px, 32x32 grid);
-#   3. bench/head_cost.py: ViT-H 32x32 in bf16 + the SAM-CP head, model-only images/s;
-#   4. jobs/evaluate_patches.py: oracle PQ of the new tiny SAM on 200 held-out images.
+# The GPU checks, as one run on a lent GPU machine (see /work/.library/device/README.md there):
+# its python3 has torch; the project's other packages travel in .whl/ as wheels, and Ray as a
+# tarball of its installed files without its Java jars, dashboard web build, RLlib and Serve
+# (the wheel alone is over the 64 MiB a call may carry). Writes logs and results to $OUT.
+#
+#   STEPS="generator head_cost pipeline" OUT=/tmp/gpu bash bench/gpu_checks.sh
+#
+# generator: bench/patch_generator.py, batched vs official generator, ViT-H (random weights, 1024 px,
+#            32x32 grid) in fp32 and bf16, and the shipped tiny SAM (trained weights, real masks);
+# head_cost: bench/head_cost.py, ViT-H 32x32 in bf16 + the SAM-CP head, per-stage and per-operator profile;
+# pipeline:  bench/pipeline.py gpu, GPU utilization over a labeling job on one GPU actor (local Ray);
+# Random SAM weights predict IoUs near 0 and no stable mask, so the random-weight runs use
+# RANDOM_IOU (about the median predicted IoU) and no stability filter: about half of the 3,072
+# masks per image are upsampled, filtered and de-duplicated, as with a trained SAM at its defaults.
 # Each step has its own time limit, so one failing step leaves the others' results.
 set -u
 OUT=${OUT:-gpu_out}
-TRAIN_SECONDS=${TRAIN_SECONDS:-270}
-MODELS=${MODELS:-vit_b vit_h}  # generator benchmarks
-HEAD_MODEL=${HEAD_MODEL:-vit_h}
+STEPS=${STEPS:-"generator head_cost pipeline"}
+RANDOM_IOU=${RANDOM_IOU:-0.025}
 BENCH_IMAGES=${BENCH_IMAGES:-8}
-EVAL_IMAGES=${EVAL_IMAGES:-200}
-RUN=${RUN:-/tmp/sam_tiny_gpu}
-mkdir -p "$OUT"
-export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD:${PYTHONPATH:-}"
+PIPELINE_IMAGES=${PIPELINE_IMAGES:-256}
+mkdir -p "$OUT/logs"
 
-step() {  # step NAME SECONDS COMMAND...: run with a time limit, log to $OUT/NAME.log
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
+    .whl/*.whl && tar -xJf .whl/ray-*.tar.xz -C /tmp/site || exit 1
+export PYTHONUNBUFFERED=1 PYTHONPATH="/tmp/site:$PWD" RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+python3 -c "import torch, torchvision, ray; print('torch', torch.__version__, 'torchvision',
+torchvision.__version__, 'ray', ray.__version__)"
+
+step() {  # step NAME SECONDS COMMAND...: run with a time limit, log to $OUT/logs/NAME.log
     local name=$1 limit=$2
     shift 2
     echo "== $name ($(date +%T), limit ${limit}s)"
-    timeout -k 10 "$limit" "$@" > "$OUT/$name.log" 2>&1
+    timeout -k 10 "$limit" "$@" > "$OUT/logs/$name.log" 2>&1
     echo "   exit $? after ${SECONDS}s of the run"
-    grep -v -e WARNING -e "it/s\]" -e "s/it\]" "$OUT/$name.log" | tail -4
+    grep -v -e WARNING -e "it/s\]" -e "s/it\]" -e "^\s*$" "$OUT/logs/$name.log" | tail -"${TAIL:-4}"
 }
+random_vit_h=(--sam-model vit_h --sam-checkpoint none --image-size 1024 --points-per-side 32
+              --pred-iou-thresh "$RANDOM_IOU" --stability-score-thresh 0)
 
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
-python3 -c "import torch, torchvision; print('torch', torch.__version__, 'torchvision', torchvision.__version__)"
-
-sam_args=(--init shipped --batch-size 16 --prompts-per-image 32 --lr 4e-4 --warmup-steps 100)
-step train_sam_timing 50 python3 jobs/train_sam.py --output /tmp/sam_timing --steps 40 --train-images 64 \
-    "${sam_args[@]}"
-rate=$(grep -o '[0-9.]* step/s' "$OUT/train_sam_timing.log" | tail -1 | cut -d' ' -f1)
-steps=$(python3 -c "print(max(100, int(${rate:-1} * ($TRAIN_SECONDS - 30) / 100) * 100))")
-echo "   ${rate:-?} step/s -> $steps steps"
-step train_sam $((TRAIN_SECONDS + 30)) python3 jobs/train_sam.py --output "$RUN" --steps "$steps" \
-    --train-images 4000 --checkpoint-every 200 "${sam_args[@]}"
-cp "$RUN/sam_tiny.pt" "$RUN/metrics.jsonl" "$OUT/" 2>/dev/null
-
-for model in $MODELS; do
-    step "generator_$model" 70 python3 bench/patch_generator.py --sam-model "$model" --sam-checkpoint none \
-        --image-size 1024 --images "$BENCH_IMAGES" --batch-size "$BENCH_IMAGES" --points-per-side 32
-done
-step "head_cost_$HEAD_MODEL" 55 python3 bench/head_cost.py --sam-model "$HEAD_MODEL" --sam-checkpoint none --image-size 1024 \
-    --points-per-side 32 --autocast bf16 --images "$((2 * BENCH_IMAGES))" --batch-size "$BENCH_IMAGES"
-cp bench/results/patch_generator-*-cuda-*.json bench/results/head_cost-*-gpu.json "$OUT/" 2>/dev/null
-
-if [ -f "$OUT/sam_tiny.pt" ]; then
-    step evaluate_patches 75 python3 jobs/evaluate_patches.py --sam-checkpoint "$OUT/sam_tiny.pt" \
-        --num-images "$EVAL_IMAGES" --batch-size 8 --output "$OUT/sam_tiny_gpu_patches_val.json"
-fi
+for s in $STEPS; do case $s in
+generator)
+    step generator_tiny 60 python3 bench/patch_generator.py --images 16 --batch-size 8 --points-per-side 16 \
+        --pred-iou-thresh 0.2 --stability-score-thresh 0.3
+    for dtype in none bf16; do
+        step "generator_vit_h_$dtype" 120 python3 bench/patch_generator.py "${random_vit_h[@]}" \
+            --images "$BENCH_IMAGES" --batch-size "$BENCH_IMAGES" --autocast "$dtype"
+    done ;;
+head_cost)
+    TAIL=24 step head_cost_vit_h 120 python3 bench/head_cost.py "${random_vit_h[@]}" --autocast bf16 \
+        --images "$((2 * BENCH_IMAGES))" --batch-size "$BENCH_IMAGES" ;;
+pipeline)
+    TAIL=6 step pipeline_gpu 240 python3 bench/pipeline.py gpu "${random_vit_h[@]}" --autocast bf16 \
+        --num-images "$PIPELINE_IMAGES" --shard-size 16 --batch-size 8 --workdir /tmp/pipeline_gpu ;;
+esac; done
+tar -czf "$OUT/results.tgz" bench/results "$OUT/logs" 2>/dev/null
 ls -la "$OUT"

@@ -24,7 +24,7 @@ from torch.profiler import ProfilerActivity, profile
 
 from samcp.data.synthetic import SPLIT_SEEDS, SyntheticConfig, SyntheticCorpus
 from samcp.labeler import Labeler
-from samcp.patches import PatchConfig, PatchGenerator
+from samcp.patches import AUTOCAST_DTYPES, PatchConfig, PatchGenerator
 
 STAGES = ("sam.encode", "sam.decode", "samcp.head", "samcp.postprocess", "samcp.rle")
 
@@ -39,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--points-per-side", type=int, help="default: the SAM model's")
     parser.add_argument("--pred-iou-thresh", type=float, help="default: the SAM model's")
     parser.add_argument("--stability-score-thresh", type=float, help="default: the SAM model's")
-    parser.add_argument("--autocast", choices=["none", "bf16", "fp16"], default="none",
+    parser.add_argument("--autocast", choices=sorted(AUTOCAST_DTYPES), default="none",
                         help="SAM's autocast dtype (GPU)")
     return parser
 
@@ -51,7 +51,8 @@ def stage_profile(labeler: Labeler, images: list, batch_size: int, on_gpu: bool)
     with profile(activities=activities) as prof:
         for i in range(0, len(images), batch_size):
             labeler.label_batch(images[i:i + batch_size])
-    events = {e.key: e for e in prof.key_averages() if e.key in STAGES}
+    averages = prof.key_averages()
+    events = {e.key: e for e in averages if e.key in STAGES}
     host = {k: events[k].cpu_time_total / 1000 / len(images) if k in events else 0.0 for k in STAGES}
     total = sum(host.values())
     stages = {k: {"host_ms_per_image": round(v, 2), "share": round(v / total, 3)} for k, v in host.items()}
@@ -59,6 +60,11 @@ def stage_profile(labeler: Labeler, images: list, batch_size: int, on_gpu: bool)
         for k in STAGES:
             if k in events:
                 stages[k]["device_ms_per_image"] = round(events[k].device_time_total / 1000 / len(images), 2)
+    # The operators that cost the most (self time: on the device where there is one), for the profile.
+    self_ms = (lambda e: e.self_device_time_total) if on_gpu else (lambda e: e.self_cpu_time_total)
+    top = sorted((e for e in averages if e.key not in STAGES), key=self_ms, reverse=True)[:15]
+    stages["top_operators_self_ms_per_image"] = {e.key: round(self_ms(e) / 1000 / len(images), 2)
+                                                 for e in top}
     return stages
 
 
@@ -70,7 +76,7 @@ def main() -> None:
     overrides = {name: getattr(args, name) for name in
                  ("points_per_side", "pred_iou_thresh", "stability_score_thresh")
                  if getattr(args, name) is not None}
-    dtype = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[args.autocast]
+    dtype = AUTOCAST_DTYPES[args.autocast]
     labeler.generator = PatchGenerator(labeler.sam, PatchConfig.for_model(args.sam_model, **overrides),
                                        autocast_dtype=dtype)
     corpus = SyntheticCorpus(SyntheticConfig(seed=SPLIT_SEEDS["val"], height=args.image_size,
@@ -112,8 +118,13 @@ def main() -> None:
           f"{results['head_ms_per_image']} ms/img = {results['head_share_of_sam']:.1%} of SAM "
           f"({results['mean_patches']} patches per image); model only "
           f"{results['model_only_images_per_s']} img/s on {device}")
-    for stage, row in results["stages"].items():
-        print(f"  {stage:18s} {row['host_ms_per_image']:8.2f} ms/img (profiled)  {row['share']:6.1%}")
+    for stage in STAGES:
+        row = results["stages"][stage]
+        print(f"  {stage:18s} {row['host_ms_per_image']:8.2f} ms/img (profiled)  {row['share']:6.1%}"
+              + (f"  device {row['device_ms_per_image']:.2f} ms/img" if "device_ms_per_image" in row else ""))
+    print("  top operators (self time, ms/img):")
+    for name, ms in results["stages"]["top_operators_self_ms_per_image"].items():
+        print(f"    {ms:8.2f}  {name}")
     kind = "gpu" if on_gpu else "cpu"
     path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
                         f"head_cost-{args.sam_model}-{kind}.json")

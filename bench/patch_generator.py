@@ -23,7 +23,7 @@ from segment_anything import SamAutomaticMaskGenerator
 
 from samcp.data.synthetic import SPLIT_SEEDS, SyntheticConfig, SyntheticCorpus
 from samcp.eval.patch_quality import pairwise_iou
-from samcp.patches import PatchConfig, PatchGenerator
+from samcp.patches import AUTOCAST_DTYPES, PatchConfig, PatchGenerator
 from samcp.sam import build_sam
 
 
@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--official-points-per-batch", type=int, default=64)
     parser.add_argument("--pred-iou-thresh", type=float, default=0.88)
     parser.add_argument("--stability-score-thresh", type=float, default=0.95)
-    parser.add_argument("--autocast", choices=["none", "bf16", "fp16"], default="none")
+    parser.add_argument("--autocast", choices=sorted(AUTOCAST_DTYPES), default="none")
     return parser
 
 
@@ -64,7 +64,7 @@ def main() -> None:
                       stability_score_thresh=args.stability_score_thresh)
     official = SamAutomaticMaskGenerator(sam, points_per_batch=args.official_points_per_batch,
                                          output_mode="binary_mask", **thresholds)
-    dtype = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[args.autocast]
+    dtype = AUTOCAST_DTYPES[args.autocast]
     ours = PatchGenerator(sam, PatchConfig(points_per_batch=args.points_per_batch, max_patches=None,
                                            **thresholds), autocast_dtype=dtype)
 
@@ -107,7 +107,9 @@ def main() -> None:
           f"{result['batched_images_per_s']:.2f} img/s   speedup x{result['speedup']:.2f}   "
           f"mean matched IoU {result['mean_matched_iou']:.4f}   on {result['device']}")
     os.makedirs("bench/results", exist_ok=True)
-    path = f"bench/results/patch_generator-{args.sam_model}-{device}-pps{args.points_per_side}.json"
+    dtype_tag = "" if args.autocast == "none" else f"-{args.autocast}"
+    path = (f"bench/results/patch_generator-{args.sam_model}-{device}-pps{args.points_per_side}"
+            f"{dtype_tag}.json")
     with open(path, "w") as f:
         json.dump(result, f, indent=1)
     print(f"wrote {path}")

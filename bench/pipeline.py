@@ -2,13 +2,18 @@
 
     python bench/pipeline.py speed --num-images 200 --actors 1 2     # images/s, pipeline / bare loop
     python bench/pipeline.py memory --sizes 200 2000                 # peak memory as the corpus grows
+    python bench/pipeline.py gpu --sam-model vit_h --sam-checkpoint none --image-size 1024 \
+        --autocast bf16 --num-images 256 --shard-size 16    # GPU utilization over a labeling job
 
 `speed` labels the same synthetic images (held-out split, 256 px, local shards)
 with the bare loop (`Labeler.label_batch` over decoded images, all cores to
 torch) and with `run_label_job` on a local Ray for each actor count, end to end
 (Ray start-up and model loading included). `memory` runs the job on corpora of
 each size, each on a Ray of its own, and samples the unique memory (USS) of the
-driver and every Ray process it started. Writes bench/results/pipeline-<mode>-<device>.json.
+driver and every Ray process it started. `gpu` labels on one GPU actor and samples the
+GPU's utilization (NVML, 10 Hz) over the job's steady state: from the first shard
+written to the last (model loading and the first batch before it are left out).
+Writes bench/results/pipeline-<mode>-<device>.json.
 """
 
 from __future__ import annotations
@@ -34,11 +39,13 @@ from pipeline.decode import decode_image
 from pipeline.job import run_label_job
 from pipeline.reader import IMAGE_FIELDS
 from pipeline.shards import synthetic_sample, write_shards
+from samcp.config_cli import optional
 from samcp.data.synthetic import SPLIT_SEEDS, SyntheticConfig, SyntheticCorpus
+from samcp.patches import AUTOCAST_DTYPES
 
 
-def make_shards(root: str, num_images: int, shard_size: int) -> list[str]:
-    corpus = SyntheticCorpus(SyntheticConfig(seed=SPLIT_SEEDS["val"]))
+def make_shards(root: str, num_images: int, shard_size: int, image_size: int = 256) -> list[str]:
+    corpus = SyntheticCorpus(SyntheticConfig(seed=SPLIT_SEEDS["val"], height=image_size, width=image_size))
     samples = (synthetic_sample(corpus[i]) for i in range(num_images))
     return write_shards(samples, os.path.join(root, f"shards-{num_images}"), shard_size, progress=False)
 
@@ -91,9 +98,35 @@ class MemorySampler:
         self.thread.join()
 
 
-def label(cfg: JobConfig) -> tuple[dict, float]:
+class GpuSampler:
+    """GPU utilization (NVML: share of time a kernel ran) of device 0, sampled in a thread."""
+
+    def __init__(self, every_s: float = 0.1):
+        import pynvml  # nvidia-ml-py: only this mode needs it
+
+        pynvml.nvmlInit()
+        self.nvml, self.handle = pynvml, pynvml.nvmlDeviceGetHandleByIndex(0)
+        self.every_s, self.samples = every_s, []  # (time.monotonic(), percent)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            self.samples.append((time.monotonic(), self.nvml.nvmlDeviceGetUtilizationRates(self.handle).gpu))
+            self.stop.wait(self.every_s)
+
+    def __enter__(self) -> GpuSampler:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join()
+
+
+def label(cfg: JobConfig, log=lambda line: print(line, flush=True)) -> tuple[dict, float]:
     start = time.perf_counter()
-    summary = run_label_job(cfg, log=lambda line: print(line, flush=True))
+    summary = run_label_job(cfg, log=log)
     return summary, time.perf_counter() - start
 
 
@@ -137,15 +170,51 @@ def memory(args: argparse.Namespace, model: ModelConfig, root: str) -> dict:
     return results
 
 
+def gpu(args: argparse.Namespace, model: ModelConfig, root: str) -> dict:
+    shards = make_shards(root, args.num_images, args.shard_size, args.image_size)
+    cfg = JobConfig(inputs=tuple(shards), output=os.path.join(root, "labels-gpu"), model=model,
+                    actors=1, num_gpus_per_actor=1, batch_size=args.batch_size, overwrite=True,
+                    progress_every_s=0)  # a progress line, with its time, for every shard written
+    written = []
+
+    def log(line: str) -> None:
+        if line.startswith("[label] shards"):
+            written.append(time.monotonic())
+        print(line, flush=True)
+
+    ray.init(num_cpus=os.cpu_count())
+    with GpuSampler() as sampler:
+        summary, seconds = label(cfg, log)
+    steady = [u for t, u in sampler.samples if written[0] <= t <= written[-1]]
+    window = written[-1] - written[0]
+    results = {"gpu": torch.cuda.get_device_name(0), "seconds": round(seconds, 1),
+               "images_per_second": round(summary["samples"] / seconds, 3),
+               "steady_seconds": round(window, 1),
+               "gpu_busy_steady": round(sum(steady) / len(steady) / 100, 3), "samples_steady": len(steady),
+               "gpu_busy_whole_job": round(sum(u for _, u in sampler.samples) / len(sampler.samples) / 100,
+                                           3)}
+    print(f"GPU busy {results['gpu_busy_steady']:.1%} of the steady state ({window:.1f} s), "
+          f"{results['gpu_busy_whole_job']:.1%} of the whole job; {results['images_per_second']} img/s "
+          f"end to end (Ray start and model loading included)")
+    return results
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("mode", choices=["speed", "memory"])
+    parser.add_argument("mode", choices=["speed", "memory", "gpu"])
     parser.add_argument("--num-images", type=int, default=200, help="speed: images labeled")
     parser.add_argument("--sizes", type=int, nargs="+", default=[200, 2000], help="memory: corpus sizes")
     parser.add_argument("--actors", type=int, nargs="+", default=[1, 2], help="memory uses the first")
     parser.add_argument("--shard-size", type=int, default=50)
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--points-per-side", type=int, help="default: tuned for the SAM model")
+    parser.add_argument("--image-size", type=int, default=256, help="gpu: synthetic image side")
+    parser.add_argument("--sam-model", default="tiny")
+    parser.add_argument("--sam-checkpoint", default="shipped", type=optional(str),
+                        help="'none': random weights")
+    parser.add_argument("--pred-iou-thresh", type=float, help="default: the SAM model's")
+    parser.add_argument("--stability-score-thresh", type=float, help="default: the SAM model's")
+    parser.add_argument("--autocast", choices=sorted(AUTOCAST_DTYPES), default="none")
     parser.add_argument("--workdir", help="where shards and labels go (default: a temporary folder)")
     return parser
 
@@ -153,12 +222,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main() -> None:
     args = build_parser().parse_args()
 
-    model = ModelConfig(points_per_side=args.points_per_side)
+    model = ModelConfig(sam_model=args.sam_model, sam_checkpoint=args.sam_checkpoint,
+                        points_per_side=args.points_per_side, pred_iou_thresh=args.pred_iou_thresh,
+                        stability_score_thresh=args.stability_score_thresh, autocast=args.autocast)
     if args.mode == "speed":
         ray.init(num_cpus=os.cpu_count())
     with tempfile.TemporaryDirectory() as tmp:
-        root = args.workdir or tmp
-        results = speed(args, model, root) if args.mode == "speed" else memory(args, model, root)
+        results = {"speed": speed, "memory": memory, "gpu": gpu}[args.mode](args, model, args.workdir or tmp)
     device = "gpu" if torch.cuda.is_available() else "cpu"
     results.update(mode=args.mode, device=device, cpu=platform.processor() or platform.machine(),
                    cores=os.cpu_count(), torch_threads=torch.get_num_threads(),

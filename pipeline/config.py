@@ -13,7 +13,7 @@ from samcp.checkpoint import file_sha256
 from samcp.config_cli import optional
 from samcp.labeler import Labeler
 from samcp.model.factory import shipped_head_checkpoint
-from samcp.patches import PatchConfig
+from samcp.patches import AUTOCAST_DTYPES, PatchConfig
 from samcp.postprocess import PostprocessConfig, default_kappa
 from samcp.sam import shipped_checkpoint
 from samcp.text_encoder import shipped_clip_checkpoint
@@ -25,8 +25,8 @@ class ModelConfig:
     """SAM + SAM-CP head + CLIP text tower + vocabulary, and the settings that change labels.
 
     Checkpoints are paths or fsspec URIs; "shipped" means the package's own small
-    models. None in `max_patches`, `points_per_side`, `min_score` keeps the defaults
-    tuned for `sam_model` (see `PatchConfig.for_model`) and of `PostprocessConfig`.
+    models. None in `max_patches`, `points_per_side`, the SAM thresholds and `min_score`
+    keeps the defaults tuned for `sam_model` (see `PatchConfig.for_model`) and of `PostprocessConfig`.
     """
 
     sam_model: str = "tiny"
@@ -37,8 +37,15 @@ class ModelConfig:
     vocab: str = "builtin:synthetic"
     max_patches: int | None = None
     points_per_side: int | None = None
+    pred_iou_thresh: float | None = None
+    stability_score_thresh: float | None = None
     min_score: float | None = None
     kappa: float | None = None  # None: 0.4 with trained CLIP weights, else 0 (see PostprocessConfig)
+    autocast: str = "none"  # SAM's dtype under autocast on a GPU: none (fp32), bf16 or fp16
+
+    def __post_init__(self):
+        if self.autocast not in AUTOCAST_DTYPES:
+            raise ValueError(f"autocast must be one of {sorted(AUTOCAST_DTYPES)}, got {self.autocast!r}")
 
     @staticmethod
     def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -47,7 +54,8 @@ class ModelConfig:
         models.add_argument("--vocab", default="builtin:synthetic",
                             help="vocabulary YAML path or builtin:NAME")
         models.add_argument("--sam-model", default="tiny", help="vit_h, vit_l, vit_b or tiny")
-        models.add_argument("--sam-checkpoint", default="shipped", help="path/URI, or 'shipped' (tiny only)")
+        models.add_argument("--sam-checkpoint", default="shipped", type=optional(str),
+                            help="path/URI, 'shipped' (tiny only) or 'none' (random weights: speed tests)")
         models.add_argument("--samcp-checkpoint", default="shipped",
                             help="SAM-CP head path/URI, or 'shipped'")
         models.add_argument("--clip-model", default="samcp-clip-tiny", help="open_clip architecture")
@@ -57,17 +65,25 @@ class ModelConfig:
         models.add_argument("--max-patches", type=int,
                             help="SAM patches kept per image (default: per SAM model)")
         models.add_argument("--points-per-side", type=int, help="SAM point grid (default: per SAM model)")
+        models.add_argument("--pred-iou-thresh", type=float,
+                            help="keep SAM masks with a predicted IoU above this (default: per SAM model)")
+        models.add_argument("--stability-score-thresh", type=float,
+                            help="keep SAM masks at least this stable (default: per SAM model)")
         models.add_argument("--min-score", type=float, help="drop segments scored below this (default 0.1)")
         models.add_argument("--kappa", type=float,
                             help="weight of the frozen CLIP classifier in the class ensemble "
                                  "(default 0.4 with trained CLIP weights, 0 with random ones)")
+        models.add_argument("--autocast", choices=sorted(AUTOCAST_DTYPES), default="none",
+                            help="run SAM under autocast in this dtype on a GPU (default: fp32)")
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> ModelConfig:
         return cls(sam_model=args.sam_model, sam_checkpoint=args.sam_checkpoint,
                    samcp_checkpoint=args.samcp_checkpoint, clip_model=args.clip_model,
                    clip_checkpoint=args.clip_checkpoint, vocab=args.vocab, max_patches=args.max_patches,
-                   points_per_side=args.points_per_side, min_score=args.min_score, kappa=args.kappa)
+                   points_per_side=args.points_per_side, pred_iou_thresh=args.pred_iou_thresh,
+                   stability_score_thresh=args.stability_score_thresh, min_score=args.min_score,
+                   kappa=args.kappa, autocast=args.autocast)
 
     def with_absolute_paths(self) -> ModelConfig:
         """The same models with local checkpoint and vocabulary paths made absolute (for Ray workers)."""
@@ -79,7 +95,9 @@ class ModelConfig:
                                    clip_checkpoint=fix(self.clip_checkpoint), vocab=fix(self.vocab))
 
     def patch_config(self) -> PatchConfig:
-        overrides = {"max_patches": self.max_patches, "points_per_side": self.points_per_side}
+        overrides = {"max_patches": self.max_patches, "points_per_side": self.points_per_side,
+                     "pred_iou_thresh": self.pred_iou_thresh,
+                     "stability_score_thresh": self.stability_score_thresh}
         return PatchConfig.for_model(self.sam_model, **{k: v for k, v in overrides.items() if v is not None})
 
     def postprocess_config(self) -> PostprocessConfig:
@@ -92,7 +110,8 @@ class ModelConfig:
         return Labeler(sam_model=self.sam_model, sam_checkpoint=self.sam_checkpoint,
                        head_checkpoint=self.samcp_checkpoint, vocab=self.vocab, clip_model=self.clip_model,
                        clip_checkpoint=self.clip_checkpoint, patch_config=self.patch_config(),
-                       postprocess=self.postprocess_config(), device=device, storage_options=storage_options)
+                       postprocess=self.postprocess_config(), device=device, storage_options=storage_options,
+                       autocast=AUTOCAST_DTYPES[self.autocast])
 
     def describe(self, storage_options: dict | None = None) -> dict:
         """What makes these labels what they are: checkpoints with sha256, vocabulary, settings.
@@ -118,7 +137,7 @@ class ModelConfig:
             "vocabulary": {"source": self.vocab, "name": vocab.name, "fingerprint": vocab.fingerprint(),
                            "classes": [{"id": c.id, "name": c.name, "isthing": c.isthing}
                                        for c in vocab.classes]},
-            "patches": dataclasses.asdict(self.patch_config()),
+            "patches": {**dataclasses.asdict(self.patch_config()), "autocast": self.autocast},
             "postprocess": dataclasses.asdict(self.postprocess_config()),
         }
 

@@ -41,14 +41,15 @@ class Labeler:
     Defaults are the package's shipped small models (SAM, head and the CLIP whose text
     embeddings the head was trained with) and the built-in synthetic vocabulary; patch
     settings default to those tuned for `sam_model`. `clip_checkpoint=None` keeps the
-    CLIP's fixed-seed random initialisation.
+    CLIP's fixed-seed random initialisation. `autocast` runs SAM in that dtype (bf16/fp16, GPU).
     """
 
     def __init__(self, sam_model: str = "tiny", sam_checkpoint: str | None = "shipped",
                  head_checkpoint: str = "shipped", vocab: Vocabulary | str = "builtin:synthetic",
                  clip_model: str = "samcp-clip-tiny", clip_checkpoint: str | None = "shipped",
                  patch_config: PatchConfig | None = None, postprocess: PostprocessConfig | None = None,
-                 device: str | None = None, storage_options: dict | None = None):
+                 device: str | None = None, storage_options: dict | None = None,
+                 autocast: torch.dtype | None = None):
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.sam = build_sam(sam_model, sam_checkpoint, storage_options).to(self.device)
         self.head = build_head(head_checkpoint, storage_options).to(self.device)
@@ -59,7 +60,8 @@ class Labeler:
         self.stuff_text, self.thing_text = text[~is_thing], text[is_thing]
         self.stuff_index = (~is_thing).nonzero()[:, 0].tolist()
         self.thing_index = is_thing.nonzero()[:, 0].tolist()
-        self.generator = PatchGenerator(self.sam, patch_config or PatchConfig.for_model(sam_model))
+        self.generator = PatchGenerator(self.sam, patch_config or PatchConfig.for_model(sam_model),
+                                        autocast_dtype=autocast)
         self.postprocess = postprocess or PostprocessConfig()
         if self.postprocess.kappa is None:
             self.postprocess = replace(self.postprocess, kappa=default_kappa(clip_checkpoint))

@@ -26,6 +26,10 @@ from torchvision.ops import batched_nms
 
 from samcp.sam import patch_defaults
 
+# Names of the dtypes SAM can run in under autocast (GPU), as the CLIs take them.
+AUTOCAST_DTYPES: dict[str, torch.dtype | None] = {"none": None, "bf16": torch.bfloat16,
+                                                   "fp16": torch.float16}
+
 
 @dataclass(frozen=True)
 class PatchConfig:

@@ -1,4 +1,8 @@
-"""ModelConfig: the CLIP checkpoint decides the default kappa, and the manifest records both."""
+"""ModelConfig: the CLIP checkpoint decides the default kappa, autocast is checked, and the manifest
+records both."""
+
+import pytest
+import torch
 
 from pipeline.config import ModelConfig
 from samcp.checkpoint import file_sha256
@@ -13,3 +17,11 @@ def test_kappa_follows_the_clip_checkpoint_unless_given():
     assert described["postprocess"]["kappa"] == 0.4 and described["postprocess"]["score_thresh"] == 0.5
     assert described["clip"] == {"model": "samcp-clip-tiny", "checkpoint": "shipped",
                                  "sha256": file_sha256(shipped_clip_checkpoint("samcp-clip-tiny"))}
+
+
+def test_autocast_is_checked_recorded_and_reaches_the_patch_generator():
+    with pytest.raises(ValueError, match="autocast"):
+        ModelConfig(autocast="int8")
+    model = ModelConfig(points_per_side=4, autocast="bf16")
+    assert model.describe()["patches"]["autocast"] == "bf16"
+    assert model.build_labeler(device="cpu").generator.autocast_dtype is torch.bfloat16
