@@ -19,7 +19,7 @@ OUT=${OUT:-gpu_out}
 STEPS=${STEPS:-"generator head_cost pipeline"}
 RANDOM_IOU=${RANDOM_IOU:-0.025}
 BENCH_IMAGES=${BENCH_IMAGES:-8}
-PIPELINE_IMAGES=${PIPELINE_IMAGES:-256}
+PIPELINE_IMAGES=${PIPELINE_IMAGES:-192}
 mkdir -p "$OUT/logs"
 
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \

@@ -3,9 +3,10 @@
 Same masks as segment-anything's `SamAutomaticMaskGenerator` (point grid,
 multimask output, predicted-IoU and stability filters, box NMS; no crop
 layers), but it encodes a batch of images in one forward pass, decodes each
-image's whole point grid in large batches, upsamples only the masks that pass
-the IoU filter, and never leaves torch (no RLE round trip), so it runs on the
-GPU end to end when there is one.
+image's whole point grid in large batches with the image-side work shared by the
+prompts (`samcp.point_decoder`), upsamples only the masks that pass the IoU
+filter, and never leaves torch (no RLE round trip), so it runs on the GPU end to
+end when there is one.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from segment_anything.utils.transforms import ResizeLongestSide
 from torch.profiler import record_function
 from torchvision.ops import batched_nms
 
+from samcp.point_decoder import PointGridDecoder
 from samcp.sam import patch_defaults
 
 # Names of the dtypes SAM can run in under autocast (GPU), as the CLIs take them.
@@ -89,6 +91,7 @@ class PatchGenerator:
         self.config = config or PatchConfig()
         self.autocast_dtype = autocast_dtype
         self.transform = ResizeLongestSide(sam.image_encoder.img_size)
+        self.decoder = PointGridDecoder(sam.mask_decoder)
         self.grid = build_point_grid(self.config.points_per_side)  # (P, 2) in [0, 1]
 
     @property
@@ -125,9 +128,6 @@ class PatchGenerator:
         per_batch = cfg.points_per_batch or (1024 if self.device.type == "cuda" else 64)
         for start in range(0, len(points), per_batch):
             low_res, iou, origin = self._decode(embedding, points[start:start + per_batch], image_size)
-            if cfg.pred_iou_thresh > 0:
-                passed = iou > cfg.pred_iou_thresh
-                low_res, iou, origin = low_res[passed], iou[passed], origin[passed]
             # Only masks that pass the IoU filter are upsampled, a bounded number at a time.
             for first in range(0, len(iou), cfg.upsample_batch):
                 chunk = slice(first, first + cfg.upsample_batch)
@@ -144,21 +144,17 @@ class PatchGenerator:
 
     def _decode(self, embedding: torch.Tensor, points: np.ndarray, image_size: tuple[int, int]
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Three low-res mask logits per point prompt (P xy pixels): (3P, h, w), IoU (3P,), points (3P, 2)."""
+        """The masks of P point prompts (xy pixels) whose predicted IoU passes the filter:
+        low-res logits (K, h, w), predicted IoU (K,) and the prompting point of each (K, 2)."""
         coords = torch.as_tensor(self.transform.apply_coords(points, image_size),
                                  dtype=torch.float, device=self.device)[:, None, :]
         labels = torch.ones(coords.shape[:2], dtype=torch.int, device=self.device)
         with self._autocast():
             sparse, dense = self.sam.prompt_encoder(points=(coords, labels), boxes=None, masks=None)
-            low_res, iou = self.sam.mask_decoder(
-                image_embeddings=embedding,
-                image_pe=self.sam.prompt_encoder.get_dense_pe(),
-                sparse_prompt_embeddings=sparse,
-                dense_prompt_embeddings=dense,
-                multimask_output=True,
-            )
-        origin = torch.as_tensor(points, dtype=torch.float, device=self.device).repeat_interleave(3, dim=0)
-        return low_res.flatten(0, 1).float(), iou.flatten(0, 1).float(), origin
+            low_res, iou, index = self.decoder(embedding, self.sam.prompt_encoder.get_dense_pe(), dense[:1],
+                                               sparse, self.config.pred_iou_thresh)
+        origin = torch.as_tensor(points, dtype=torch.float, device=self.device)[index // 3]
+        return low_res.float(), iou.float(), origin
 
     def _select(self, kept: dict[str, list[torch.Tensor]], embedding: torch.Tensor,
                 image_size: tuple[int, int], input_size: tuple[int, int]) -> PatchSet:
