@@ -35,6 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--sam-model", default="tiny")
     parser.add_argument("--sam-checkpoint", default="shipped", help='"none" for random weights')
+    parser.add_argument("--samcp-checkpoint", default="shipped",
+                        help='"none": a random head that fits the SAM (the shipped one reads the tiny SAM)')
     parser.add_argument("--image-size", type=int, default=256)
     parser.add_argument("--points-per-side", type=int, help="default: the SAM model's")
     parser.add_argument("--pred-iou-thresh", type=float, help="default: the SAM model's")
@@ -55,7 +57,8 @@ def stage_profile(labeler: Labeler, images: list, batch_size: int, on_gpu: bool)
     events = {e.key: e for e in averages if e.key in STAGES}
     host = {k: events[k].cpu_time_total / 1000 / len(images) if k in events else 0.0 for k in STAGES}
     total = sum(host.values())
-    stages = {k: {"host_ms_per_image": round(v, 2), "share": round(v / total, 3)} for k, v in host.items()}
+    stages = {k: {"host_ms_per_image": round(v, 2), "share": round(v / total, 3) if total else None}
+              for k, v in host.items()}
     if on_gpu:
         for k in STAGES:
             if k in events:
@@ -72,7 +75,8 @@ def main() -> None:
     args = build_parser().parse_args()
 
     checkpoint = None if args.sam_checkpoint == "none" else args.sam_checkpoint
-    labeler = Labeler(sam_model=args.sam_model, sam_checkpoint=checkpoint)
+    head = None if args.samcp_checkpoint == "none" else args.samcp_checkpoint
+    labeler = Labeler(sam_model=args.sam_model, sam_checkpoint=checkpoint, head_checkpoint=head)
     overrides = {name: getattr(args, name) for name in
                  ("points_per_side", "pred_iou_thresh", "stability_score_thresh")
                  if getattr(args, name) is not None}
@@ -120,7 +124,7 @@ def main() -> None:
           f"{results['model_only_images_per_s']} img/s on {device}")
     for stage in STAGES:
         row = results["stages"][stage]
-        print(f"  {stage:18s} {row['host_ms_per_image']:8.2f} ms/img (profiled)  {row['share']:6.1%}"
+        print(f"  {stage:18s} {row['host_ms_per_image']:8.2f} ms/img (profiled)  {row['share'] or 0:6.1%}"
               + (f"  device {row['device_ms_per_image']:.2f} ms/img" if "device_ms_per_image" in row else ""))
     print("  top operators (self time, ms/img):")
     for name, ms in results["stages"]["top_operators_self_ms_per_image"].items():

@@ -212,6 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--sam-model", default="tiny")
     parser.add_argument("--sam-checkpoint", default="shipped", type=optional(str),
                         help="'none': random weights")
+    parser.add_argument("--samcp-checkpoint", default="shipped", type=optional(str),
+                        help="'none': a random head that fits the SAM")
     parser.add_argument("--pred-iou-thresh", type=float, help="default: the SAM model's")
     parser.add_argument("--stability-score-thresh", type=float, help="default: the SAM model's")
     parser.add_argument("--autocast", choices=sorted(AUTOCAST_DTYPES), default="none")
@@ -223,6 +225,7 @@ def main() -> None:
     args = build_parser().parse_args()
 
     model = ModelConfig(sam_model=args.sam_model, sam_checkpoint=args.sam_checkpoint,
+                        samcp_checkpoint=args.samcp_checkpoint,
                         points_per_side=args.points_per_side, pred_iou_thresh=args.pred_iou_thresh,
                         stability_score_thresh=args.stability_score_thresh, autocast=args.autocast)
     if args.mode == "speed":

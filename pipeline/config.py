@@ -31,7 +31,7 @@ class ModelConfig:
 
     sam_model: str = "tiny"
     sam_checkpoint: str | None = "shipped"
-    samcp_checkpoint: str = "shipped"
+    samcp_checkpoint: str | None = "shipped"  # None: a fixed-seed random head (speed tests)
     clip_model: str = "samcp-clip-tiny"
     clip_checkpoint: str | None = "shipped"  # None: fixed-seed random initialisation
     vocab: str = "builtin:synthetic"
@@ -56,8 +56,8 @@ class ModelConfig:
         models.add_argument("--sam-model", default="tiny", help="vit_h, vit_l, vit_b or tiny")
         models.add_argument("--sam-checkpoint", default="shipped", type=optional(str),
                             help="path/URI, 'shipped' (tiny only) or 'none' (random weights: speed tests)")
-        models.add_argument("--samcp-checkpoint", default="shipped",
-                            help="SAM-CP head path/URI, or 'shipped'")
+        models.add_argument("--samcp-checkpoint", default="shipped", type=optional(str),
+                            help="SAM-CP head path/URI, 'shipped' or 'none' (random weights: speed tests)")
         models.add_argument("--clip-model", default="samcp-clip-tiny", help="open_clip architecture")
         models.add_argument("--clip-checkpoint", default="shipped", type=optional(str),
                             help="open_clip weights path/URI, 'shipped' (samcp-clip-tiny trained here; "

@@ -15,7 +15,7 @@ from torch.profiler import record_function
 
 from samcp.data.coco import encode_rle
 from samcp.masks import mask_bbox
-from samcp.model.factory import build_head
+from samcp.model.factory import build_head, random_head
 from samcp.model.inputs import head_inputs
 from samcp.open_vocab import RegionClassifier, head_region_encoder
 from samcp.patches import PatchConfig, PatchGenerator, PatchSet
@@ -41,20 +41,29 @@ class Labeler:
     Defaults are the package's shipped small models (SAM, head and the CLIP whose text
     embeddings the head was trained with) and the built-in synthetic vocabulary; patch
     settings default to those tuned for `sam_model`. `clip_checkpoint=None` keeps the
-    CLIP's fixed-seed random initialisation. `autocast` runs SAM in that dtype (bf16/fp16, GPU).
+    CLIP's fixed-seed random initialisation, `head_checkpoint=None` a fixed-seed random head
+    that fits the SAM (speed tests). `autocast` runs SAM in that dtype (bf16/fp16, GPU).
     """
 
     def __init__(self, sam_model: str = "tiny", sam_checkpoint: str | None = "shipped",
-                 head_checkpoint: str = "shipped", vocab: Vocabulary | str = "builtin:synthetic",
+                 head_checkpoint: str | None = "shipped", vocab: Vocabulary | str = "builtin:synthetic",
                  clip_model: str = "samcp-clip-tiny", clip_checkpoint: str | None = "shipped",
                  patch_config: PatchConfig | None = None, postprocess: PostprocessConfig | None = None,
                  device: str | None = None, storage_options: dict | None = None,
                  autocast: torch.dtype | None = None):
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.sam = build_sam(sam_model, sam_checkpoint, storage_options).to(self.device)
-        self.head = build_head(head_checkpoint, storage_options).to(self.device)
         self.vocab = load_vocabulary(vocab) if isinstance(vocab, str) else vocab
         encoder = TextEncoder(clip_model, clip_checkpoint, storage_options, device=self.device)
+        sam_width = self.sam.prompt_encoder.embed_dim
+        head = (random_head(sam_width, encoder.dim) if head_checkpoint is None
+                else build_head(head_checkpoint, storage_options))
+        if (head.config.feature_dim, head.config.text_dim) != (sam_width, encoder.dim):
+            raise ValueError(f"the SAM-CP head reads {head.config.feature_dim}-channel SAM embeddings and "
+                             f"{head.config.text_dim}-wide text embeddings, but SAM {sam_model!r} gives "
+                             f"{sam_width} and CLIP {clip_model!r} {encoder.dim}: use a head trained with "
+                             "these models (jobs/train_samcp.py), or none (random weights) for speed tests")
+        self.head = head.to(self.device)
         text = encoder.embed(self.vocab).to(self.device)
         is_thing = torch.tensor([c.isthing for c in self.vocab.classes])
         self.stuff_text, self.thing_text = text[~is_thing], text[is_thing]

@@ -28,6 +28,14 @@ def save_head(head: SamCPHead, uri: str, half: bool = True, storage_options: dic
         f.write(buffer.getvalue())
 
 
+def random_head(feature_dim: int, text_dim: int, seed: int = 0) -> SamCPHead:
+    """A head of the default sizes with fixed-seed random weights, reading a SAM embedding of
+    `feature_dim` channels and text embeddings of `text_dim`: for speed tests of any SAM."""
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return SamCPHead(HeadConfig(feature_dim=feature_dim, text_dim=text_dim)).eval()
+
+
 def build_head(checkpoint: str = "shipped", storage_options: dict | None = None) -> SamCPHead:
     """A head in eval mode from a checkpoint path or fsspec URI ("shipped": the package's own)."""
     if checkpoint == "shipped":

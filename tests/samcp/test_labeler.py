@@ -2,6 +2,7 @@ import dataclasses
 
 import numpy as np
 import pytest
+import torch
 from pycocotools import mask as mask_utils
 
 from samcp import Labeler
@@ -44,3 +45,13 @@ def test_a_renamed_vocabulary_renames_the_labels(labeler, image):
     other = Labeler(vocab=renamed)
     categories = {s["category"] for s in other.label(image).segments}
     assert categories and all(c.endswith("-x") for c in categories)
+
+
+def test_a_head_that_does_not_fit_the_sam_is_refused_and_none_gives_a_random_head_that_does():
+    with pytest.raises(ValueError, match="128-channel SAM embeddings.*vit_b.*gives 256"):
+        Labeler(sam_model="vit_b", sam_checkpoint=None, device="cpu")
+    labeler = Labeler(sam_model="tiny", head_checkpoint=None, device="cpu")
+    assert labeler.head.config.feature_dim == labeler.sam.prompt_encoder.embed_dim
+    twin = Labeler(sam_model="tiny", head_checkpoint=None, device="cpu")
+    first, second = labeler.head.state_dict(), twin.head.state_dict()
+    assert all(torch.equal(first[k], second[k]) for k in first)  # fixed seed
