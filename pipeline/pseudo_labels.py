@@ -140,7 +140,7 @@ class ExampleBuilder:
             masks = torch.from_numpy(np.stack([segment_mask(s["counts"], height, width) for s in segments]))
             clip = None
             if self.region_encoder is not None:  # a copy: Ray's image is a read-only view
-                clip = self.region_encoder(torch.tensor(image), patches.masks).cpu().half()
+                clip = self.region_encoder(torch.tensor(image), patches.masks, patches.boxes).cpu().half()
             example = training_example(patches.to("cpu"), masks, [s["category_id"] for s in segments],
                                        self.vocab, self.sam.image_encoder.img_size, self.roi_size,
                                        ignore=~masks.any(0), clip=clip)

@@ -96,7 +96,8 @@ class Labeler:
         if self.region_encoder is not None or self.region_classifier is not None:
             pixels = torch.tensor(image)
         with record_function("samcp.head"):
-            clip = None if self.region_encoder is None else [self.region_encoder(pixels, patches.masks)]
+            clip = (None if self.region_encoder is None
+                    else [self.region_encoder(pixels, patches.masks, patches.boxes)])
             inputs = head_inputs([patches], self.sam.image_encoder.img_size, self.head.config.roi_size, clip)
             last = self.head(inputs, self.stuff_text, self.thing_text)[-1]
         region_probs = patch_probs = None

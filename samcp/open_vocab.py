@@ -20,10 +20,12 @@ from torchvision.ops import masks_to_boxes, roi_align
 from samcp.text_encoder import TextEncoder
 
 
-def masked_crops(image: torch.Tensor, masks: torch.Tensor, size: int, mean: torch.Tensor) -> torch.Tensor:
+def masked_crops(image: torch.Tensor, masks: torch.Tensor, size: int, mean: torch.Tensor,
+                 boxes: torch.Tensor | None = None) -> torch.Tensor:
     """image (3, H, W) float in 0..1, masks (Q, H, W) bool, none empty -> (Q, 3, size, size):
-    each mask's box, resized to size x size, pixels outside the mask set to `mean` (3,)."""
-    boxes = masks_to_boxes(masks).float()
+    each mask's box, resized to size x size, pixels outside the mask set to `mean` (3,).
+    boxes: the masks' (Q, 4) xyxy pixel boxes, right and bottom inclusive, if known."""
+    boxes = (masks_to_boxes(masks) if boxes is None else boxes).float()
     boxes[:, 2:] += 1  # pixel boxes: the right and bottom edges are inclusive
     in_image = torch.cat([boxes.new_zeros(len(boxes), 1), boxes], dim=1)  # every box on image 0
     in_own_mask = torch.cat([torch.arange(len(boxes), device=boxes.device)[:, None].float(), boxes], dim=1)
@@ -46,15 +48,17 @@ class RegionEncoder:
         self.dim = dim
 
     @torch.no_grad()
-    def __call__(self, image: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    def __call__(self, image: torch.Tensor, masks: torch.Tensor, boxes: torch.Tensor | None = None
+                 ) -> torch.Tensor:
         """image (H, W, 3) uint8, masks (Q, H, W) bool -> (Q, E) unit-length embeddings (zero rows for
-        empty masks)."""
+        empty masks). boxes: the masks' (Q, 4) xyxy boxes if known (`PatchSet.boxes`), else computed."""
         device = self.mean.device
         features = torch.zeros((len(masks), self.dim), device=device)
         present = masks.flatten(1).any(-1).to(device)
         if present.any():
             pixels = image.to(device).permute(2, 0, 1).float() / 255
-            crops = masked_crops(pixels, masks.to(device)[present], self.size, self.mean)
+            known = None if boxes is None else boxes.to(device)[present]
+            crops = masked_crops(pixels, masks.to(device)[present], self.size, self.mean, known)
             crops = (crops - self.mean.view(1, 3, 1, 1)) / self.std.view(1, 3, 1, 1)
             features[present] = F.normalize(self.model.encode_image(crops).float(), dim=-1)
         return features

@@ -152,7 +152,8 @@ def build_cache(cfg: HeadTrainConfig, vocab: Vocabulary, cache_dir: str, roi_siz
                 ignore = torch.from_numpy(np.isin(sample.panoptic, unknown)) if unknown else None
                 clip = None
                 if region_encoder is not None:
-                    clip = region_encoder(torch.from_numpy(sample.image), patches.masks).cpu().half()
+                    image = torch.from_numpy(sample.image)
+                    clip = region_encoder(image, patches.masks, patches.boxes).cpu().half()
                 example = training_example(patches, segment_masks, [s.category_id for s in segments],
                                            vocab, sam.image_encoder.img_size, roi_size, ignore=ignore,
                                            clip=clip)

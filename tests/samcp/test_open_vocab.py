@@ -26,6 +26,8 @@ def test_masked_crops_take_the_box_and_blank_what_is_outside_the_mask():
     ring[0, 12:20, 12:20] = False
     hole = masked_crops(image, ring, 16, mean)[0, :, 6:10, 6:10]
     assert torch.allclose(hole, mean.view(3, 1, 1).expand(3, 4, 4))  # outside the mask: the mean colour
+    known = torch.tensor([[8.0, 8.0, 15.0, 23.0], [8.0, 8.0, 23.0, 23.0]])  # PatchSet boxes: inclusive
+    assert torch.equal(masked_crops(image, left, 16, mean, known), crops)
 
 
 def test_ensemble_is_geometric_and_kappa_picks_the_side():
