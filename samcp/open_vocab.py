@@ -29,8 +29,8 @@ def masked_crops(image: torch.Tensor, masks: torch.Tensor, size: int, mean: torc
     boxes[:, 2:] += 1  # pixel boxes: the right and bottom edges are inclusive
     in_image = torch.cat([boxes.new_zeros(len(boxes), 1), boxes], dim=1)  # every box on image 0
     in_own_mask = torch.cat([torch.arange(len(boxes), device=boxes.device)[:, None].float(), boxes], dim=1)
-    crops = roi_align(image[None].float(), in_image, size, aligned=True)
-    inside = roi_align(masks[:, None].float(), in_own_mask, size, aligned=True) > 0.5
+    crops = roi_align(image[None].float(), in_image, size, aligned=True, sampling_ratio=1)
+    inside = roi_align(masks[:, None].float(), in_own_mask, size, aligned=True, sampling_ratio=1) > 0.5
     return torch.where(inside, crops, mean.view(1, 3, 1, 1).to(crops))
 
 

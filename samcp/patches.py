@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from segment_anything.modeling import Sam
 from segment_anything.utils.amg import (
     batched_mask_to_box,
@@ -131,7 +132,7 @@ class PatchGenerator:
             # Only masks that pass the IoU filter are upsampled, a bounded number at a time.
             for first in range(0, len(iou), cfg.upsample_batch):
                 chunk = slice(first, first + cfg.upsample_batch)
-                logits = self.sam.postprocess_masks(low_res[chunk, None], input_size, image_size)[:, 0]
+                logits = self._upsample(low_res[chunk], input_size, image_size)
                 stability = calculate_stability_score(logits, self.sam.mask_threshold,
                                                       cfg.stability_score_offset)
                 stable = (stability >= cfg.stability_score_thresh if cfg.stability_score_thresh > 0
@@ -141,6 +142,18 @@ class PatchGenerator:
                 kept["stability"].append(stability[stable])
                 kept["points"].append(origin[chunk][stable])
         return self._select(kept, embedding[0], image_size, input_size)
+
+    def _upsample(self, low_res: torch.Tensor, input_size: tuple[int, int], image_size: tuple[int, int]
+                  ) -> torch.Tensor:
+        """Low-res mask logits (K, h, w) -> (K, H, W) at image resolution: SAM's `postprocess_masks`
+        without its second resize when the unpadded input already has the image's size (a resize
+        to the same size changes nothing but costs twice the first one on a CPU)."""
+        side = self.sam.image_encoder.img_size
+        logits = F.interpolate(low_res[:, None], (side, side), mode="bilinear", align_corners=False)
+        logits = logits[..., :input_size[0], :input_size[1]]
+        if tuple(input_size) != tuple(image_size):
+            logits = F.interpolate(logits, image_size, mode="bilinear", align_corners=False)
+        return logits[:, 0]
 
     def _decode(self, embedding: torch.Tensor, points: np.ndarray, image_size: tuple[int, int]
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

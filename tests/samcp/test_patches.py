@@ -70,3 +70,12 @@ def test_bad_images_are_refused(sam):
         generator([np.zeros((32, 32), np.uint8)])
     with pytest.raises(ValueError, match="RGB"):
         generator([np.zeros((32, 32, 3), np.float32)])
+
+
+@pytest.mark.parametrize("input_size, image_size", [((256, 256), (256, 256)), ((256, 160), (256, 160)),
+                                                    ((256, 256), (128, 128))])
+def test_upsampling_is_sams_postprocess_masks(sam, input_size, image_size):
+    low_res = torch.randn(5, 64, 64)
+    generator = PatchGenerator(sam, PatchConfig(**THRESHOLDS))
+    expected = sam.postprocess_masks(low_res[:, None], input_size, image_size)[:, 0]
+    assert torch.equal(generator._upsample(low_res, input_size, image_size), expected)
