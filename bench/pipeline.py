@@ -64,32 +64,23 @@ def bare_loop(model: ModelConfig, shards: list[str], batch_size: int) -> float:
     return len(images) / (time.perf_counter() - start)
 
 
-class MemorySampler:
-    """Peak summed USS of this process and all its descendants (the local Ray), sampled in a thread,
-    with the USS of each process (by name) at that peak."""
+class Sampler:
+    """Calls `sample()` every `every_s` seconds in a thread while used as a context manager."""
 
-    def __init__(self, every_s: float = 0.5):
-        self.every_s, self.peak, self.driver_peak = every_s, 0, 0
-        self.at_peak: dict[str, int] = {}
+    def __init__(self, every_s: float):
+        self.every_s = every_s
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
 
+    def sample(self) -> None:
+        raise NotImplementedError
+
     def _run(self) -> None:
-        me = psutil.Process()
         while not self.stop.is_set():
-            usage: dict[str, int] = {}
-            for process in [me, *me.children(recursive=True)]:
-                try:
-                    name = "driver" if process.pid == me.pid else process.name()
-                    usage[name] = usage.get(name, 0) + process.memory_full_info().uss
-                except (psutil.NoSuchProcess, psutil.AccessDenied):
-                    continue
-            if sum(usage.values()) > self.peak:
-                self.peak, self.at_peak = sum(usage.values()), usage
-            self.driver_peak = max(self.driver_peak, me.memory_info().rss)
+            self.sample()
             self.stop.wait(self.every_s)
 
-    def __enter__(self) -> MemorySampler:
+    def __enter__(self):
         self.thread.start()
         return self
 
@@ -98,30 +89,42 @@ class MemorySampler:
         self.thread.join()
 
 
-class GpuSampler:
-    """GPU utilization (NVML: share of time a kernel ran) of device 0, sampled in a thread."""
+class MemorySampler(Sampler):
+    """Peak summed USS of this process and all its descendants (the local Ray), with the USS of
+    each process (by name) at that peak."""
+
+    def __init__(self, every_s: float = 0.5):
+        super().__init__(every_s)
+        self.peak, self.driver_peak = 0, 0
+        self.at_peak: dict[str, int] = {}
+        self.me = psutil.Process()
+
+    def sample(self) -> None:
+        usage: dict[str, int] = {}
+        for process in [self.me, *self.me.children(recursive=True)]:
+            try:
+                name = "driver" if process.pid == self.me.pid else process.name()
+                usage[name] = usage.get(name, 0) + process.memory_full_info().uss
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+        if sum(usage.values()) > self.peak:
+            self.peak, self.at_peak = sum(usage.values()), usage
+        self.driver_peak = max(self.driver_peak, self.me.memory_info().rss)
+
+
+class GpuSampler(Sampler):
+    """GPU utilization (NVML: share of time a kernel ran) of device 0 over time."""
 
     def __init__(self, every_s: float = 0.1):
         import pynvml  # nvidia-ml-py: only this mode needs it
 
+        super().__init__(every_s)
         pynvml.nvmlInit()
         self.nvml, self.handle = pynvml, pynvml.nvmlDeviceGetHandleByIndex(0)
-        self.every_s, self.samples = every_s, []  # (time.monotonic(), percent)
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.samples: list[tuple[float, int]] = []  # (time.monotonic(), percent)
 
-    def _run(self) -> None:
-        while not self.stop.is_set():
-            self.samples.append((time.monotonic(), self.nvml.nvmlDeviceGetUtilizationRates(self.handle).gpu))
-            self.stop.wait(self.every_s)
-
-    def __enter__(self) -> GpuSampler:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop.set()
-        self.thread.join()
+    def sample(self) -> None:
+        self.samples.append((time.monotonic(), self.nvml.nvmlDeviceGetUtilizationRates(self.handle).gpu))
 
 
 def label(cfg: JobConfig, log=lambda line: print(line, flush=True)) -> tuple[dict, float]:
