@@ -17,7 +17,7 @@ from samcp.data.coco import encode_rle
 from samcp.masks import mask_bbox
 from samcp.model.factory import build_head, random_head
 from samcp.model.inputs import head_inputs
-from samcp.open_vocab import RegionClassifier, head_region_encoder
+from samcp.open_vocab import RegionClassifier, head_region_encoder, region_encoder
 from samcp.patches import PatchConfig, PatchGenerator, PatchSet
 from samcp.postprocess import PostprocessConfig, default_kappa, panoptic
 from samcp.sam import build_sam
@@ -74,8 +74,11 @@ class Labeler:
         self.postprocess = postprocess or PostprocessConfig()
         if self.postprocess.kappa is None:
             self.postprocess = replace(self.postprocess, kappa=default_kappa(clip_checkpoint))
-        self.region_classifier = RegionClassifier(encoder.model, text) if self.postprocess.kappa else None
+        # One CLIP image tower on regions: the head's patch inputs (if it reads them) and the
+        # ensemble's classifier, so a query of one patch reuses that patch's embedding.
         self.region_encoder = head_region_encoder(self.head.config.clip_dim, encoder)
+        regions = self.region_encoder or region_encoder(encoder)
+        self.region_classifier = RegionClassifier(regions, text) if self.postprocess.kappa else None
 
     def label(self, image: np.ndarray) -> LabeledImage:
         """One RGB (H, W, 3) uint8 image."""
@@ -103,7 +106,7 @@ class Labeler:
         region_probs = patch_probs = None
         if self.region_classifier is not None:
             region_probs = partial(self.region_classifier, pixels)
-            if clip is not None:  # the head's region encoder is the classifier's CLIP
+            if clip is not None:  # the head's region encoder is the classifier's
                 patch_probs = self.region_classifier.probs(clip[0])
         with record_function("samcp.postprocess"):
             result = panoptic(last["affinity"][0].float(), last["stuff_logits"][0].float(),

@@ -79,23 +79,28 @@ def check_clip_width(clip_dim: int, clip_model: str) -> None:
                          "use the CLIP it was trained with")
 
 
+def region_encoder(text_encoder: TextEncoder) -> RegionEncoder:
+    """The image tower of a `TextEncoder`'s CLIP, on image regions."""
+    return RegionEncoder(text_encoder.model, text_encoder.dim)
+
+
 def head_region_encoder(clip_dim: int, text_encoder: TextEncoder) -> RegionEncoder | None:
     """The region encoder a head with `HeadConfig.clip_dim` reads its patch embeddings from (None
     for a head without CLIP inputs)."""
     if not clip_dim:
         return None
     check_clip_width(clip_dim, text_encoder.model_name)
-    return RegionEncoder(text_encoder.model, text_encoder.dim)
+    return region_encoder(text_encoder)
 
 
 class RegionClassifier:
     """Class probabilities of image regions: a `RegionEncoder`'s embeddings against class texts."""
 
-    def __init__(self, clip_model: torch.nn.Module, text_embeddings: torch.Tensor):
-        """text_embeddings: (C, T) normalized, from the same model's text tower."""
-        self.encoder = RegionEncoder(clip_model, text_embeddings.shape[-1])
-        self.text = text_embeddings.to(self.encoder.mean.device)
-        self.scale = float(clip_model.logit_scale.detach().exp())
+    def __init__(self, encoder: RegionEncoder, text_embeddings: torch.Tensor):
+        """text_embeddings: (C, T) normalized, from the text tower of the encoder's CLIP."""
+        self.encoder = encoder
+        self.text = text_embeddings.to(encoder.mean.device)
+        self.scale = float(encoder.model.logit_scale.detach().exp())
 
     @torch.no_grad()
     def __call__(self, image: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from samcp.clip_training import ClipTrainConfig, multi_positive_loss, train_clip
-from samcp.open_vocab import RegionClassifier
+from samcp.open_vocab import RegionClassifier, region_encoder
 from samcp.text_encoder import TextEncoder
 from samcp.vocab import load_vocabulary
 
@@ -39,6 +39,6 @@ def test_short_training_lowers_the_loss_and_saves_an_open_clip_checkpoint(tmp_pa
     # ... and through this package's text encoder and region classifier
     encoder = TextEncoder(cfg.model, str(weights), cache_dir=None)
     vocab = load_vocabulary(cfg.vocab)
-    probs = RegionClassifier(encoder.model, encoder.embed(vocab))(
+    probs = RegionClassifier(region_encoder(encoder), encoder.embed(vocab))(
         torch.zeros(32, 32, 3, dtype=torch.uint8), torch.ones(1, 32, 32, dtype=torch.bool))
     assert probs.shape == (1, len(vocab.classes))

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from samcp.open_vocab import RegionClassifier, ensemble, masked_crops
+from samcp.open_vocab import RegionClassifier, ensemble, masked_crops, region_encoder
 from samcp.text_encoder import TextEncoder
 from samcp.vocab import load_vocabulary
 
@@ -40,7 +40,7 @@ def test_ensemble_is_geometric_and_kappa_picks_the_side():
 def test_region_classifier_gives_a_distribution_per_region():
     encoder = TextEncoder(cache_dir=None)
     vocab = load_vocabulary("builtin:synthetic")
-    classifier = RegionClassifier(encoder.model, encoder.embed(vocab))
+    classifier = RegionClassifier(region_encoder(encoder), encoder.embed(vocab))
     image = torch.randint(0, 255, (48, 40, 3), dtype=torch.uint8)
     masks = torch.zeros(3, 48, 40, dtype=torch.bool)
     masks[0, 5:20, 5:30] = True
@@ -72,7 +72,7 @@ def test_the_shipped_clip_names_pattern_and_object_of_ground_truth_regions():
 
     encoder = TextEncoder("samcp-clip-tiny", "shipped", cache_dir=None)
     vocab = load_vocabulary("builtin:synthetic_attributes")
-    classifier = RegionClassifier(encoder.model, encoder.embed(vocab))
+    classifier = RegionClassifier(region_encoder(encoder), encoder.embed(vocab))
     attributes = ("plain", "striped", "dotted")
     corpus = SyntheticCorpus(SyntheticConfig(seed=SPLIT_SEEDS["val"], attributes=attributes))
     names = {c.id: c.name for c in corpus.categories}
