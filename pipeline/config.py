@@ -131,13 +131,13 @@ class ModelConfig:
             return {"model": name, "checkpoint": shown, "sha256": digest}
 
         return {
-            "sam": model(self.sam_model, sam_checkpoint, self.sam_checkpoint),
+            "sam": {**model(self.sam_model, sam_checkpoint, self.sam_checkpoint), "autocast": self.autocast},
             "samcp_head": model("samcp-head", head_checkpoint, self.samcp_checkpoint),
             "clip": model(self.clip_model, clip_checkpoint, self.clip_checkpoint),
             "vocabulary": {"source": self.vocab, "name": vocab.name, "fingerprint": vocab.fingerprint(),
                            "classes": [{"id": c.id, "name": c.name, "isthing": c.isthing}
                                        for c in vocab.classes]},
-            "patches": {**dataclasses.asdict(self.patch_config()), "autocast": self.autocast},
+            "patches": dataclasses.asdict(self.patch_config()),
             "postprocess": dataclasses.asdict(self.postprocess_config()),
         }
 

@@ -28,7 +28,7 @@ from pipeline.output import LabelOutput, shard_file_name
 from pipeline.reader import ShardReader
 from samcp.data.coco import PanopticFolder, encode_rle
 from samcp.open_vocab import head_region_encoder
-from samcp.patches import PatchConfig, PatchGenerator
+from samcp.patches import AUTOCAST_DTYPES, PatchConfig, PatchGenerator
 from samcp.sam import build_sam
 from samcp.text_encoder import TextEncoder
 from samcp.train import training_example
@@ -120,7 +120,9 @@ class ExampleBuilder:
         sam, clip = labeling["sam"], labeling["clip"]
         device = "cuda" if torch.cuda.is_available() else "cpu"
         self.sam = build_sam(sam["model"], sam["checkpoint"], storage_options).to(device)
-        self.generator = PatchGenerator(self.sam, PatchConfig(**labeling["patches"]))
+        # The labeling job's patches: same SAM, thresholds and dtype (manifests before `autocast`: fp32).
+        self.generator = PatchGenerator(self.sam, PatchConfig(**labeling["patches"]),
+                                        autocast_dtype=AUTOCAST_DTYPES[sam.get("autocast", "none")])
         self.region_encoder = None
         if clip_dim:
             encoder = TextEncoder(clip["model"], clip["checkpoint"], storage_options, device=device)

@@ -23,5 +23,5 @@ def test_autocast_is_checked_recorded_and_reaches_the_patch_generator():
     with pytest.raises(ValueError, match="autocast"):
         ModelConfig(autocast="int8")
     model = ModelConfig(points_per_side=4, autocast="bf16")
-    assert model.describe()["patches"]["autocast"] == "bf16"
+    assert model.describe()["sam"]["autocast"] == "bf16"
     assert model.build_labeler(device="cpu").generator.autocast_dtype is torch.bfloat16
