@@ -5,9 +5,10 @@ every step of its two-way transformer per prompt. With point prompts and no mask
 input, the first layer's image side (embedding + the no-mask embedding, positional
 encoding) is the same for every prompt, so its image-token projections (keys and
 values of token-to-image attention, queries of image-to-token attention) are computed
-once per image instead of once per prompt. The mask upscaling, a quarter of the
-decoder's work, runs only for prompts with a mask whose predicted IoU passes the
-filter. Same modules and weights as the `MaskDecoder` given; the same result up to
+once per image instead of once per prompt, and the softmax over each prompt's few
+tokens avoids a slow CPU path (`softmax_over_tokens`). The mask upscaling, a quarter
+of the decoder's work, runs only for prompts with a mask whose predicted IoU passes
+the filter. Same modules and weights as the `MaskDecoder` given; the same result up to
 float rounding (tests/samcp/test_point_decoder.py).
 """
 
@@ -16,7 +17,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from segment_anything.modeling import MaskDecoder
-from segment_anything.modeling.transformer import Attention
+from segment_anything.modeling.transformer import Attention, TwoWayAttentionBlock
 
 
 def _heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
@@ -29,6 +30,14 @@ def _merge_heads(x: torch.Tensor) -> torch.Tensor:
     """(B, heads, N, d) -> (B, N, heads * d)."""
     b, h, n, d = x.shape
     return x.transpose(1, 2).reshape(b, n, h * d)
+
+
+def softmax_over_tokens(logits: torch.Tensor) -> torch.Tensor:
+    """Softmax over a short last dimension (a prompt's T tokens). On a CPU it runs through a
+    transposed view: torch's softmax over a last dimension of 7 is about 7x slower there."""
+    if logits.device.type != "cpu":
+        return logits.softmax(-1)
+    return logits.transpose(-1, -2).softmax(-2).transpose(-1, -2)
 
 
 def tokens_to_shared_image(attn: Attention, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
@@ -53,9 +62,32 @@ def shared_image_to_tokens(attn: Attention, q: torch.Tensor, k: torch.Tensor, v:
     queries = _heads(attn.q_proj(q), heads)[0]  # (heads, HW, d)
     keys = _heads(attn.k_proj(k).reshape(1, p * t, -1), heads)[0]  # (heads, P*T, d)
     logits = (queries @ keys.transpose(1, 2)).unflatten(2, (p, t))  # (heads, HW, P, T)
-    weights = torch.softmax(logits / queries.shape[-1] ** 0.5, dim=-1)
+    weights = softmax_over_tokens(logits / queries.shape[-1] ** 0.5)
     out = torch.einsum("hnpt,phtd->pnhd", weights, _heads(attn.v_proj(v), heads))
     return attn.out_proj(out.flatten(2))
+
+
+def image_to_tokens(attn: Attention, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """`attn(q, k, v)` for each prompt's image tokens q (P, HW, C) against its tokens k, v (P, T, C),
+    with `softmax_over_tokens`. -> (P, HW, C)."""
+    heads = attn.num_heads
+    queries, keys = _heads(attn.q_proj(q), heads), _heads(attn.k_proj(k), heads)
+    weights = softmax_over_tokens(queries @ keys.transpose(-1, -2) / keys.shape[-1] ** 0.5)
+    return attn.out_proj(_merge_heads(weights @ _heads(attn.v_proj(v), heads)))
+
+
+def two_way_block(block: TwoWayAttentionBlock, queries: torch.Tensor, keys: torch.Tensor,
+                  query_pe: torch.Tensor, key_pe: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """`block(queries, keys, query_pe, key_pe)` for a block after the first (positional encoding in
+    its self-attention), with `image_to_tokens`. queries (P, T, C), keys (P, HW, C)."""
+    q = queries + query_pe
+    queries = block.norm1(queries + block.self_attn(q=q, k=q, v=queries))
+    q, k = queries + query_pe, keys + key_pe
+    queries = block.norm2(queries + block.cross_attn_token_to_image(q=q, k=k, v=keys))
+    queries = block.norm3(queries + block.mlp(queries))
+    q = queries + query_pe
+    keys = block.norm4(keys + image_to_tokens(block.cross_attn_image_to_token, k, q, queries))
+    return queries, keys
 
 
 class PointGridDecoder:
@@ -101,7 +133,7 @@ class PointGridDecoder:
         queries = first.norm3(queries + first.mlp(queries))
         keys = first.norm4(src + shared_image_to_tokens(first.cross_attn_image_to_token,
                                                         src + pos, queries + tokens, queries))
-        for layer in transformer.layers[1:]:
-            queries, keys = layer(queries=queries, keys=keys, query_pe=tokens, key_pe=pos)
+        for block in transformer.layers[1:]:
+            queries, keys = two_way_block(block, queries, keys, tokens, pos)
         out = transformer.final_attn_token_to_image(q=queries + tokens, k=keys + pos, v=keys)
         return transformer.norm_final_attn(queries + out), keys
