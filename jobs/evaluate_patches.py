@@ -8,6 +8,7 @@ Prints a table and writes the numbers as JSON (`--output`).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -41,7 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    # The patch settings default to those tuned for the SAM model (PatchConfig.for_model), as in labeling.
+    sam_model = parser.parse_known_args(argv)[0].sam_model
+    parser.set_defaults(**dataclasses.asdict(PatchConfig.for_model(sam_model)))
+    args = parser.parse_args(argv)
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     sam = build_sam(args.sam_model, args.sam_checkpoint).to(device)
