@@ -3,6 +3,15 @@
 # its python3 has torch; the project's other packages travel in .whl/ as wheels, and Ray as a
 # tarball of its installed files without its Java jars, dashboard web build, RLlib and Serve
 # (the wheel alone is over the 64 MiB a call may carry). Writes logs and results to $OUT.
+# Making .whl/ (git-ignored) on the development machine, Python 3.12 manylinux wheels:
+#   pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#       --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+#       -d .whl segment-anything open_clip_torch ftfy wcwidth pycocotools webdataset braceexpand \
+#       jsonschema jsonschema-specifications referencing rpds-py
+#   pip download (same flags) -d /tmp/ray ray==2.60.0 && mkdir /tmp/ray/site && cd /tmp/ray/site \
+#       && unzip -q ../ray-*.whl && rm -rf ray/jars ray/dashboard/client/build ray/rllib ray/serve \
+#          ray/llm ray/workflow ray/tests ray/*/tests \
+#       && tar cf - . | xz -T2 -6 > .whl/ray-2.60.0-stripped.tar.xz      (26 MB)
 #
 #   STEPS="generator_vit_h head_cost" OUT=/tmp/gpu bash bench/gpu_checks.sh
 #
