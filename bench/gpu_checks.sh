@@ -11,7 +11,7 @@
 #   pip download (same flags) -d /tmp/ray ray==2.60.0 && mkdir /tmp/ray/site && cd /tmp/ray/site \
 #       && unzip -q ../ray-*.whl && rm -rf ray/jars ray/dashboard/client/build ray/rllib ray/serve \
 #          ray/llm ray/workflow ray/tests ray/*/tests \
-#       && tar cf - . | xz -T2 -6 > .whl/ray-2.60.0-stripped.tar.xz      (26 MB)
+#       && tar cf - . | xz -T2 -6 > "$REPO/.whl/ray-2.60.0-stripped.tar.xz"     (26 MB; REPO: this checkout)
 #
 #   STEPS="generator_vit_h head_cost" OUT=/tmp/gpu bash bench/gpu_checks.sh
 #
