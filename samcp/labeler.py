@@ -75,10 +75,12 @@ class Labeler:
         if self.postprocess.kappa is None:
             self.postprocess = replace(self.postprocess, kappa=default_kappa(clip_checkpoint))
         # One CLIP image tower on regions: the head's patch inputs (if it reads them) and the
-        # ensemble's classifier, so a query of one patch reuses that patch's embedding.
+        # ensemble's classifier (if kappa > 0), so a query of one patch reuses that patch's embedding.
         self.region_encoder = head_region_encoder(self.head.config.clip_dim, encoder)
-        regions = self.region_encoder or region_encoder(encoder)
-        self.region_classifier = RegionClassifier(regions, text) if self.postprocess.kappa else None
+        self.region_classifier = None
+        if self.postprocess.kappa:
+            regions = self.region_encoder or region_encoder(encoder)
+            self.region_classifier = RegionClassifier(regions, text)
 
     def label(self, image: np.ndarray) -> LabeledImage:
         """One RGB (H, W, 3) uint8 image."""
