@@ -15,8 +15,9 @@ from __future__ import annotations
 import open_clip
 import torch
 import torch.nn.functional as F
-from torchvision.ops import masks_to_boxes, roi_align
+from torchvision.ops import roi_align
 
+from samcp.masks import as_float, mask_boxes, nonempty
 from samcp.text_encoder import TextEncoder
 
 
@@ -25,12 +26,12 @@ def masked_crops(image: torch.Tensor, masks: torch.Tensor, size: int, mean: torc
     """image (3, H, W) float in 0..1, masks (Q, H, W) bool, none empty -> (Q, 3, size, size):
     each mask's box, resized to size x size, pixels outside the mask set to `mean` (3,).
     boxes: the masks' (Q, 4) xyxy pixel boxes, right and bottom inclusive, if known."""
-    boxes = (masks_to_boxes(masks) if boxes is None else boxes).float()
+    boxes = (mask_boxes(masks) if boxes is None else boxes).float()
     boxes[:, 2:] += 1  # pixel boxes: the right and bottom edges are inclusive
     in_image = torch.cat([boxes.new_zeros(len(boxes), 1), boxes], dim=1)  # every box on image 0
     in_own_mask = torch.cat([torch.arange(len(boxes), device=boxes.device)[:, None].float(), boxes], dim=1)
     crops = roi_align(image[None].float(), in_image, size, aligned=True, sampling_ratio=1)
-    inside = roi_align(masks[:, None].float(), in_own_mask, size, aligned=True, sampling_ratio=1) > 0.5
+    inside = roi_align(as_float(masks[:, None]), in_own_mask, size, aligned=True, sampling_ratio=1) > 0.5
     return torch.where(inside, crops, mean.view(1, 3, 1, 1).to(crops))
 
 
@@ -54,7 +55,7 @@ class RegionEncoder:
         empty masks). boxes: the masks' (Q, 4) xyxy boxes if known (`PatchSet.boxes`), else computed."""
         device = self.mean.device
         features = torch.zeros((len(masks), self.dim), device=device)
-        present = masks.flatten(1).any(-1).to(device)
+        present = nonempty(masks).to(device)
         if present.any():
             pixels = image.to(device).permute(2, 0, 1).float() / 255
             known = None if boxes is None else boxes.to(device)[present]

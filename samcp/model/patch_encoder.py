@@ -14,6 +14,7 @@ import torch
 from torch import nn
 from torchvision.ops import roi_align
 
+from samcp.masks import as_float
 from samcp.model.layers import MLP, Attention, FeedForward, box_sine_encoding
 
 
@@ -24,7 +25,7 @@ def mask_roi_grid(masks: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.
         return masks.new_zeros((0, size, size), dtype=torch.float)
     rois = torch.cat([torch.arange(len(boxes), device=boxes.device, dtype=boxes.dtype)[:, None],
                       boxes], dim=1)
-    sampled = roi_align(masks[:, None].float(), rois, output_size=size, aligned=True)
+    sampled = roi_align(as_float(masks[:, None]), rois, output_size=size, aligned=True)
     return (sampled[:, 0] >= 0.5).float()
 
 

@@ -1,7 +1,7 @@
 import torch
 
-from samcp import postprocess
-from samcp.postprocess import PostprocessConfig, claimed_patches, panoptic, query_masks
+from samcp.open_vocab import ensemble
+from samcp.postprocess import PanopticResult, PostprocessConfig, claimed_patches, panoptic, query_masks
 
 BIG = 10.0
 
@@ -95,9 +95,36 @@ def test_clip_region_probabilities_enter_by_kappa():
     assert labels[1.0] == [1, 1, 9]  # CLIP alone: the robot is a "ball" too
 
 
-def test_clip_is_asked_only_for_what_can_pass_and_changes_nothing(monkeypatch):
-    """Skipping queries that cannot pass the thresholds and repeated masks gives the same panoptic
-    result as asking CLIP about every query mask."""
+def reference_panoptic(affinity, stuff_logits, thing_logits, patch_masks, stuff_classes, thing_classes,
+                       cfg, region_probs):
+    """The post-processing spelled out: CLIP asked about every query mask, then candidates
+    placed one by one in descending score order."""
+    s = len(stuff_logits)
+    claims = claimed_patches(affinity)
+    masks = query_masks(claims, patch_masks)
+    clip = region_probs(masks)
+    stuff_prob = ensemble(stuff_logits.sigmoid(), clip[torch.arange(s), stuff_classes], cfg.kappa)
+    thing_prob, thing_label = ensemble(thing_logits.sigmoid(), clip[s:][:, thing_classes], cfg.kappa).max(-1)
+    scores = torch.cat([stuff_prob, thing_prob])
+    classes = stuff_classes + [thing_classes[i] for i in thing_label.tolist()]
+    keep = (scores > cfg.score_thresh) & (affinity.sigmoid().amax(-1) > cfg.affinity_thresh)
+    id_map = torch.zeros(patch_masks.shape[1:], dtype=torch.int32)
+    segments = []
+    for q in sorted(keep.nonzero()[:, 0].tolist(), key=lambda q: -scores[q]):
+        region = masks[q] & (id_map == 0)
+        area = int(region.sum())
+        if area == 0 or area < cfg.overlap_thresh * int(masks[q].sum()):
+            continue
+        id_map[region] = len(segments) + 1
+        segments.append({"id": len(segments) + 1, "category_index": classes[q], "isthing": q >= s,
+                         "score": float(scores[q]), "area": area})
+    return PanopticResult(id_map, segments)
+
+
+def test_clip_is_asked_only_for_what_can_pass_and_changes_nothing():
+    """Skipping queries that cannot pass the thresholds and repeated masks, and fusing all
+    candidates at once, gives the result of asking CLIP about every query mask and placing
+    the candidates one by one."""
     torch.manual_seed(3)
     cells = (torch.arange(16)[:, None] // 4) * 3 + (torch.arange(16)[None, :] // 5).clamp(max=2)
     patches = torch.stack([cells == i for i in range(12)])  # 12 blocks tiling the image
@@ -110,9 +137,8 @@ def test_clip_is_asked_only_for_what_can_pass_and_changes_nothing(monkeypatch):
                       region_probs_by_size(seen))
     known = panoptic(affinity, stuff_logits, thing_logits, patches, [7, 9], [1, 2, 4], cfg,
                      region_probs_by_size(seen), patch_probs=region_probs_by_size([])(patches))
-    monkeypatch.setattr(postprocess, "clip_votes", lambda masks, claims, can_pass, ask, *_: ask(masks))
-    every = panoptic(affinity, stuff_logits, thing_logits, patches, [7, 9], [1, 2, 4], cfg,
-                     region_probs_by_size(seen))
+    every = reference_panoptic(affinity, stuff_logits, thing_logits, patches, [7, 9], [1, 2, 4], cfg,
+                               region_probs_by_size(seen))
     assert seen[0][0] < seen[-1][0] == 14 and len(pruned.segments) >= 2
     assert seen[1][0] < seen[0][0]  # queries claiming one patch took its known probabilities
     for result in (pruned, known):
