@@ -11,9 +11,11 @@ trained `samcp-clip-tiny` (`jobs/train_clip.py`, `docs/models.md`).
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 import warnings
+from contextlib import contextmanager
 from importlib import resources
 
 import open_clip
@@ -52,6 +54,22 @@ def unknown_words(vocab: Vocabulary, tokenizer, max_pieces: int = 3) -> dict[str
     return found
 
 
+@contextmanager
+def _quiet_random_init(quiet: bool):
+    """Hides open_clip's warning that the model it builds is initialised randomly, when
+    `quiet` (a checkpoint is loaded into it next)."""
+    def keep(record: logging.LogRecord) -> bool:
+        return "No pretrained weights loaded" not in record.getMessage()
+
+    root = logging.getLogger()  # open_clip logs through the root logger
+    if quiet:
+        root.addFilter(keep)
+    try:
+        yield
+    finally:
+        root.removeFilter(keep)
+
+
 def _checkpoint_digest(uri: str | None, storage_options: dict | None) -> str:
     return "random-seed-0" if uri is None else file_sha256(uri, storage_options)
 
@@ -62,7 +80,7 @@ class TextEncoder:
                  device: str | torch.device = "cpu"):
         if model_name not in open_clip.list_models():
             raise ValueError(f"unknown open_clip model {model_name!r}")
-        with torch.random.fork_rng(devices=[]):
+        with torch.random.fork_rng(devices=[]), _quiet_random_init(checkpoint is not None):
             torch.manual_seed(0)
             self.model = open_clip.create_model(model_name, pretrained=None, device=device).eval()
         if checkpoint == "shipped":
