@@ -75,19 +75,15 @@ def query_masks(claims: torch.Tensor, patch_masks: torch.Tensor) -> torch.Tensor
 def clip_votes(masks: torch.Tensor, claims: torch.Tensor,
                region_probs: Callable[[torch.Tensor], torch.Tensor],
                patch_probs: torch.Tensor | None = None) -> torch.Tensor:
-    """CLIP's class probabilities (Q, C) for the query masks (Q, H, W), asked once per distinct
-    claimed patch set (Q, N); a set of one patch takes that patch's row of `patch_probs` (N, C)
-    when given."""
-    distinct, inverse = torch.unique(claims, dim=0, return_inverse=True)
-    representative = inverse.new_zeros(len(distinct)).scatter_(
-        0, inverse, torch.arange(len(claims), device=claims.device))
-    single = (distinct.sum(-1) == 1) & (patch_probs is not None)
-    asked = region_probs(masks[representative[~single]])  # CLIP takes an empty batch too
-    computed = asked.new_empty((len(distinct), asked.shape[-1]))
-    computed[~single] = asked
+    """CLIP's class probabilities (Q, C) for the masks (Q, H, W) of claimed patch sets (Q, N); a
+    set of one patch takes that patch's row of `patch_probs` (N, C) when given."""
+    single = (claims.sum(-1) == 1) & (patch_probs is not None)
+    asked = region_probs(masks[~single])  # CLIP takes an empty batch too
+    votes = asked.new_empty((len(claims), asked.shape[-1]))
+    votes[~single] = asked
     if single.any():
-        computed[single] = patch_probs[distinct[single].float().argmax(-1)]
-    return computed[inverse]
+        votes[single] = patch_probs[claims[single].float().argmax(-1)]
+    return votes
 
 
 def fuse(masks: torch.Tensor, overlap_thresh: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -129,11 +125,13 @@ def panoptic(affinity: torch.Tensor, stuff_logits: torch.Tensor, thing_logits: t
     bound = head_best.clamp_min(1e-8) ** (1 - cfg.kappa) if use_clip else head_best
     best_affinity = affinity.sigmoid().amax(-1)
     maybe = ((bound > cfg.score_thresh) & (best_affinity > cfg.affinity_thresh)).nonzero()[:, 0]
-    masks = query_masks(claims[maybe], patch_masks)
-    present = nonempty(masks)
-    maybe, masks = maybe[present], masks[present]
+    # Queries often claim the same patches (the parts of one object): each distinct set once.
+    sets, set_of = torch.unique(claims[maybe], dim=0, return_inverse=True)
+    set_masks = query_masks(sets, patch_masks)  # (D, H, W)
+    present = nonempty(set_masks)[set_of]
+    maybe, set_of = maybe[present], set_of[present]
     if use_clip and len(maybe):
-        votes = clip_votes(masks, claims[maybe], region_probs, patch_probs)
+        votes = clip_votes(set_masks, sets, region_probs, patch_probs)[set_of]
         clip = votes.new_full((len(claims), votes.shape[-1]), 1 / votes.shape[-1])
         clip[maybe] = votes
         stuff_prob = ensemble(stuff_prob, clip[torch.arange(s), stuff_classes], cfg.kappa)
@@ -146,13 +144,13 @@ def panoptic(affinity: torch.Tensor, stuff_logits: torch.Tensor, thing_logits: t
     scores = torch.cat([stuff_prob, thing_prob])
     classes = torch.tensor(stuff_classes + [thing_classes[i] for i in thing_label.tolist()], dtype=torch.long)
     keep = (scores[maybe] > cfg.score_thresh).nonzero()[:, 0]
-    keep = keep[scores[maybe[keep]].argsort(descending=True)][:cfg.max_segments]  # rows of `masks`
+    keep = keep[scores[maybe[keep]].argsort(descending=True)][:cfg.max_segments]
     candidates = maybe[keep]
 
     h, w = patch_masks.shape[1:]
     if len(candidates) == 0:
         return PanopticResult(torch.zeros((h, w), dtype=torch.int32), [])
-    id_map, areas = fuse(masks[keep], cfg.overlap_thresh)
+    id_map, areas = fuse(set_masks[set_of[keep]], cfg.overlap_thresh)
     kept = areas.nonzero()[:, 0]
     segments = [{"id": i + 1, "category_index": int(classes[q]), "isthing": q >= s,
                  "score": float(scores[q]), "area": int(areas[k])}
