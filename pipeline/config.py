@@ -25,8 +25,9 @@ class ModelConfig:
     """SAM + SAM-CP head + CLIP text tower + vocabulary, and the settings that change labels.
 
     Checkpoints are paths or fsspec URIs; "shipped" means the package's own small
-    models. None in `max_patches`, `points_per_side`, the SAM thresholds and `min_score`
-    keeps the defaults tuned for `sam_model` (see `PatchConfig.for_model`) and of `PostprocessConfig`.
+    models. None in `max_patches`, `points_per_side`, the SAM thresholds and the post-processing
+    ones (`min_score`, `affinity_thresh`, `overlap_thresh`) keeps the defaults tuned for
+    `sam_model` (see `PatchConfig.for_model`) and of `PostprocessConfig`.
     """
 
     sam_model: str = "tiny"
@@ -40,6 +41,8 @@ class ModelConfig:
     pred_iou_thresh: float | None = None
     stability_score_thresh: float | None = None
     min_score: float | None = None
+    affinity_thresh: float | None = None
+    overlap_thresh: float | None = None
     kappa: float | None = None  # None: 0.4 with trained CLIP weights, else 0 (see PostprocessConfig)
     autocast: str = "none"  # SAM's dtype under autocast on a GPU: none (fp32), bf16 or fp16
 
@@ -70,6 +73,10 @@ class ModelConfig:
         models.add_argument("--stability-score-thresh", type=float,
                             help="keep SAM masks at least this stable (default: per SAM model)")
         models.add_argument("--min-score", type=float, help="drop segments scored below this (default 0.1)")
+        models.add_argument("--affinity-thresh", type=float,
+                            help="drop queries whose best patch affinity is not above this (default 0.1)")
+        models.add_argument("--overlap-thresh", type=float,
+                            help="drop segments that keep less than this share of their mask (default 0.5)")
         models.add_argument("--kappa", type=float,
                             help="weight of the frozen CLIP classifier in the class ensemble "
                                  "(default 0.4 with trained CLIP weights, 0 with random ones)")
@@ -83,6 +90,7 @@ class ModelConfig:
                    clip_checkpoint=args.clip_checkpoint, vocab=args.vocab, max_patches=args.max_patches,
                    points_per_side=args.points_per_side, pred_iou_thresh=args.pred_iou_thresh,
                    stability_score_thresh=args.stability_score_thresh, min_score=args.min_score,
+                   affinity_thresh=args.affinity_thresh, overlap_thresh=args.overlap_thresh,
                    kappa=args.kappa, autocast=args.autocast)
 
     def with_absolute_paths(self) -> ModelConfig:
@@ -101,10 +109,10 @@ class ModelConfig:
         return PatchConfig.for_model(self.sam_model, **{k: v for k, v in overrides.items() if v is not None})
 
     def postprocess_config(self) -> PostprocessConfig:
-        defaults = PostprocessConfig()
-        score_thresh = defaults.score_thresh if self.min_score is None else self.min_score
+        given = {"score_thresh": self.min_score, "affinity_thresh": self.affinity_thresh,
+                 "overlap_thresh": self.overlap_thresh}
         kappa = self.kappa if self.kappa is not None else default_kappa(self.clip_checkpoint)
-        return dataclasses.replace(defaults, score_thresh=score_thresh, kappa=kappa)
+        return PostprocessConfig(kappa=kappa, **{k: v for k, v in given.items() if v is not None})
 
     def build_labeler(self, storage_options: dict | None = None, device: str | None = None) -> Labeler:
         return Labeler(sam_model=self.sam_model, sam_checkpoint=self.sam_checkpoint,

@@ -1,11 +1,14 @@
 """ModelConfig: the CLIP checkpoint decides the default kappa, autocast is checked, and the manifest
 records both."""
 
+import argparse
+
 import pytest
 import torch
 
 from pipeline.config import ModelConfig
 from samcp.checkpoint import file_sha256
+from samcp.postprocess import PostprocessConfig
 from samcp.text_encoder import shipped_clip_checkpoint
 
 
@@ -15,6 +18,7 @@ def test_kappa_follows_the_clip_checkpoint_unless_given():
     assert ModelConfig(clip_checkpoint="shipped", kappa=1.0).postprocess_config().kappa == 1.0
     described = ModelConfig(clip_checkpoint="shipped", min_score=0.5).describe()
     assert described["postprocess"]["kappa"] == 0.4 and described["postprocess"]["score_thresh"] == 0.5
+    assert described["postprocess"]["overlap_thresh"] == 0.5  # the default
     assert described["clip"] == {"model": "samcp-clip-tiny", "checkpoint": "shipped",
                                  "sha256": file_sha256(shipped_clip_checkpoint("samcp-clip-tiny"))}
 
@@ -25,3 +29,14 @@ def test_autocast_is_checked_recorded_and_reaches_the_patch_generator():
     model = ModelConfig(points_per_side=4, autocast="bf16")
     assert model.describe()["sam"]["autocast"] == "bf16"
     assert model.build_labeler(device="cpu").generator.autocast_dtype is torch.bfloat16
+
+
+def test_post_processing_flags_reach_the_labeler():
+    parser = argparse.ArgumentParser()
+    ModelConfig.add_arguments(parser)
+    args = parser.parse_args(["--min-score", "0.3", "--affinity-thresh", "0.2", "--overlap-thresh", "0.65"])
+    cfg = ModelConfig.from_args(args).postprocess_config()
+    assert (cfg.score_thresh, cfg.affinity_thresh, cfg.overlap_thresh) == (0.3, 0.2, 0.65)
+    assert ModelConfig.from_args(parser.parse_args([])).postprocess_config() == PostprocessConfig(kappa=0.4)
+    with pytest.raises(ValueError, match="score_thresh"):
+        ModelConfig(min_score=-1).postprocess_config()

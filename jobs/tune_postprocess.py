@@ -1,0 +1,77 @@
+"""Choose post-processing thresholds and kappa for a head: PQ of every combination on labeled
+synthetic images that no model trained on (SAM runs once per image).
+
+    python jobs/tune_postprocess.py --num-images 100 --output runs/tune.json   # train images 5000..5099
+    python jobs/tune_postprocess.py --samcp-checkpoint runs/head/samcp_head.pt --kappa 0 0.2 0.4
+
+Prints the settings best PQ first. Never tune on the images you report: the default images
+(train split, 5000..5099) lie beyond those the shipped models trained on (0..3999); the
+validation split stays for reporting (`jobs/evaluate.py --synthetic-val`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+
+from samcp.config_cli import optional
+from samcp.data.synthetic import SPLIT_SEEDS, SyntheticConfig, SyntheticCorpus
+from samcp.eval.tuning import sweep_postprocess
+from samcp.postprocess import PostprocessConfig
+
+
+def build_parser() -> argparse.ArgumentParser:
+    defaults = PostprocessConfig()
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--split", choices=sorted(SPLIT_SEEDS), default="train")
+    parser.add_argument("--start-index", type=int, default=5000, help="first image of the split")
+    parser.add_argument("--num-images", type=int, default=100)
+    parser.add_argument("--score-thresh", type=float, nargs="+", default=[0.05, 0.1, 0.2, 0.3])
+    parser.add_argument("--affinity-thresh", type=float, nargs="+", default=[0.1, 0.3])
+    parser.add_argument("--overlap-thresh", type=float, nargs="+", default=[0.5, 0.65, 0.8])
+    parser.add_argument("--kappa", type=float, nargs="+", default=[0.4],
+                        help="weights of the CLIP classifier in the class ensemble")
+    parser.add_argument("--max-segments", type=int, default=defaults.max_segments)
+    parser.add_argument("--sam-model", default="tiny")
+    parser.add_argument("--sam-checkpoint", default="shipped", type=optional(str))
+    parser.add_argument("--samcp-checkpoint", default="shipped", type=optional(str))
+    parser.add_argument("--vocab", default="builtin:synthetic")
+    parser.add_argument("--clip-model", default="samcp-clip-tiny", help="open_clip architecture")
+    parser.add_argument("--clip-checkpoint", default="shipped", type=optional(str),
+                        help="its weights: path/URI, 'shipped' (default) or 'none' (fixed-seed random)")
+    parser.add_argument("--output", help="write every setting's scores here (JSON)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    args = build_parser().parse_args(argv)
+    if args.num_images < 1 or args.start_index < 0:
+        raise SystemExit("--num-images must be >= 1 and --start-index >= 0")
+    from samcp.labeler import Labeler
+
+    settings = [PostprocessConfig(score_thresh=s, affinity_thresh=a, overlap_thresh=o, kappa=k,
+                                  max_segments=args.max_segments)
+                for s, a, o, k in itertools.product(args.score_thresh, args.affinity_thresh,
+                                                    args.overlap_thresh, args.kappa)]
+    labeler = Labeler(sam_model=args.sam_model, sam_checkpoint=args.sam_checkpoint,
+                      head_checkpoint=args.samcp_checkpoint, vocab=args.vocab, clip_model=args.clip_model,
+                      clip_checkpoint=args.clip_checkpoint,
+                      postprocess=PostprocessConfig(kappa=max(args.kappa)))
+    corpus = SyntheticCorpus(SyntheticConfig(seed=SPLIT_SEEDS[args.split]))
+    indices = range(args.start_index, args.start_index + args.num_images)
+    results = sweep_postprocess(labeler, corpus, indices, settings)
+    print(f"{'score':>6s}{'affin.':>7s}{'overlap':>8s}{'kappa':>6s}{'PQ':>7s}{'things':>7s}{'stuff':>7s}")
+    for r in sorted(results, key=lambda r: -r["pq"]["All"]["pq"]):
+        p, pq = r["postprocess"], r["pq"]
+        print(f"{p['score_thresh']:6.2f}{p['affinity_thresh']:7.2f}{p['overlap_thresh']:8.2f}{p['kappa']:6.2f}"
+              f"{pq['All']['pq']:7.2f}{pq['Things']['pq']:7.2f}{pq['Stuff']['pq']:7.2f}")
+    if args.output:
+        with open(args.output, "w") as f:
+            json.dump({"split": args.split, "indices": [indices.start, indices.stop],
+                       "settings": results}, f, indent=1)
+    return results
+
+
+if __name__ == "__main__":
+    main()
