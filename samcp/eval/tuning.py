@@ -1,6 +1,6 @@
-"""Post-processing settings scored on labeled synthetic images, each image's SAM patches and
-head outputs computed once per setting from the same patches (a sweep costs little more than
-labeling the images once per setting without SAM)."""
+"""Post-processing settings scored on labeled synthetic images: each image's SAM patches are
+computed once and reused by every setting; the head and post-processing run once per setting
+and image."""
 
 from __future__ import annotations
 
