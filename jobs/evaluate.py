@@ -16,7 +16,7 @@ import argparse
 import json
 import sys
 
-from samcp.config_cli import optional
+from samcp.config_cli import add_model_arguments
 from samcp.data.coco import PanopticFolder
 from samcp.data.synthetic import SPLIT_SEEDS
 from samcp.eval.evaluator import PanopticEvaluator, evaluate_against_folder, evaluate_on_synthetic
@@ -66,13 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--storage-options", type=json.loads, default=None, help="fsspec options (JSON)")
     parser.add_argument("--synthetic-val", type=int, help="label and score this many synthetic images")
     parser.add_argument("--split", choices=sorted(SPLIT_SEEDS), default="val")
-    parser.add_argument("--sam-model", default="tiny")
-    parser.add_argument("--sam-checkpoint", default="shipped")
-    parser.add_argument("--samcp-checkpoint", default="shipped")
-    parser.add_argument("--vocab", default="builtin:synthetic")
-    parser.add_argument("--clip-model", default="samcp-clip-tiny", help="open_clip architecture")
-    parser.add_argument("--clip-checkpoint", default="shipped", type=optional(str),
-                        help="its weights: path/URI, 'shipped' (default) or 'none' (fixed-seed random)")
+    add_model_arguments(parser)
     parser.add_argument("--kappa", type=float,
                         help="weight of the frozen CLIP classifier (0.4 with trained CLIP weights, else 0)")
     parser.add_argument("--attributes", nargs="*", default=[],

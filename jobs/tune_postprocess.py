@@ -15,7 +15,7 @@ import argparse
 import itertools
 import json
 
-from samcp.config_cli import optional
+from samcp.config_cli import add_model_arguments
 from samcp.data.synthetic import SPLIT_SEEDS, SyntheticConfig, SyntheticCorpus
 from samcp.eval.tuning import sweep_postprocess
 from samcp.postprocess import PostprocessConfig
@@ -33,13 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--kappa", type=float, nargs="+", default=[0.4],
                         help="weights of the CLIP classifier in the class ensemble")
     parser.add_argument("--max-segments", type=int, default=defaults.max_segments)
-    parser.add_argument("--sam-model", default="tiny")
-    parser.add_argument("--sam-checkpoint", default="shipped", type=optional(str))
-    parser.add_argument("--samcp-checkpoint", default="shipped", type=optional(str))
-    parser.add_argument("--vocab", default="builtin:synthetic")
-    parser.add_argument("--clip-model", default="samcp-clip-tiny", help="open_clip architecture")
-    parser.add_argument("--clip-checkpoint", default="shipped", type=optional(str),
-                        help="its weights: path/URI, 'shipped' (default) or 'none' (fixed-seed random)")
+    add_model_arguments(parser)
     parser.add_argument("--output", help="write every setting's scores here (JSON)")
     return parser
 

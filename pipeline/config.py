@@ -10,7 +10,7 @@ from importlib import metadata
 from pipeline.decode import DecodeConfig
 from pipeline.storage import absolute
 from samcp.checkpoint import file_sha256
-from samcp.config_cli import optional
+from samcp.config_cli import add_model_arguments
 from samcp.labeler import Labeler
 from samcp.model.factory import shipped_head_checkpoint
 from samcp.patches import AUTOCAST_DTYPES, PatchConfig
@@ -53,18 +53,7 @@ class ModelConfig:
     @staticmethod
     def add_arguments(parser: argparse.ArgumentParser) -> None:
         """The model flags of the labeling CLIs (`--vocab`, `--sam-model`, ...), as a group."""
-        models = parser.add_argument_group("models")
-        models.add_argument("--vocab", default="builtin:synthetic",
-                            help="vocabulary YAML path or builtin:NAME")
-        models.add_argument("--sam-model", default="tiny", help="vit_h, vit_l, vit_b or tiny")
-        models.add_argument("--sam-checkpoint", default="shipped", type=optional(str),
-                            help="path/URI, 'shipped' (tiny only) or 'none' (random weights: speed tests)")
-        models.add_argument("--samcp-checkpoint", default="shipped", type=optional(str),
-                            help="SAM-CP head path/URI, 'shipped' or 'none' (random weights: speed tests)")
-        models.add_argument("--clip-model", default="samcp-clip-tiny", help="open_clip architecture")
-        models.add_argument("--clip-checkpoint", default="shipped", type=optional(str),
-                            help="open_clip weights path/URI, 'shipped' (samcp-clip-tiny trained here; "
-                                 "the default) or 'none' (fixed-seed random weights)")
+        models = add_model_arguments(parser)
         models.add_argument("--max-patches", type=int,
                             help="SAM patches kept per image (default: per SAM model)")
         models.add_argument("--points-per-side", type=int, help="SAM point grid (default: per SAM model)")

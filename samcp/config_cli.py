@@ -19,6 +19,23 @@ def optional(kind: type):
     return parse
 
 
+def add_model_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+    """The flags that pick a `samcp.Labeler`'s models (`--vocab`, `--sam-model`, `--sam-checkpoint`,
+    `--samcp-checkpoint`, `--clip-model`, `--clip-checkpoint`), as a group that callers may extend."""
+    models = parser.add_argument_group("models")
+    models.add_argument("--vocab", default="builtin:synthetic", help="vocabulary YAML path or builtin:NAME")
+    models.add_argument("--sam-model", default="tiny", help="vit_h, vit_l, vit_b or tiny")
+    models.add_argument("--sam-checkpoint", default="shipped", type=optional(str),
+                        help="path/URI, 'shipped' (tiny only) or 'none' (random weights: speed tests)")
+    models.add_argument("--samcp-checkpoint", default="shipped", type=optional(str),
+                        help="SAM-CP head path/URI, 'shipped' or 'none' (random weights: speed tests)")
+    models.add_argument("--clip-model", default="samcp-clip-tiny", help="open_clip architecture")
+    models.add_argument("--clip-checkpoint", default="shipped", type=optional(str),
+                        help="open_clip weights path/URI, 'shipped' (samcp-clip-tiny trained here; "
+                             "the default) or 'none' (fixed-seed random weights)")
+    return models
+
+
 def add_config_arguments(parser: argparse.ArgumentParser, config_type: type) -> None:
     """One flag per field of the dataclass `config_type`, defaulting to the field's default.
     `X | None` fields accept "none"; `tuple[X, ...]` fields take one or more values."""

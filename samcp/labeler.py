@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import partial
 
@@ -33,6 +34,20 @@ class LabeledImage:
     id_map: np.ndarray
     segments: list[dict]
     num_patches: int
+
+
+@dataclass
+class HeadOutputs:
+    """The head's last layer on one image of N patches, S stuff and K thing classes: affinity
+    (S + N, N) logits, stuff_logits (S,), thing_logits (N, K); region_probs: query masks
+    (M, H, W) -> (M, C) CLIP probabilities (None without the CLIP classifier); patch_probs (N, C)
+    the same for the patch masks, when the head already encoded them."""
+
+    affinity: torch.Tensor
+    stuff_logits: torch.Tensor
+    thing_logits: torch.Tensor
+    region_probs: Callable[[torch.Tensor], torch.Tensor] | None
+    patch_probs: torch.Tensor | None
 
 
 class Labeler:
@@ -94,9 +109,14 @@ class Labeler:
     @torch.no_grad()
     def label_patches(self, patches: PatchSet, image: np.ndarray) -> LabeledImage:
         """The image's SAM patches -> its panoptic segments (the image itself for the CLIP classifier)."""
-        h, w = patches.image_size
+        return self.segments(patches, self.head_outputs(patches, image))
+
+    @torch.no_grad()
+    def head_outputs(self, patches: PatchSet, image: np.ndarray) -> HeadOutputs | None:
+        """The SAM-CP head's last layer on one image's patches (None when it has none): what
+        post-processing reads, whatever its settings."""
         if len(patches) == 0:
-            return LabeledImage(np.zeros((h, w), np.int32), [], 0)
+            return None
         pixels = None  # for the CLIP stages only; a copy: the image may be a read-only view (Ray)
         if self.region_encoder is not None or self.region_classifier is not None:
             pixels = torch.tensor(image)
@@ -110,10 +130,19 @@ class Labeler:
             region_probs = partial(self.region_classifier, pixels)
             if clip is not None:  # the head's region encoder is the classifier's
                 patch_probs = self.region_classifier.probs(clip[0])
+        return HeadOutputs(last["affinity"][0].float(), last["stuff_logits"][0].float(),
+                           last["thing_logits"][0].float(), region_probs, patch_probs)
+
+    @torch.no_grad()
+    def segments(self, patches: PatchSet, outputs: HeadOutputs | None) -> LabeledImage:
+        """Post-processing with `self.postprocess`: head outputs -> panoptic segments with RLE."""
+        h, w = patches.image_size
+        if outputs is None:
+            return LabeledImage(np.zeros((h, w), np.int32), [], 0)
         with record_function("samcp.postprocess"):
-            result = panoptic(last["affinity"][0].float(), last["stuff_logits"][0].float(),
-                              last["thing_logits"][0].float(), patches.masks, self.stuff_index,
-                              self.thing_index, self.postprocess, region_probs, patch_probs)
+            result = panoptic(outputs.affinity, outputs.stuff_logits, outputs.thing_logits, patches.masks,
+                              self.stuff_index, self.thing_index, self.postprocess,
+                              outputs.region_probs, outputs.patch_probs)
             id_map = result.id_map.cpu().numpy()
         segments = []
         with record_function("samcp.rle"):

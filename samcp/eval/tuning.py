@@ -1,6 +1,6 @@
 """Post-processing settings scored on labeled synthetic images: each image's SAM patches are
-computed once and reused by every setting; the head and post-processing run once per setting
-and image."""
+computed once, the SAM-CP head runs once per image, and post-processing once per setting and
+image."""
 
 from __future__ import annotations
 
@@ -23,20 +23,22 @@ def sweep_postprocess(labeler, corpus: SyntheticCorpus, indices: Sequence[int],
         raise ValueError("a kappa > 0 needs the labeler's CLIP region classifier: build the labeler "
                          "with a trained CLIP and kappa > 0")
     samples = [corpus[i] for i in indices]
-    patch_sets = [labeler.generator([s.image])[0] for s in tqdm(samples, desc="SAM patches", unit="img")]
+    evaluators = [PanopticEvaluator(corpus.categories) for _ in settings]
     own = labeler.postprocess
-    results = []
     try:
-        for setting in tqdm(settings, desc="settings", unit="setting"):
-            labeler.postprocess = setting
-            evaluator = PanopticEvaluator(corpus.categories)
-            for sample, patches in zip(samples, patch_sets):
-                result = labeler.label_patches(patches, sample.image)
+        for sample in tqdm(samples, desc="images", unit="img"):
+            patches = labeler.generator([sample.image])[0]
+            outputs = labeler.head_outputs(patches, sample.image)
+            for setting, evaluator in zip(settings, evaluators):
+                labeler.postprocess = setting
+                result = labeler.segments(patches, outputs)
                 evaluator.update(sample.panoptic, sample.metadata()["segments_info"], result.id_map,
                                  result.segments)
-            summary = evaluator.summary()
-            results.append({"postprocess": dataclasses.asdict(setting), "pq": summary["pq"],
-                            "mask_ap": summary["mask_ap"], "miou": summary["miou"]})
     finally:
         labeler.postprocess = own
+    results = []
+    for setting, evaluator in zip(settings, evaluators):
+        summary = evaluator.summary()
+        results.append({"postprocess": dataclasses.asdict(setting), "pq": summary["pq"],
+                        "mask_ap": summary["mask_ap"], "miou": summary["miou"]})
     return results
