@@ -124,7 +124,7 @@ class Labeler:
             clip = (None if self.region_encoder is None
                     else [self.region_encoder(pixels, patches.masks, patches.boxes)])
             inputs = head_inputs([patches], self.sam.image_encoder.img_size, self.head.config.roi_size, clip)
-            last = self.head(inputs, self.stuff_text, self.thing_text)[-1]
+            last = self.head(inputs, self.stuff_text, self.thing_text, last_only=True)[0]
         region_probs = patch_probs = None
         if self.region_classifier is not None:
             region_probs = partial(self.region_classifier, pixels)

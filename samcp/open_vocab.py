@@ -15,23 +15,39 @@ from __future__ import annotations
 import open_clip
 import torch
 import torch.nn.functional as F
-from torchvision.ops import roi_align
 
 from samcp.masks import as_float, mask_boxes, nonempty
 from samcp.text_encoder import TextEncoder
+
+
+def box_sample_grid(boxes: torch.Tensor, size: int, image_size: tuple[int, int]) -> torch.Tensor:
+    """(Q, 4) xyxy pixel-edge boxes -> (Q, size, size, 2) `grid_sample` coordinates of the
+    centres of a size x size grid of bins inside each box: the points RoIAlign (aligned, one
+    sample per bin) reads."""
+    h, w = image_size
+    centres = (torch.arange(size, device=boxes.device, dtype=boxes.dtype) + 0.5) / size  # (size,)
+    xs = boxes[:, 0:1] + centres * (boxes[:, 2:3] - boxes[:, 0:1])  # (Q, size) pixel edges
+    ys = boxes[:, 1:2] + centres * (boxes[:, 3:4] - boxes[:, 1:2])
+    return torch.stack(torch.broadcast_tensors(xs[:, None, :] * (2 / w) - 1,
+                                               ys[:, :, None] * (2 / h) - 1), dim=-1)
 
 
 def masked_crops(image: torch.Tensor, masks: torch.Tensor, size: int, mean: torch.Tensor,
                  boxes: torch.Tensor | None = None) -> torch.Tensor:
     """image (3, H, W) float in 0..1, masks (Q, H, W) bool, none empty -> (Q, 3, size, size):
     each mask's box, resized to size x size, pixels outside the mask set to `mean` (3,).
-    boxes: the masks' (Q, 4) xyxy pixel boxes, right and bottom inclusive, if known."""
+    boxes: the masks' (Q, 4) xyxy pixel boxes, right and bottom inclusive, if known.
+
+    Bilinear samples at the bin centres, as torchvision's `roi_align(aligned=True,
+    sampling_ratio=1)` takes them, through `grid_sample` (about 2x faster on CPU)."""
     boxes = (mask_boxes(masks) if boxes is None else boxes).float()
-    boxes[:, 2:] += 1  # pixel boxes: the right and bottom edges are inclusive
-    in_image = torch.cat([boxes.new_zeros(len(boxes), 1), boxes], dim=1)  # every box on image 0
-    in_own_mask = torch.cat([torch.arange(len(boxes), device=boxes.device)[:, None].float(), boxes], dim=1)
-    crops = roi_align(image[None].float(), in_image, size, aligned=True, sampling_ratio=1)
-    inside = roi_align(as_float(masks[:, None]), in_own_mask, size, aligned=True, sampling_ratio=1) > 0.5
+    boxes = boxes + torch.tensor([0.0, 0.0, 1.0, 1.0], device=boxes.device)  # inclusive -> edges
+    grid = box_sample_grid(boxes, size, image.shape[-2:])  # (Q, size, size, 2)
+    q = len(boxes)
+    crops = F.grid_sample(image[None].float(), grid.reshape(1, q * size, size, 2),
+                          align_corners=False, padding_mode="border")  # (1, 3, Q * size, size)
+    crops = crops.reshape(3, q, size, size).transpose(0, 1)
+    inside = F.grid_sample(as_float(masks[:, None]), grid, align_corners=False, padding_mode="border") > 0.5
     return torch.where(inside, crops, mean.view(1, 3, 1, 1).to(crops))
 
 

@@ -45,21 +45,22 @@ class SamCPHead(nn.Module):
                                        use_affinity_refine=config.use_affinity_refine)
         self.classifier = TextClassifier(config.dim, config.text_dim)
 
-    def forward(self, inputs: HeadInputs, stuff_text: torch.Tensor, thing_text: torch.Tensor
-                ) -> list[dict[str, torch.Tensor]]:
+    def forward(self, inputs: HeadInputs, stuff_text: torch.Tensor, thing_text: torch.Tensor,
+                last_only: bool = False) -> list[dict[str, torch.Tensor]]:
         """stuff_text (S, T), thing_text (K, T): text embeddings of the vocabulary's classes.
-
-        Returns one dict per decoder layer: "affinity" (B, S + N, N) logits, where rows
-        0..S-1 are the semantic queries (stuff class s) and rows S.. the instance queries
-        (one per patch); "stuff_logits" (B, S) each semantic query's own-class logit;
-        "thing_logits" (B, N, K) the instance queries' thing-class logits.
+        Returns one dict per decoder layer (`last_only`: the last layer's alone, what inference
+        reads): "affinity" (B, S + N, N) logits, where rows 0..S-1 are the semantic queries
+        (stuff class s) and rows S.. the instance queries (one per patch); "stuff_logits" (B, S)
+        each semantic query's own-class logit; "thing_logits" (B, N, K) the instance queries'
+        thing-class logits.
         """
         patches, pos = self.encoder(inputs.features, inputs.feature_boxes, inputs.roi_masks,
                                     inputs.boxes_cxcywh, inputs.padding, inputs.clip)
         decoded = self.decoder(patches, pos, inputs.boxes_xyxy, inputs.padding, stuff_text)
+        layers = list(zip(decoded["queries"], decoded["affinity"]))
         s = stuff_text.shape[0]
         outputs = []
-        for queries, affinity in zip(decoded["queries"], decoded["affinity"]):
+        for queries, affinity in layers[-1:] if last_only else layers:
             stuff_logits = self.classifier(queries[:, :s], stuff_text).diagonal(dim1=1, dim2=2)
             outputs.append({"affinity": affinity, "stuff_logits": stuff_logits,
                             "thing_logits": self.classifier(queries[:, s:], thing_text)})

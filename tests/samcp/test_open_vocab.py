@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from torchvision.ops import roi_align
 
 from samcp.open_vocab import RegionClassifier, ensemble, masked_crops, region_encoder
 from samcp.text_encoder import TextEncoder
@@ -28,6 +29,23 @@ def test_masked_crops_take_the_box_and_blank_what_is_outside_the_mask():
     assert torch.allclose(hole, mean.view(3, 1, 1).expand(3, 4, 4))  # outside the mask: the mean colour
     known = torch.tensor([[8.0, 8.0, 15.0, 23.0], [8.0, 8.0, 23.0, 23.0]])  # PatchSet boxes: inclusive
     assert torch.equal(masked_crops(image, left, 16, mean, known), crops)
+    assert known[0, 2] == 15  # the caller's boxes are left as they were
+
+
+def test_masked_crops_sample_where_roi_align_does():
+    g = torch.Generator().manual_seed(0)
+    image = torch.rand(3, 48, 40, generator=g)
+    masks = torch.rand(6, 48, 40, generator=g) > 0.4
+    boxes = torch.tensor([[0, 0, 39, 47], [3, 5, 20, 30], [10, 2, 11, 3], [0, 40, 39, 47],
+                          [7, 7, 7, 7], [25, 1, 38, 44]], dtype=torch.float)
+    mean = torch.tensor([0.1, 0.2, 0.3])
+    edges = boxes + torch.tensor([0.0, 0.0, 1.0, 1.0])
+    rois = torch.cat([torch.zeros(6, 1), edges], dim=1)
+    own = torch.cat([torch.arange(6.0)[:, None], edges], dim=1)
+    crops = roi_align(image[None], rois, 16, aligned=True, sampling_ratio=1)
+    inside = roi_align(masks[:, None].float(), own, 16, aligned=True, sampling_ratio=1) > 0.5
+    expected = torch.where(inside, crops, mean.view(1, 3, 1, 1))
+    torch.testing.assert_close(masked_crops(image, masks, 16, mean, boxes), expected, atol=1e-5, rtol=0)
 
 
 def test_ensemble_is_geometric_and_kappa_picks_the_side():

@@ -62,6 +62,10 @@ def test_head_shapes_and_padding_invariance():
         together = head(head_inputs([small, large], 256, 7), stuff, things)
         alone = head(head_inputs([small], 256, 7), stuff, things)
     assert len(together) == HeadConfig().decoder_layers
+    with torch.no_grad():
+        (last_only,) = head(head_inputs([small, large], 256, 7), stuff, things, last_only=True)
+    for key, value in together[-1].items():
+        torch.testing.assert_close(last_only[key], value, atol=0, rtol=0)
     last = together[-1]
     assert last["affinity"].shape == (2, 5 + 7, 7)
     assert last["stuff_logits"].shape == (2, 5) and last["thing_logits"].shape == (2, 7, 8)
