@@ -1,5 +1,5 @@
 """Choose post-processing thresholds and kappa for a head: PQ of every combination on labeled
-synthetic images that no model trained on (SAM runs once per image).
+synthetic images that no model trained on (SAM and the head run once per image).
 
     python jobs/tune_postprocess.py --num-images 100 --output runs/tune.json   # train images 5000..5099
     python jobs/tune_postprocess.py --samcp-checkpoint runs/head/samcp_head.pt --kappa 0 0.2 0.4

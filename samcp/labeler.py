@@ -109,7 +109,7 @@ class Labeler:
     @torch.no_grad()
     def label_patches(self, patches: PatchSet, image: np.ndarray) -> LabeledImage:
         """The image's SAM patches -> its panoptic segments (the image itself for the CLIP classifier)."""
-        return self.segments(patches, self.head_outputs(patches, image))
+        return self.label_outputs(patches, self.head_outputs(patches, image))
 
     @torch.no_grad()
     def head_outputs(self, patches: PatchSet, image: np.ndarray) -> HeadOutputs | None:
@@ -134,7 +134,7 @@ class Labeler:
                            last["thing_logits"][0].float(), region_probs, patch_probs)
 
     @torch.no_grad()
-    def segments(self, patches: PatchSet, outputs: HeadOutputs | None) -> LabeledImage:
+    def label_outputs(self, patches: PatchSet, outputs: HeadOutputs | None) -> LabeledImage:
         """Post-processing with `self.postprocess`: head outputs -> panoptic segments with RLE."""
         h, w = patches.image_size
         if outputs is None:

@@ -31,7 +31,7 @@ def sweep_postprocess(labeler, corpus: SyntheticCorpus, indices: Sequence[int],
             outputs = labeler.head_outputs(patches, sample.image)
             for setting, evaluator in zip(settings, evaluators):
                 labeler.postprocess = setting
-                result = labeler.segments(patches, outputs)
+                result = labeler.label_outputs(patches, outputs)
                 evaluator.update(sample.panoptic, sample.metadata()["segments_info"], result.id_map,
                                  result.segments)
     finally:
