@@ -48,6 +48,7 @@ class SamCPHead(nn.Module):
     def forward(self, inputs: HeadInputs, stuff_text: torch.Tensor, thing_text: torch.Tensor,
                 last_only: bool = False) -> list[dict[str, torch.Tensor]]:
         """stuff_text (S, T), thing_text (K, T): text embeddings of the vocabulary's classes.
+
         Returns one dict per decoder layer (`last_only`: the last layer's alone, what inference
         reads): "affinity" (B, S + N, N) logits, where rows 0..S-1 are the semantic queries
         (stuff class s) and rows S.. the instance queries (one per patch); "stuff_logits" (B, S)
