@@ -16,7 +16,7 @@ import argparse
 import json
 import sys
 
-from samcp.config_cli import add_model_arguments
+from samcp.config_cli import add_model_arguments, model_arguments
 from samcp.data.coco import PanopticFolder
 from samcp.data.synthetic import SPLIT_SEEDS
 from samcp.eval.evaluator import PanopticEvaluator, evaluate_against_folder, evaluate_on_synthetic
@@ -50,9 +50,7 @@ def evaluate_synthetic(args: argparse.Namespace) -> dict:
     from samcp.postprocess import PostprocessConfig
 
     patch_overrides = {"points_per_side": args.points_per_side} if args.points_per_side else {}
-    labeler = Labeler(sam_model=args.sam_model, sam_checkpoint=args.sam_checkpoint,
-                      head_checkpoint=args.samcp_checkpoint, vocab=args.vocab, clip_model=args.clip_model,
-                      clip_checkpoint=args.clip_checkpoint,
+    labeler = Labeler(**model_arguments(args),
                       patch_config=PatchConfig.for_model(args.sam_model, **patch_overrides),
                       postprocess=PostprocessConfig(merge_instances=args.merge, kappa=args.kappa))
     return evaluate_on_synthetic(labeler, args.split, args.synthetic_val, attributes=tuple(args.attributes))

@@ -15,7 +15,7 @@ import argparse
 import itertools
 import json
 
-from samcp.config_cli import add_model_arguments
+from samcp.config_cli import add_model_arguments, model_arguments
 from samcp.data.synthetic import SPLIT_SEEDS, SyntheticConfig, SyntheticCorpus
 from samcp.eval.tuning import sweep_postprocess
 from samcp.postprocess import PostprocessConfig
@@ -48,10 +48,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                                   max_segments=args.max_segments)
                 for s, a, o, k in itertools.product(args.score_thresh, args.affinity_thresh,
                                                     args.overlap_thresh, args.kappa)]
-    labeler = Labeler(sam_model=args.sam_model, sam_checkpoint=args.sam_checkpoint,
-                      head_checkpoint=args.samcp_checkpoint, vocab=args.vocab, clip_model=args.clip_model,
-                      clip_checkpoint=args.clip_checkpoint,
-                      postprocess=PostprocessConfig(kappa=max(args.kappa)))
+    labeler = Labeler(**model_arguments(args), postprocess=PostprocessConfig(kappa=max(args.kappa)))
     corpus = SyntheticCorpus(SyntheticConfig(seed=SPLIT_SEEDS[args.split]))
     indices = range(args.start_index, args.start_index + args.num_images)
     results = sweep_postprocess(labeler, corpus, indices, settings)

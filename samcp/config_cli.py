@@ -36,6 +36,13 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGr
     return models
 
 
+def model_arguments(args: argparse.Namespace) -> dict:
+    """The `samcp.Labeler` keyword arguments of the flags of `add_model_arguments`."""
+    return {"sam_model": args.sam_model, "sam_checkpoint": args.sam_checkpoint,
+            "head_checkpoint": args.samcp_checkpoint, "vocab": args.vocab,
+            "clip_model": args.clip_model, "clip_checkpoint": args.clip_checkpoint}
+
+
 def add_config_arguments(parser: argparse.ArgumentParser, config_type: type) -> None:
     """One flag per field of the dataclass `config_type`, defaulting to the field's default.
     `X | None` fields accept "none"; `tuple[X, ...]` fields take one or more values."""

@@ -134,14 +134,17 @@ class Labeler:
                            last["thing_logits"][0].float(), region_probs, patch_probs)
 
     @torch.no_grad()
-    def label_outputs(self, patches: PatchSet, outputs: HeadOutputs | None) -> LabeledImage:
-        """Post-processing with `self.postprocess`: head outputs -> panoptic segments with RLE."""
+    def label_outputs(self, patches: PatchSet, outputs: HeadOutputs | None,
+                      postprocess: PostprocessConfig | None = None) -> LabeledImage:
+        """Post-processing with `postprocess` (default: `self.postprocess`): head outputs ->
+        panoptic segments with RLE. The head outputs do not depend on it, so one forward pass can
+        serve several settings."""
         h, w = patches.image_size
         if outputs is None:
             return LabeledImage(np.zeros((h, w), np.int32), [], 0)
         with record_function("samcp.postprocess"):
             result = panoptic(outputs.affinity, outputs.stuff_logits, outputs.thing_logits, patches.masks,
-                              self.stuff_index, self.thing_index, self.postprocess,
+                              self.stuff_index, self.thing_index, postprocess or self.postprocess,
                               outputs.region_probs, outputs.patch_probs)
             id_map = result.id_map.cpu().numpy()
         segments = []

@@ -58,16 +58,15 @@ def evaluate_open_vocabulary(labeler, seen: Sequence[str], kappas: Sequence[floa
         raise ValueError("the labeler has no CLIP region classifier: build it with a CLIP checkpoint")
     corpus = SyntheticCorpus(SyntheticConfig(seed=SPLIT_SEEDS[split], attributes=attributes))
     evaluators = {k: PanopticEvaluator(corpus.categories) for k in kappas}
-    base = labeler.postprocess
+    settings = {k: dataclasses.replace(labeler.postprocess, kappa=k) for k in kappas}
     for index in tqdm(range(num_images), desc="open vocabulary", unit="img"):
         sample = corpus[index]
         patches = labeler.generator([sample.image])[0]
+        outputs = labeler.head_outputs(patches, sample.image)  # the same for every kappa
         truth = sample.metadata()["segments_info"]
         for kappa, evaluator in evaluators.items():
-            labeler.postprocess = dataclasses.replace(base, kappa=kappa)
-            result = labeler.label_patches(patches, sample.image)
+            result = labeler.label_outputs(patches, outputs, settings[kappa])
             evaluator.update(sample.panoptic, truth, result.id_map, result.segments)
-    labeler.postprocess = base
     things = {c.name for c in corpus.categories if c.isthing}
     seen_things, held_out = things & set(seen), things - set(seen)
     results = {"clip_region_accuracy": region_accuracy(labeler.region_classifier, labeler.vocab, corpus,

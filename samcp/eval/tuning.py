@@ -24,18 +24,13 @@ def sweep_postprocess(labeler, corpus: SyntheticCorpus, indices: Sequence[int],
                          "with a trained CLIP and kappa > 0")
     samples = [corpus[i] for i in indices]
     evaluators = [PanopticEvaluator(corpus.categories) for _ in settings]
-    own = labeler.postprocess
-    try:
-        for sample in tqdm(samples, desc="images", unit="img"):
-            patches = labeler.generator([sample.image])[0]
-            outputs = labeler.head_outputs(patches, sample.image)
-            for setting, evaluator in zip(settings, evaluators):
-                labeler.postprocess = setting
-                result = labeler.label_outputs(patches, outputs)
-                evaluator.update(sample.panoptic, sample.metadata()["segments_info"], result.id_map,
-                                 result.segments)
-    finally:
-        labeler.postprocess = own
+    for sample in tqdm(samples, desc="images", unit="img"):
+        patches = labeler.generator([sample.image])[0]
+        outputs = labeler.head_outputs(patches, sample.image)
+        for setting, evaluator in zip(settings, evaluators):
+            result = labeler.label_outputs(patches, outputs, setting)
+            evaluator.update(sample.panoptic, sample.metadata()["segments_info"], result.id_map,
+                             result.segments)
     results = []
     for setting, evaluator in zip(settings, evaluators):
         summary = evaluator.summary()
