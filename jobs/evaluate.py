@@ -52,7 +52,8 @@ def evaluate_synthetic(args: argparse.Namespace) -> dict:
     patch_overrides = {"points_per_side": args.points_per_side} if args.points_per_side else {}
     labeler = Labeler(**model_arguments(args),
                       patch_config=PatchConfig.for_model(args.sam_model, **patch_overrides),
-                      postprocess=PostprocessConfig(merge_instances=args.merge, kappa=args.kappa))
+                      postprocess=PostprocessConfig(merge_instances=args.merge, kappa=args.kappa,
+                                                    kappa_seen=args.kappa_seen))
     return evaluate_on_synthetic(labeler, args.split, args.synthetic_val, attributes=tuple(args.attributes))
 
 
@@ -65,8 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--synthetic-val", type=int, help="label and score this many synthetic images")
     parser.add_argument("--split", choices=sorted(SPLIT_SEEDS), default="val")
     add_model_arguments(parser)
-    parser.add_argument("--kappa", type=float,
-                        help="weight of the frozen CLIP classifier (0.4 with trained CLIP weights, else 0)")
+    parser.add_argument("--kappa", type=float, help="weight of the frozen CLIP classifier for class names "
+                                                    "the head never trained on (0.4 with trained CLIP "
+                                                    "weights, else 0)")
+    parser.add_argument("--kappa-seen", type=float, help="the same for the classes it was trained on "
+                                                         "(0.1 with trained CLIP weights, else 0)")
     parser.add_argument("--attributes", nargs="*", default=[],
                         help="compositional synthetic images, e.g. plain striped dotted")
     parser.add_argument("--points-per-side", type=int, help="default: tuned for --sam-model")

@@ -1,8 +1,8 @@
-"""Choose post-processing thresholds and kappa for a head: PQ of every combination on labeled
+"""Choose post-processing thresholds and kappas for a head: PQ of every combination on labeled
 synthetic images that no model trained on (SAM and the head run once per image).
 
     python jobs/tune_postprocess.py --num-images 100 --output runs/tune.json   # train images 5000..5099
-    python jobs/tune_postprocess.py --samcp-checkpoint runs/head/samcp_head.pt --kappa 0 0.2 0.4
+    python jobs/tune_postprocess.py --samcp-checkpoint runs/head/samcp_head.pt --kappa-seen 0 0.1 0.2 0.4
 
 Prints the settings best PQ first. Never tune on the images you report: the default images
 (train split, 5000..5099) lie beyond those the shipped models trained on (0..3999); the
@@ -31,7 +31,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--affinity-thresh", type=float, nargs="+", default=[0.1, 0.3])
     parser.add_argument("--overlap-thresh", type=float, nargs="+", default=[0.5, 0.65, 0.8])
     parser.add_argument("--kappa", type=float, nargs="+", default=[0.4],
-                        help="weights of the CLIP classifier in the class ensemble")
+                        help="weights of the CLIP classifier in the class ensemble for class names the "
+                             "head never trained on")
+    parser.add_argument("--kappa-seen", type=float, nargs="+", default=[0.1],
+                        help="the same for the classes the head was trained on")
     parser.add_argument("--max-segments", type=int, default=defaults.max_segments)
     add_model_arguments(parser)
     parser.add_argument("--output", help="write every setting's scores here (JSON)")
@@ -45,17 +48,19 @@ def main(argv: list[str] | None = None) -> list[dict]:
     from samcp.labeler import Labeler
 
     settings = [PostprocessConfig(score_thresh=s, affinity_thresh=a, overlap_thresh=o, kappa=k,
-                                  max_segments=args.max_segments)
-                for s, a, o, k in itertools.product(args.score_thresh, args.affinity_thresh,
-                                                    args.overlap_thresh, args.kappa)]
-    labeler = Labeler(**model_arguments(args), postprocess=PostprocessConfig(kappa=max(args.kappa)))
+                                  kappa_seen=ks, max_segments=args.max_segments)
+                for s, a, o, k, ks in itertools.product(args.score_thresh, args.affinity_thresh,
+                                                        args.overlap_thresh, args.kappa, args.kappa_seen)]
+    labeler = Labeler(**model_arguments(args),
+                      postprocess=PostprocessConfig(kappa=max(args.kappa), kappa_seen=max(args.kappa_seen)))
     corpus = SyntheticCorpus(SyntheticConfig(seed=SPLIT_SEEDS[args.split]))
     indices = range(args.start_index, args.start_index + args.num_images)
     results = sweep_postprocess(labeler, corpus, indices, settings)
-    print(f"{'score':>6s}{'affin.':>7s}{'overlap':>8s}{'kappa':>6s}{'PQ':>7s}{'things':>7s}{'stuff':>7s}")
+    print(f"{'score':>6s}{'affin.':>7s}{'overlap':>8s}{'kappa':>6s}{'seen':>6s}{'PQ':>7s}{'things':>7s}"
+          f"{'stuff':>7s}")
     for r in sorted(results, key=lambda r: -r["pq"]["All"]["pq"]):
         p, pq = r["postprocess"], r["pq"]
-        print(f"{p['score_thresh']:6.2f}{p['affinity_thresh']:7.2f}{p['overlap_thresh']:8.2f}{p['kappa']:6.2f}"
+        print(f"{p['score_thresh']:6.2f}{p['affinity_thresh']:7.2f}{p['overlap_thresh']:8.2f}{p['kappa']:6.2f}{p['kappa_seen']:6.2f}"
               f"{pq['All']['pq']:7.2f}{pq['Things']['pq']:7.2f}{pq['Stuff']['pq']:7.2f}")
     if args.output:
         with open(args.output, "w") as f:

@@ -14,7 +14,7 @@ from samcp.config_cli import add_model_arguments
 from samcp.labeler import Labeler
 from samcp.model.factory import shipped_head_checkpoint
 from samcp.patches import AUTOCAST_DTYPES, PatchConfig
-from samcp.postprocess import PostprocessConfig, default_kappa
+from samcp.postprocess import PostprocessConfig
 from samcp.sam import shipped_checkpoint
 from samcp.text_encoder import shipped_clip_checkpoint
 from samcp.vocab import load_vocabulary
@@ -44,6 +44,7 @@ class ModelConfig:
     affinity_thresh: float | None = None
     overlap_thresh: float | None = None
     kappa: float | None = None  # None: 0.4 with trained CLIP weights, else 0 (see PostprocessConfig)
+    kappa_seen: float | None = None  # None: 0.1 with trained CLIP weights, else 0
     autocast: str = "none"  # SAM's dtype under autocast on a GPU: none (fp32), bf16 or fp16
 
     def __post_init__(self):
@@ -67,8 +68,12 @@ class ModelConfig:
         models.add_argument("--overlap-thresh", type=float,
                             help="drop segments that keep less than this share of their mask (default 0.5)")
         models.add_argument("--kappa", type=float,
-                            help="weight of the frozen CLIP classifier in the class ensemble "
-                                 "(default 0.4 with trained CLIP weights, 0 with random ones)")
+                            help="weight of the frozen CLIP classifier in the class ensemble for class "
+                                 "names the head was not trained on (default 0.4 with trained CLIP "
+                                 "weights, 0 with random ones)")
+        models.add_argument("--kappa-seen", type=float,
+                            help="the same for the classes the head's checkpoint records as trained "
+                                 "(default 0.1 with trained CLIP weights, 0 with random ones)")
         models.add_argument("--autocast", choices=sorted(AUTOCAST_DTYPES), default="none",
                             help="run SAM under autocast in this dtype on a GPU (default: fp32)")
 
@@ -80,7 +85,7 @@ class ModelConfig:
                    points_per_side=args.points_per_side, pred_iou_thresh=args.pred_iou_thresh,
                    stability_score_thresh=args.stability_score_thresh, min_score=args.min_score,
                    affinity_thresh=args.affinity_thresh, overlap_thresh=args.overlap_thresh,
-                   kappa=args.kappa, autocast=args.autocast)
+                   kappa=args.kappa, kappa_seen=args.kappa_seen, autocast=args.autocast)
 
     def with_absolute_paths(self) -> ModelConfig:
         """The same models with local checkpoint and vocabulary paths made absolute (for Ray workers)."""
@@ -100,8 +105,9 @@ class ModelConfig:
     def postprocess_config(self) -> PostprocessConfig:
         given = {"score_thresh": self.min_score, "affinity_thresh": self.affinity_thresh,
                  "overlap_thresh": self.overlap_thresh}
-        kappa = self.kappa if self.kappa is not None else default_kappa(self.clip_checkpoint)
-        return PostprocessConfig(kappa=kappa, **{k: v for k, v in given.items() if v is not None})
+        config = PostprocessConfig(kappa=self.kappa, kappa_seen=self.kappa_seen,
+                                   **{k: v for k, v in given.items() if v is not None})
+        return config.with_default_kappas(bool(self.clip_checkpoint))
 
     def build_labeler(self, storage_options: dict | None = None, device: str | None = None) -> Labeler:
         return Labeler(sam_model=self.sam_model, sam_checkpoint=self.sam_checkpoint,

@@ -203,6 +203,8 @@ def run_pseudo_training(cfg: PseudoTrainConfig, log: Callable[[str], None] = pri
     with result.checkpoint.as_directory() as folder:
         state = torch.load(os.path.join(folder, STATE), map_location="cpu", weights_only=True)
     head.load_state_dict(state["model"])
+    pseudo_classes = tuple(c.name for c in load_vocabulary(labeling["vocabulary"]["source"]).classes)
+    head.trained_classes = tuple(dict.fromkeys(head.trained_classes + pseudo_classes))
     fs, root = resolve(cfg.output, cfg.storage_options)
     head_path = join(fs, root, "samcp_head.pt")
     if not isinstance(fs, LocalFileSystem):

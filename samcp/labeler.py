@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import partial
 
 import numpy as np
@@ -20,7 +20,7 @@ from samcp.model.factory import build_head, random_head
 from samcp.model.inputs import head_inputs
 from samcp.open_vocab import RegionClassifier, head_region_encoder, region_encoder
 from samcp.patches import PatchConfig, PatchGenerator, PatchSet
-from samcp.postprocess import PostprocessConfig, default_kappa, panoptic
+from samcp.postprocess import PostprocessConfig, panoptic
 from samcp.sam import build_sam
 from samcp.text_encoder import TextEncoder
 from samcp.vocab import Vocabulary, load_vocabulary
@@ -86,14 +86,15 @@ class Labeler:
         self.thing_index = is_thing.nonzero()[:, 0].tolist()
         self.generator = PatchGenerator(self.sam, patch_config or PatchConfig.for_model(sam_model),
                                         autocast_dtype=autocast)
-        self.postprocess = postprocess or PostprocessConfig()
-        if self.postprocess.kappa is None:
-            self.postprocess = replace(self.postprocess, kappa=default_kappa(clip_checkpoint))
+        self.clip_trained = bool(clip_checkpoint)
+        self.postprocess = (postprocess or PostprocessConfig()).with_default_kappas(self.clip_trained)
+        trained = set(self.head.trained_classes)
+        self.seen = torch.tensor([c.name in trained for c in self.vocab.classes])  # (C,) bool
         # One CLIP image tower on regions: the head's patch inputs (if it reads them) and the
-        # ensemble's classifier (if kappa > 0), so a query of one patch reuses that patch's embedding.
+        # ensemble's classifier (if a kappa > 0), so a query of one patch reuses that patch's embedding.
         self.region_encoder = head_region_encoder(self.head.config.clip_dim, encoder)
         self.region_classifier = None
-        if self.postprocess.kappa:
+        if self.postprocess.uses_clip():
             regions = self.region_encoder or region_encoder(encoder)
             self.region_classifier = RegionClassifier(regions, text)
 
@@ -139,13 +140,17 @@ class Labeler:
         """Post-processing with `postprocess` (default: `self.postprocess`): head outputs ->
         panoptic segments with RLE. The head outputs do not depend on it, so one forward pass can
         serve several settings."""
+        cfg = (postprocess or self.postprocess).with_default_kappas(self.clip_trained)
+        if cfg.uses_clip() and self.region_classifier is None:
+            raise ValueError("a kappa > 0 needs the CLIP region classifier: build the Labeler with "
+                             "trained CLIP weights and a kappa > 0")
         h, w = patches.image_size
         if outputs is None:
             return LabeledImage(np.zeros((h, w), np.int32), [], 0)
         with record_function("samcp.postprocess"):
             result = panoptic(outputs.affinity, outputs.stuff_logits, outputs.thing_logits, patches.masks,
-                              self.stuff_index, self.thing_index, postprocess or self.postprocess,
-                              outputs.region_probs, outputs.patch_probs)
+                              self.stuff_index, self.thing_index, cfg,
+                              outputs.region_probs, outputs.patch_probs, self.seen)
             id_map = result.id_map.cpu().numpy()
         segments = []
         with record_function("samcp.rle"):

@@ -131,8 +131,10 @@ class RegionClassifier:
         return torch.where(features.any(-1, keepdim=True), probs, 1 / len(self.text))
 
 
-def ensemble(head_probs: torch.Tensor, clip_probs: torch.Tensor, kappa: float) -> torch.Tensor:
-    """p^(1 - kappa) * q^kappa, elementwise on probabilities of the same shape."""
-    if kappa == 0:
-        return head_probs
-    return head_probs.clamp_min(1e-8) ** (1 - kappa) * clip_probs.clamp_min(1e-8) ** kappa
+def ensemble(head_probs: torch.Tensor, clip_probs: torch.Tensor,
+             kappa: float | torch.Tensor) -> torch.Tensor:
+    """p^(1 - kappa) * q^kappa, elementwise on probabilities of the same shape; `kappa` a number
+    or a tensor that broadcasts against them, e.g. (C,) one weight per class (p where it is 0)."""
+    kappa = torch.as_tensor(kappa, dtype=head_probs.dtype, device=head_probs.device)
+    mixed = head_probs.clamp_min(1e-8) ** (1 - kappa) * clip_probs.clamp_min(1e-8) ** kappa
+    return torch.where(kappa == 0, head_probs, mixed)

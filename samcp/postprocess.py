@@ -7,14 +7,16 @@ best thing probability); those above `score_thresh` whose best affinity
 passes `affinity_thresh` compete per pixel by score (Mask2Former-style
 fusion), and a candidate that keeps less than `overlap_thresh` of its mask is
 dropped. Stuff is one segment per class: one semantic query per stuff class.
-With a region classifier (`samcp.open_vocab`) and `kappa` > 0, every class
-probability is first ensembled with the frozen CLIP's for the query's mask.
+With a region classifier (`samcp.open_vocab`), every class probability is first
+ensembled with the frozen CLIP's for the query's mask, with one weight for the
+classes the head was trained on (`kappa_seen`) and one for the names it never
+saw (`kappa`), as FC-CLIP weighs in- and out-of-vocabulary classes apart.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -31,18 +33,36 @@ class PostprocessConfig:
     overlap_thresh: float = 0.5
     max_segments: int = 100
     merge_instances: bool = True  # False: each instance query keeps only its own patch (ablation)
-    # Weight of the frozen CLIP classifier in the class ensemble (open vocabulary); None: 0.4 when
-    # the CLIP model has trained weights (a checkpoint), 0 for a randomly initialised one.
+    # Weights of the frozen CLIP classifier in the class ensemble: `kappa` for the class names the
+    # head was never trained on (open vocabulary; the paper's 0.4), `kappa_seen` for those its
+    # checkpoint records as trained (tuned on training-split images, docs/models.md). A head that
+    # records no vocabulary has no seen classes. None: see `with_default_kappas`.
     kappa: float | None = None
+    kappa_seen: float | None = None
 
     def __post_init__(self):
         if not 0 <= self.score_thresh < 1:
             raise ValueError(f"score_thresh must be in [0, 1), got {self.score_thresh}")
+        for name in ("kappa", "kappa_seen"):
+            value = getattr(self, name)
+            if value is not None and not 0 <= value <= 1:
+                raise ValueError(f"{name} must be in [0, 1], got {value}")
 
+    def with_default_kappas(self, clip_trained: bool) -> PostprocessConfig:
+        """The kappas left None set: 0.4 and 0.1 (unseen, seen classes) when the CLIP model has
+        trained weights, 0 (the head alone) for a randomly initialised one."""
+        return replace(self, kappa=(0.4 if clip_trained else 0.0) if self.kappa is None else self.kappa,
+                       kappa_seen=(0.1 if clip_trained else 0.0) if self.kappa_seen is None
+                       else self.kappa_seen)
 
-def default_kappa(clip_checkpoint: str | None) -> float:
-    """0.4 (the paper's best) when the CLIP model has trained weights, 0 for a random one."""
-    return 0.4 if clip_checkpoint else 0.0
+    def uses_clip(self) -> bool:
+        return bool(self.kappa or self.kappa_seen)
+
+    def class_kappas(self, seen: torch.Tensor) -> torch.Tensor:
+        """(C,) bool: the vocabulary classes the head was trained on -> (C,) ensemble weights."""
+        if (self.kappa is None and not seen.all()) or (self.kappa_seen is None and seen.any()):
+            raise ValueError("set kappa and kappa_seen first (with_default_kappas)")
+        return torch.where(seen, self.kappa_seen or 0.0, self.kappa or 0.0)
 
 
 @dataclass
@@ -106,23 +126,33 @@ def panoptic(affinity: torch.Tensor, stuff_logits: torch.Tensor, thing_logits: t
              patch_masks: torch.Tensor, stuff_classes: list[int], thing_classes: list[int],
              cfg: PostprocessConfig,
              region_probs: Callable[[torch.Tensor], torch.Tensor] | None = None,
-             patch_probs: torch.Tensor | None = None) -> PanopticResult:
+             patch_probs: torch.Tensor | None = None, seen: torch.Tensor | None = None) -> PanopticResult:
     """One image. affinity (S + N, N) logits, stuff_logits (S,), thing_logits (N, K), patch_masks
     (N, H, W) bool; stuff_classes / thing_classes map rows and columns to vocabulary indices.
     region_probs: query masks (M, H, W) -> (M, C) CLIP probabilities over the vocabulary,
-    ensembled with the head's by `cfg.kappa`; patch_probs: (N, C) the same for the patch masks,
-    when already known (a query claiming one patch then needs no new CLIP pass)."""
+    ensembled with the head's by `cfg.kappa_seen` for the classes in `seen` ((C,) bool: those the
+    head was trained on; None: none) and by `cfg.kappa` for the others; patch_probs: (N, C) the
+    same for the patch masks, when already known (a query claiming one patch then needs no new
+    CLIP pass)."""
     s = len(stuff_logits)
     claims = claimed_patches(affinity)
     if not cfg.merge_instances:
         claims[s:] = torch.eye(len(patch_masks), dtype=torch.bool, device=claims.device)
     stuff_prob, thing_probs = stuff_logits.sigmoid(), thing_logits.sigmoid()
-    head_best = torch.cat([stuff_prob, thing_probs.amax(-1) if thing_probs.shape[-1] else
-                           thing_probs.new_zeros(len(thing_probs))])
-    use_clip = region_probs is not None and bool(cfg.kappa)
+    num_classes = max(stuff_classes + thing_classes, default=-1) + 1
+    kappas = torch.zeros(num_classes)
+    if region_probs is not None:
+        kappas = cfg.class_kappas(torch.zeros(num_classes, dtype=torch.bool) if seen is None else seen.cpu())
+    kappas = kappas.to(stuff_prob)
+    stuff_kappa, thing_kappa = kappas[stuff_classes], kappas[thing_classes]
+    use_clip = bool(kappas.any())
     # The ensemble never lifts a probability above p_head^(1 - kappa): only the queries under that
     # bound can pass the thresholds, so only their masks are built and only they go to CLIP.
-    bound = head_best.clamp_min(1e-8) ** (1 - cfg.kappa) if use_clip else head_best
+    stuff_bound, thing_bounds = ((stuff_prob.clamp_min(1e-8) ** (1 - stuff_kappa),
+                                  thing_probs.clamp_min(1e-8) ** (1 - thing_kappa))
+                                 if use_clip else (stuff_prob, thing_probs))
+    bound = torch.cat([stuff_bound, thing_bounds.amax(-1) if thing_probs.shape[-1] else
+                       thing_probs.new_zeros(len(thing_probs))])
     best_affinity = affinity.sigmoid().amax(-1)
     maybe = ((bound > cfg.score_thresh) & (best_affinity > cfg.affinity_thresh)).nonzero()[:, 0]
     # Queries often claim the same patches (the parts of one object): each distinct set once.
@@ -134,8 +164,8 @@ def panoptic(affinity: torch.Tensor, stuff_logits: torch.Tensor, thing_logits: t
         votes = clip_votes(set_masks, sets, region_probs, patch_probs)[set_of]
         clip = votes.new_full((len(claims), votes.shape[-1]), 1 / votes.shape[-1])
         clip[maybe] = votes
-        stuff_prob = ensemble(stuff_prob, clip[torch.arange(s), stuff_classes], cfg.kappa)
-        thing_probs = ensemble(thing_probs, clip[s:][:, thing_classes], cfg.kappa)
+        stuff_prob = ensemble(stuff_prob, clip[torch.arange(s), stuff_classes], stuff_kappa)
+        thing_probs = ensemble(thing_probs, clip[s:][:, thing_classes], thing_kappa)
     if thing_logits.shape[-1]:
         thing_prob, thing_label = thing_probs.max(-1)
     else:  # a vocabulary of stuff only

@@ -2,8 +2,9 @@
 
 A head trained with a vocabulary of seen classes labels held-out synthetic images with the full
 vocabulary; PQ is averaged separately over the seen and the held-out thing classes (each class
-that occurs counts once, as in PQ's own class average), for each CLIP ensemble weight kappa.
-SAM runs once per image; only the head and the post-processing run per kappa.
+that occurs counts once, as in PQ's own class average), for each CLIP ensemble weight kappa
+(one weight for every class: `kappa` and `kappa_seen` both). SAM and the head run once per
+image; only the post-processing runs per kappa.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ def evaluate_open_vocabulary(labeler, seen: Sequence[str], kappas: Sequence[floa
         raise ValueError("the labeler has no CLIP region classifier: build it with a CLIP checkpoint")
     corpus = SyntheticCorpus(SyntheticConfig(seed=SPLIT_SEEDS[split], attributes=attributes))
     evaluators = {k: PanopticEvaluator(corpus.categories) for k in kappas}
-    settings = {k: dataclasses.replace(labeler.postprocess, kappa=k) for k in kappas}
+    settings = {k: dataclasses.replace(labeler.postprocess, kappa=k, kappa_seen=k) for k in kappas}
     for index in tqdm(range(num_images), desc="open vocabulary", unit="img"):
         sample = corpus[index]
         patches = labeler.generator([sample.image])[0]

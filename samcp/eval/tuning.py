@@ -19,9 +19,6 @@ def sweep_postprocess(labeler, corpus: SyntheticCorpus, indices: Sequence[int],
     """Score every setting on the images `corpus[i]` for i in `indices` with `labeler` (a
     `samcp.Labeler`, left with its own settings): one dict per setting, in order, with the
     setting ("postprocess") and its PQ (all / things / stuff), mask AP and mIoU."""
-    if labeler.region_classifier is None and any(s.kappa for s in settings):
-        raise ValueError("a kappa > 0 needs the labeler's CLIP region classifier: build the labeler "
-                         "with a trained CLIP and kappa > 0")
     samples = [corpus[i] for i in indices]
     evaluators = [PanopticEvaluator(corpus.categories) for _ in settings]
     for sample in tqdm(samples, desc="images", unit="img"):

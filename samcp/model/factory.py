@@ -1,4 +1,5 @@
-"""Save and build SAM-CP heads: a checkpoint holds its `HeadConfig` next to the weights."""
+"""Save and build SAM-CP heads: a checkpoint holds its `HeadConfig` and the names of the classes it
+was trained on next to the weights."""
 
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ def save_head(head: SamCPHead, uri: str, half: bool = True, storage_options: dic
     state = {k: (v.half() if half and v.is_floating_point() else v).detach().cpu()
              for k, v in head.state_dict().items()}
     buffer = io.BytesIO()
-    torch.save({"config": dataclasses.asdict(head.config), "model": state}, buffer)
+    torch.save({"config": dataclasses.asdict(head.config), "trained_classes": list(head.trained_classes),
+                "model": state}, buffer)
     with fsspec.open(uri, "wb", **(storage_options or {})) as f:
         f.write(buffer.getvalue())
 
@@ -48,6 +50,9 @@ def build_head(checkpoint: str = "shipped", storage_options: dict | None = None)
     unknown = set(config_dict) - known
     if unknown:
         raise ValueError(f"{checkpoint}: unknown head config keys {sorted(unknown)}")
-    head = SamCPHead(HeadConfig(**config_dict))
+    trained_classes = raw.get("trained_classes", [])  # older checkpoints do not record them
+    if not isinstance(trained_classes, list) or not all(isinstance(c, str) for c in trained_classes):
+        raise ValueError(f"{checkpoint}: 'trained_classes' must be a list of class names")
+    head = SamCPHead(HeadConfig(**config_dict), tuple(trained_classes))
     load_weights(head, checkpoint, "samcp-head", storage_options)
     return head.eval()

@@ -56,5 +56,7 @@ def test_two_workers_train_resume_and_the_head_labels(ray_cluster, s3_bucket, tm
 
     image = SyntheticCorpus(SyntheticConfig(seed=SPLIT_SEEDS["val"]))[0].image
     assert fs.ls(f"{out}/train")  # Ray Train's checkpoints, in the bucket
-    result = Labeler(head_checkpoint=f"{out}/samcp_head.pt").label(image)
+    labeler = Labeler(head_checkpoint=f"{out}/samcp_head.pt")
+    result = labeler.label(image)
     assert result.segments and result.id_map.shape == image.shape[:2]
+    assert labeler.seen.all()  # the pseudo-labels' vocabulary is recorded as trained

@@ -1,4 +1,4 @@
-"""ModelConfig: the CLIP checkpoint decides the default kappa, autocast is checked, and the manifest
+"""ModelConfig: the CLIP checkpoint decides the default kappas, autocast is checked, and the manifest
 records both."""
 
 import argparse
@@ -13,9 +13,12 @@ from samcp.text_encoder import shipped_clip_checkpoint
 
 
 def test_kappa_follows_the_clip_checkpoint_unless_given():
-    assert ModelConfig(clip_checkpoint=None).postprocess_config().kappa == 0.0  # random CLIP: the head alone
-    assert ModelConfig().postprocess_config().kappa == 0.4  # the shipped trained CLIP
-    assert ModelConfig(clip_checkpoint="shipped", kappa=1.0).postprocess_config().kappa == 1.0
+    random_clip = ModelConfig(clip_checkpoint=None).postprocess_config()
+    assert (random_clip.kappa, random_clip.kappa_seen) == (0.0, 0.0)  # random CLIP: the head alone
+    shipped = ModelConfig().postprocess_config()
+    assert (shipped.kappa, shipped.kappa_seen) == (0.4, 0.1)  # the shipped trained CLIP
+    given = ModelConfig(clip_checkpoint="shipped", kappa=1.0, kappa_seen=0.3).postprocess_config()
+    assert (given.kappa, given.kappa_seen) == (1.0, 0.3)
     described = ModelConfig(clip_checkpoint="shipped", min_score=0.5).describe()
     assert described["postprocess"]["kappa"] == 0.4 and described["postprocess"]["score_thresh"] == 0.5
     assert described["postprocess"]["overlap_thresh"] == 0.5  # the default
@@ -34,9 +37,12 @@ def test_autocast_is_checked_recorded_and_reaches_the_patch_generator():
 def test_post_processing_flags_reach_the_labeler():
     parser = argparse.ArgumentParser()
     ModelConfig.add_arguments(parser)
-    args = parser.parse_args(["--min-score", "0.3", "--affinity-thresh", "0.2", "--overlap-thresh", "0.65"])
+    args = parser.parse_args(["--min-score", "0.3", "--affinity-thresh", "0.2", "--overlap-thresh", "0.65",
+                              "--kappa-seen", "0.2"])
     cfg = ModelConfig.from_args(args).postprocess_config()
-    assert (cfg.score_thresh, cfg.affinity_thresh, cfg.overlap_thresh) == (0.3, 0.2, 0.65)
-    assert ModelConfig.from_args(parser.parse_args([])).postprocess_config() == PostprocessConfig(kappa=0.4)
+    given = (cfg.score_thresh, cfg.affinity_thresh, cfg.overlap_thresh, cfg.kappa_seen)
+    assert given == (0.3, 0.2, 0.65, 0.2)
+    assert (ModelConfig.from_args(parser.parse_args([])).postprocess_config()
+            == PostprocessConfig(kappa=0.4, kappa_seen=0.1))
     with pytest.raises(ValueError, match="score_thresh"):
         ModelConfig(min_score=-1).postprocess_config()

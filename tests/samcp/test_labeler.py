@@ -55,3 +55,21 @@ def test_a_head_that_does_not_fit_the_sam_is_refused_and_none_gives_a_random_hea
     twin = Labeler(sam_model="tiny", head_checkpoint=None, device="cpu")
     first, second = labeler.head.state_dict(), twin.head.state_dict()
     assert all(torch.equal(first[k], second[k]) for k in first)  # fixed seed
+
+
+def test_the_classes_a_head_trained_on_are_seen_and_a_kappa_needs_the_clip(tmp_path, image):
+    from samcp.model.factory import build_head, save_head
+    from samcp.postprocess import PostprocessConfig
+
+    head = build_head()
+    head.trained_classes = ("ball", "sky", "not in the vocabulary")
+    save_head(head, str(tmp_path / "head.pt"))
+    labeler = Labeler(head_checkpoint=str(tmp_path / "head.pt"), device="cpu")
+    names = [c.name for c in labeler.vocab.classes]
+    assert [names[i] for i in labeler.seen.nonzero()[:, 0].tolist()] == ["ball", "sky"]
+    random_clip = Labeler(head_checkpoint=str(tmp_path / "head.pt"), clip_checkpoint=None, device="cpu")
+    patches = random_clip.generator([image])[0]
+    outputs = random_clip.head_outputs(patches, image)
+    assert random_clip.label_outputs(patches, outputs).num_patches == len(patches)  # kappas 0: no CLIP
+    with pytest.raises(ValueError, match="kappa > 0 needs the CLIP"):
+        random_clip.label_outputs(patches, outputs, PostprocessConfig(kappa_seen=0.1))

@@ -70,17 +70,19 @@ def test_region_classifier_gives_a_distribution_per_region():
     assert not torch.allclose(probs[0], probs[2])
 
 
-@pytest.mark.parametrize("kappa,expected", [(None, 0.4), (0.0, 0.0), (1.0, 1.0)])
-def test_labeler_uses_the_clip_classifier_with_a_checkpoint(tmp_path, kappa, expected):
+@pytest.mark.parametrize("kappas,expected", [((None, None), (0.4, 0.1)), ((0.0, None), (0.0, 0.1)),
+                                             ((0.0, 0.0), (0.0, 0.0)), ((1.0, 0.0), (1.0, 0.0))])
+def test_labeler_uses_the_clip_classifier_with_a_checkpoint(tmp_path, kappas, expected):
     from samcp.checkpoint import save_weights
     from samcp.labeler import Labeler
     from samcp.postprocess import PostprocessConfig
 
     clip = tmp_path / "clip.pt"
     save_weights(TextEncoder(cache_dir=None).model, str(clip))
-    labeler = Labeler(clip_checkpoint=str(clip), postprocess=PostprocessConfig(kappa=kappa), device="cpu")
-    assert labeler.postprocess.kappa == expected
-    assert (labeler.region_classifier is not None) == bool(expected)
+    postprocess = PostprocessConfig(kappa=kappas[0], kappa_seen=kappas[1])
+    labeler = Labeler(clip_checkpoint=str(clip), postprocess=postprocess, device="cpu")
+    assert (labeler.postprocess.kappa, labeler.postprocess.kappa_seen) == expected
+    assert (labeler.region_classifier is not None) == any(expected)
     assert Labeler(clip_checkpoint=None, device="cpu").region_classifier is None  # random CLIP: no ensemble
 
 

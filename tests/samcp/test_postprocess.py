@@ -95,16 +95,31 @@ def test_clip_region_probabilities_enter_by_kappa():
     assert labels[1.0] == [1, 1, 9]  # CLIP alone: the robot is a "ball" too
 
 
+def test_classes_the_head_trained_on_take_kappa_seen_and_the_others_kappa():
+    affinity, stuff_logits, thing_logits = outputs()
+    cfg = PostprocessConfig(kappa=1.0, kappa_seen=0.0)  # unseen names: CLIP alone; seen: the head alone
+    trained = torch.zeros(10, dtype=torch.bool)
+    labels = {}
+    for name, seen in (("none", None), ("no class", trained), ("all", ~trained)):
+        result = panoptic(affinity, stuff_logits, thing_logits, scene(), [9], [1, 4], cfg,
+                          region_probs_by_size([]), seen=seen)
+        labels[name] = sorted(s["category_index"] for s in result.segments)
+    assert labels["none"] == labels["no class"] == [1, 1, 9]
+    assert labels["all"] == [1, 4, 9]
+
+
 def reference_panoptic(affinity, stuff_logits, thing_logits, patch_masks, stuff_classes, thing_classes,
-                       cfg, region_probs):
+                       cfg, region_probs, trained):
     """The post-processing spelled out: CLIP asked about every query mask, then candidates
     placed one by one in descending score order."""
     s = len(stuff_logits)
     claims = claimed_patches(affinity)
     masks = query_masks(claims, patch_masks)
     clip = region_probs(masks)
-    stuff_prob = ensemble(stuff_logits.sigmoid(), clip[torch.arange(s), stuff_classes], cfg.kappa)
-    thing_prob, thing_label = ensemble(thing_logits.sigmoid(), clip[s:][:, thing_classes], cfg.kappa).max(-1)
+    kappas = torch.where(trained, cfg.kappa_seen, cfg.kappa)
+    stuff_prob = ensemble(stuff_logits.sigmoid(), clip[torch.arange(s), stuff_classes], kappas[stuff_classes])
+    thing_prob, thing_label = ensemble(thing_logits.sigmoid(), clip[s:][:, thing_classes],
+                                       kappas[thing_classes]).max(-1)
     scores = torch.cat([stuff_prob, thing_prob])
     classes = stuff_classes + [thing_classes[i] for i in thing_label.tolist()]
     keep = (scores > cfg.score_thresh) & (affinity.sigmoid().amax(-1) > cfg.affinity_thresh)
@@ -131,14 +146,16 @@ def test_clip_is_asked_only_for_what_can_pass_and_changes_nothing():
     affinity, stuff_logits, thing_logits = torch.randn(14, 12) * 4, torch.randn(2), torch.randn(12, 3) * 3 - 2
     affinity[4:10] = -10.0
     affinity[torch.arange(4, 10), torch.arange(2, 8)] = 10.0  # these instance queries claim one patch
-    cfg = PostprocessConfig(kappa=0.4, score_thresh=0.5)
+    cfg = PostprocessConfig(kappa=0.4, kappa_seen=0.1, score_thresh=0.5)
+    trained = torch.zeros(10, dtype=torch.bool)
+    trained[[2, 9]] = True  # one stuff and one thing class take kappa_seen
     seen = []
     pruned = panoptic(affinity, stuff_logits, thing_logits, patches, [7, 9], [1, 2, 4], cfg,
-                      region_probs_by_size(seen))
+                      region_probs_by_size(seen), seen=trained)
     known = panoptic(affinity, stuff_logits, thing_logits, patches, [7, 9], [1, 2, 4], cfg,
-                     region_probs_by_size(seen), patch_probs=region_probs_by_size([])(patches))
+                     region_probs_by_size(seen), patch_probs=region_probs_by_size([])(patches), seen=trained)
     every = reference_panoptic(affinity, stuff_logits, thing_logits, patches, [7, 9], [1, 2, 4], cfg,
-                               region_probs_by_size(seen))
+                               region_probs_by_size(seen), trained)
     assert seen[0][0] < seen[-1][0] == 14 and len(pruned.segments) >= 2
     assert seen[1][0] < seen[0][0]  # queries claiming one patch took its known probabilities
     for result in (pruned, known):

@@ -9,13 +9,15 @@ from samcp.data.synthetic import SPLIT_SEEDS, SyntheticConfig, SyntheticCorpus
 from samcp.model.factory import save_head
 from samcp.model.head import HeadConfig, SamCPHead
 from samcp.train import HeadTrainConfig, train_head
+from samcp.vocab import load_vocabulary
 
 
 def test_head_training_lowers_the_loss_and_resumes(tmp_path):
     cfg = HeadTrainConfig(train_images=4, cache_part_size=2, points_per_side=8, steps=30, batch_size=2,
                           lr=5e-4, warmup_steps=2, checkpoint_every=10)
     head_config = HeadConfig(dim=64, mlp_hidden_dim=64, ffn_dim=128, encoder_layers=1, decoder_layers=2)
-    train_head(cfg, head_config, str(tmp_path), log=lambda line: None)
+    head = train_head(cfg, head_config, str(tmp_path), log=lambda line: None)
+    assert head.trained_classes == tuple(c.name for c in load_vocabulary(cfg.vocab).classes)
     log = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert log[-1]["step"] == 30 and log[-1]["loss"] < log[0]["loss"]
     assert len(list((tmp_path / "cache").glob("part-*.pt"))) == 2
@@ -49,6 +51,7 @@ def test_a_head_trained_on_clip_region_embeddings_labels_with_them(tmp_path):
 
     save_head(head, str(tmp_path / "head.pt"))
     labeler = Labeler(head_checkpoint=str(tmp_path / "head.pt"), device="cpu")
+    assert labeler.seen.all()  # trained on the labeling vocabulary: kappa_seen for every class
     image = SyntheticCorpus(SyntheticConfig(seed=SPLIT_SEEDS["val"]))[0].image
     assert labeler.label(image).num_patches > 0  # patches -> CLIP region embeddings -> head
     save_head(SamCPHead(HeadConfig(clip_dim=32)), str(tmp_path / "wide.pt"))
