@@ -100,9 +100,8 @@ def main() -> None:
         patch_sets = labeler.generator(images[i:i + args.batch_size])
         sam_s += now() - start
         start = now()
-        for patches, image in zip(patch_sets, images[i:i + args.batch_size]):
-            labeler.label_patches(patches, image)  # head, panoptic post-processing, RLE of each segment
-            patches_total += len(patches)
+        labeler.label_patches(patch_sets, images[i:i + args.batch_size])  # head, post-processing, RLE
+        patches_total += sum(len(p) for p in patch_sets)
         head_s += now() - start
     n = len(images)
     on_gpu = labeler.device.type == "cuda"

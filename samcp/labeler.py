@@ -6,9 +6,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 
 import numpy as np
 import torch
@@ -20,7 +18,7 @@ from samcp.model.factory import build_head, random_head
 from samcp.model.inputs import head_inputs
 from samcp.open_vocab import RegionClassifier, head_region_encoder, region_encoder
 from samcp.patches import PatchConfig, PatchGenerator, PatchSet
-from samcp.postprocess import PostprocessConfig, panoptic
+from samcp.postprocess import PanopticFusion, PanopticResult, PostprocessConfig
 from samcp.sam import build_sam
 from samcp.text_encoder import TextEncoder
 from samcp.vocab import Vocabulary, load_vocabulary
@@ -39,14 +37,14 @@ class LabeledImage:
 @dataclass
 class HeadOutputs:
     """The head's last layer on one image of N patches, S stuff and K thing classes: affinity
-    (S + N, N) logits, stuff_logits (S,), thing_logits (N, K); region_probs: query masks
-    (M, H, W) -> (M, C) CLIP probabilities (None without the CLIP classifier); patch_probs (N, C)
-    the same for the patch masks, when the head already encoded them."""
+    (S + N, N) logits, stuff_logits (S,), thing_logits (N, K); pixels: the (H, W, 3) uint8 image
+    for the CLIP classifier (None without one); patch_probs: (N, C) CLIP's probabilities for the
+    patch masks, when the head already encoded them."""
 
     affinity: torch.Tensor
     stuff_logits: torch.Tensor
     thing_logits: torch.Tensor
-    region_probs: Callable[[torch.Tensor], torch.Tensor] | None
+    pixels: torch.Tensor | None
     patch_probs: torch.Tensor | None
 
 
@@ -104,54 +102,71 @@ class Labeler:
 
     @torch.no_grad()
     def label_batch(self, images: list[np.ndarray]) -> list[LabeledImage]:
-        patch_sets = self.generator(images)
-        return [self.label_patches(p, image) for p, image in zip(patch_sets, images)]
+        return self.label_patches(self.generator(images), images)
 
     @torch.no_grad()
-    def label_patches(self, patches: PatchSet, image: np.ndarray) -> LabeledImage:
-        """The image's SAM patches -> its panoptic segments (the image itself for the CLIP classifier)."""
-        return self.label_outputs(patches, self.head_outputs(patches, image))
+    def label_patches(self, patch_sets: list[PatchSet], images: list[np.ndarray]) -> list[LabeledImage]:
+        """Each image's SAM patches -> its panoptic segments (the images themselves for the CLIP
+        stages); the head runs once on the whole batch."""
+        return self.label_outputs(patch_sets, self.head_outputs(patch_sets, images))
 
     @torch.no_grad()
-    def head_outputs(self, patches: PatchSet, image: np.ndarray) -> HeadOutputs | None:
-        """The SAM-CP head's last layer on one image's patches (None when it has none): what
-        post-processing reads, whatever its settings."""
-        if len(patches) == 0:
-            return None
-        pixels = None  # for the CLIP stages only; a copy: the image may be a read-only view (Ray)
+    def head_outputs(self, patch_sets: list[PatchSet], images: list[np.ndarray]) -> list[HeadOutputs | None]:
+        """The SAM-CP head's last layer on a batch of images' patches, in one forward pass (None for
+        an image without patches): what post-processing reads, whatever its settings."""
+        results: list[HeadOutputs | None] = [None] * len(patch_sets)
+        batch = [i for i, p in enumerate(patch_sets) if len(p)]
+        if not batch:
+            return results
+        pixels = {}  # for the CLIP stages only; copies: an image may be a read-only view (Ray)
         if self.region_encoder is not None or self.region_classifier is not None:
-            pixels = torch.tensor(image)
+            pixels = {i: torch.tensor(images[i]) for i in batch}
+        patches = [patch_sets[i] for i in batch]
         with record_function("samcp.head"):
-            clip = (None if self.region_encoder is None
-                    else [self.region_encoder(pixels, patches.masks, patches.boxes)])
-            inputs = head_inputs([patches], self.sam.image_encoder.img_size, self.head.config.roi_size, clip)
+            clip = (None if self.region_encoder is None else
+                    self.region_encoder.embed_many([(pixels[i], patch_sets[i].masks, patch_sets[i].boxes)
+                                                    for i in batch]))
+            inputs = head_inputs(patches, self.sam.image_encoder.img_size, self.head.config.roi_size, clip)
             last = self.head(inputs, self.stuff_text, self.thing_text, last_only=True)[0]
-        region_probs = patch_probs = None
-        if self.region_classifier is not None:
-            region_probs = partial(self.region_classifier, pixels)
-            if clip is not None:  # the head's region encoder is the classifier's
-                patch_probs = self.region_classifier.probs(clip[0])
-        return HeadOutputs(last["affinity"][0].float(), last["stuff_logits"][0].float(),
-                           last["thing_logits"][0].float(), region_probs, patch_probs)
+        s = len(self.stuff_index)
+        for b, (i, p) in enumerate(zip(batch, patches)):
+            n = len(p)  # the image's own rows and columns, without the batch's padding
+            patch_probs = None
+            if self.region_classifier is not None and clip is not None:  # the head's region encoder
+                patch_probs = self.region_classifier.probs(clip[b])   # is the classifier's
+            results[i] = HeadOutputs(last["affinity"][b, :s + n, :n].float(), last["stuff_logits"][b].float(),
+                                     last["thing_logits"][b, :n].float(), pixels.get(i), patch_probs)
+        return results
 
     @torch.no_grad()
-    def label_outputs(self, patches: PatchSet, outputs: HeadOutputs | None,
-                      postprocess: PostprocessConfig | None = None) -> LabeledImage:
-        """Post-processing with `postprocess` (default: `self.postprocess`): head outputs ->
-        panoptic segments with RLE. The head outputs do not depend on it, so one forward pass can
-        serve several settings."""
+    def label_outputs(self, patch_sets: list[PatchSet], outputs: list[HeadOutputs | None],
+                      postprocess: PostprocessConfig | None = None) -> list[LabeledImage]:
+        """Post-processing with `postprocess` (default: `self.postprocess`): each image's head
+        outputs -> its panoptic segments with RLE, the CLIP classifier asked about the masks of
+        all images in one pass. The head outputs do not depend on the settings, so one forward
+        pass can serve several."""
         cfg = (postprocess or self.postprocess).with_default_kappas(self.clip_trained)
         if cfg.uses_clip() and self.region_classifier is None:
             raise ValueError("a kappa > 0 needs the CLIP region classifier: build the Labeler with "
                              "trained CLIP weights and a kappa > 0")
-        h, w = patches.image_size
-        if outputs is None:
-            return LabeledImage(np.zeros((h, w), np.int32), [], 0)
+        kappas = None if self.region_classifier is None else cfg.class_kappas(self.seen)
         with record_function("samcp.postprocess"):
-            result = panoptic(outputs.affinity, outputs.stuff_logits, outputs.thing_logits, patches.masks,
-                              self.stuff_index, self.thing_index, cfg,
-                              outputs.region_probs, outputs.patch_probs, self.seen)
-            id_map = result.id_map.cpu().numpy()
+            fusions = [None if o is None else
+                       PanopticFusion(o.affinity, o.stuff_logits, o.thing_logits, p.masks, self.stuff_index,
+                                      self.thing_index, cfg, kappas, o.patch_probs)
+                       for p, o in zip(patch_sets, outputs)]
+            asking = [i for i, f in enumerate(fusions) if f is not None and f.clip_masks is not None]
+            probs = self.region_classifier.probs_many([(outputs[i].pixels, fusions[i].clip_masks)
+                                                       for i in asking]) if asking else []
+            clip_probs = dict(zip(asking, probs))
+            results = [None if f is None else f.result(clip_probs.get(i)) for i, f in enumerate(fusions)]
+        return [self.labeled_image(p, r) for p, r in zip(patch_sets, results)]
+
+    def labeled_image(self, patches: PatchSet, result: PanopticResult | None) -> LabeledImage:
+        """A `PanopticResult` (None: no patches) with the vocabulary's names and each segment's RLE."""
+        if result is None:
+            return LabeledImage(np.zeros(patches.image_size, np.int32), [], 0)
+        id_map = result.id_map.cpu().numpy()
         segments = []
         with record_function("samcp.rle"):
             for seg in result.segments:

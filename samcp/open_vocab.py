@@ -69,15 +69,27 @@ class RegionEncoder:
                  ) -> torch.Tensor:
         """image (H, W, 3) uint8, masks (Q, H, W) bool -> (Q, E) unit-length embeddings (zero rows for
         empty masks). boxes: the masks' (Q, 4) xyxy boxes if known (`PatchSet.boxes`), else computed."""
+        return self.embed_many([(image, masks, boxes)])[0]
+
+    @torch.no_grad()
+    def embed_many(self, regions: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]
+                   ) -> list[torch.Tensor]:
+        """`self(image, masks, boxes)` for several images, their crops through the image tower in
+        one pass."""
         device = self.mean.device
-        features = torch.zeros((len(masks), self.dim), device=device)
-        present = nonempty(masks).to(device)
-        if present.any():
-            pixels = image.to(device).permute(2, 0, 1).float() / 255
-            known = None if boxes is None else boxes.to(device)[present]
-            crops = masked_crops(pixels, masks.to(device)[present], self.size, self.mean, known)
-            crops = (crops - self.mean.view(1, 3, 1, 1)) / self.std.view(1, 3, 1, 1)
-            features[present] = F.normalize(self.model.encode_image(crops).float(), dim=-1)
+        crops, present = [], []
+        for image, masks, boxes in regions:
+            present.append(nonempty(masks).to(device))
+            if present[-1].any():
+                pixels = image.to(device).permute(2, 0, 1).float() / 255
+                known = None if boxes is None else boxes.to(device)[present[-1]]
+                crops.append(masked_crops(pixels, masks.to(device)[present[-1]], self.size, self.mean, known))
+        features = [torch.zeros((len(p), self.dim), device=device) for p in present]
+        if crops:
+            crops = (torch.cat(crops) - self.mean.view(1, 3, 1, 1)) / self.std.view(1, 3, 1, 1)
+            embeddings = F.normalize(self.model.encode_image(crops).float(), dim=-1)
+            for f, p, e in zip(features, present, embeddings.split([int(p.sum()) for p in present])):
+                f[p] = e
         return features
 
 
@@ -124,6 +136,11 @@ class RegionClassifier:
         """image (H, W, 3) uint8, masks (Q, H, W) bool -> (Q, C) probabilities (rows of an empty
         mask are uniform)."""
         return self.probs(self.encoder(image, masks))
+
+    @torch.no_grad()
+    def probs_many(self, regions: list[tuple[torch.Tensor, torch.Tensor]]) -> list[torch.Tensor]:
+        """`self(image, masks)` for several (image, masks) pairs, through CLIP in one pass."""
+        return [self.probs(f) for f in self.encoder.embed_many([(i, m, None) for i, m in regions])]
 
     def probs(self, features: torch.Tensor) -> torch.Tensor:
         """(Q, E) embeddings of this model's `RegionEncoder` -> (Q, C) (zero rows: uniform)."""

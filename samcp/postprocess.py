@@ -92,20 +92,6 @@ def query_masks(claims: torch.Tensor, patch_masks: torch.Tensor) -> torch.Tensor
     return masks
 
 
-def clip_votes(masks: torch.Tensor, claims: torch.Tensor,
-               region_probs: Callable[[torch.Tensor], torch.Tensor],
-               patch_probs: torch.Tensor | None = None) -> torch.Tensor:
-    """CLIP's class probabilities (Q, C) for the masks (Q, H, W) of claimed patch sets (Q, N); a
-    set of one patch takes that patch's row of `patch_probs` (N, C) when given."""
-    single = (claims.sum(-1) == 1) & (patch_probs is not None)
-    asked = region_probs(masks[~single])  # CLIP takes an empty batch too
-    votes = asked.new_empty((len(claims), asked.shape[-1]))
-    votes[~single] = asked
-    if single.any():
-        votes[single] = patch_probs[claims[single].float().argmax(-1)]
-    return votes
-
-
 def fuse(masks: torch.Tensor, overlap_thresh: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-pixel competition (Mask2Former-style): candidate masks (K, H, W) bool, best score
     first -> (H, W) int32 segment ids (0 = void) and (K,) the pixels each candidate keeps. A pixel
@@ -122,67 +108,106 @@ def fuse(masks: torch.Tensor, overlap_thresh: float) -> tuple[torch.Tensor, torc
     return id_map, torch.where(kept, won, 0)
 
 
+class PanopticFusion:
+    """One image's post-processing in two steps, so that a batch of images can send CLIP all its
+    masks in one pass: construction picks the queries that may become segments and builds their
+    masks, `clip_masks` (A, H, W) are those CLIP must classify (None without a CLIP ensemble), and
+    `result(clip_probs)` takes CLIP's (A, C) probabilities for them, ensembles, scores and fuses.
+
+    affinity (S + N, N) logits, stuff_logits (S,), thing_logits (N, K), patch_masks (N, H, W)
+    bool; stuff_classes / thing_classes map rows and columns to vocabulary indices. kappas: (C,)
+    CLIP weight per vocabulary class (None: the head alone); patch_probs: (N, C) CLIP's
+    probabilities for the patch masks, when already known (a query claiming one patch then needs
+    no new CLIP pass).
+    """
+
+    def __init__(self, affinity: torch.Tensor, stuff_logits: torch.Tensor, thing_logits: torch.Tensor,
+                 patch_masks: torch.Tensor, stuff_classes: list[int], thing_classes: list[int],
+                 cfg: PostprocessConfig, kappas: torch.Tensor | None = None,
+                 patch_probs: torch.Tensor | None = None):
+        self.cfg, self.stuff_classes, self.thing_classes = cfg, stuff_classes, thing_classes
+        self.image_size = patch_masks.shape[1:]
+        s = len(stuff_logits)
+        claims = claimed_patches(affinity)
+        if not cfg.merge_instances:
+            claims[s:] = torch.eye(len(patch_masks), dtype=torch.bool, device=claims.device)
+        self.num_queries = len(claims)
+        self.stuff_prob, self.thing_probs = stuff_logits.sigmoid(), thing_logits.sigmoid()
+        if kappas is None:
+            kappas = self.stuff_prob.new_zeros(max(stuff_classes + thing_classes, default=-1) + 1)
+        kappas = kappas.to(self.stuff_prob)
+        self.stuff_kappa, self.thing_kappa = kappas[stuff_classes], kappas[thing_classes]
+        self.use_clip = bool(self.stuff_kappa.any() or self.thing_kappa.any())
+        # The ensemble never lifts a probability above p_head^(1 - kappa): only the queries under
+        # that bound can pass the thresholds, so only their masks are built and only they go to CLIP.
+        stuff_bound, thing_bounds = ((self.stuff_prob.clamp_min(1e-8) ** (1 - self.stuff_kappa),
+                                      self.thing_probs.clamp_min(1e-8) ** (1 - self.thing_kappa))
+                                     if self.use_clip else (self.stuff_prob, self.thing_probs))
+        bound = torch.cat([stuff_bound, thing_bounds.amax(-1) if thing_logits.shape[-1] else
+                           thing_logits.new_zeros(len(thing_logits))])
+        best_affinity = affinity.sigmoid().amax(-1)
+        maybe = ((bound > cfg.score_thresh) & (best_affinity > cfg.affinity_thresh)).nonzero()[:, 0]
+        # Queries often claim the same patches (the parts of one object): each distinct set once.
+        sets, set_of = torch.unique(claims[maybe], dim=0, return_inverse=True)
+        self.set_masks = query_masks(sets, patch_masks)  # (D, H, W)
+        present = nonempty(self.set_masks)[set_of]
+        self.maybe, self.set_of = maybe[present], set_of[present]
+        self.clip_masks = None
+        if self.use_clip and len(self.maybe):
+            # A set of one patch takes that patch's known probabilities.
+            self.single = (sets.sum(-1) == 1) & (patch_probs is not None)
+            self.single_probs = None if patch_probs is None else patch_probs[sets.float().argmax(-1)]
+            self.clip_masks = self.set_masks[~self.single]
+
+    def result(self, clip_probs: torch.Tensor | None = None) -> PanopticResult:
+        """clip_probs: (A, C) CLIP's probabilities for `clip_masks` (needed when those are not None)."""
+        cfg, s = self.cfg, len(self.stuff_classes)
+        stuff_prob, thing_probs, maybe = self.stuff_prob, self.thing_probs, self.maybe
+        if self.clip_masks is not None:
+            if clip_probs is None or len(clip_probs) != len(self.clip_masks):
+                raise ValueError(f"expected CLIP probabilities for {len(self.clip_masks)} masks")
+            votes = clip_probs.new_empty((len(self.set_masks), clip_probs.shape[-1]))
+            votes[~self.single] = clip_probs
+            if self.single.any():
+                votes[self.single] = self.single_probs[self.single].to(votes)
+            clip = votes.new_full((self.num_queries, votes.shape[-1]), 1 / votes.shape[-1])
+            clip[maybe] = votes[self.set_of]
+            stuff_prob = ensemble(stuff_prob, clip[torch.arange(s), self.stuff_classes], self.stuff_kappa)
+            thing_probs = ensemble(thing_probs, clip[s:][:, self.thing_classes], self.thing_kappa)
+        if thing_probs.shape[-1]:
+            thing_prob, thing_label = thing_probs.max(-1)
+        else:  # a vocabulary of stuff only
+            thing_prob = thing_probs.new_zeros(len(thing_probs))
+            thing_label = torch.zeros(len(thing_probs), dtype=torch.long)
+        scores = torch.cat([stuff_prob, thing_prob])
+        classes = torch.tensor(self.stuff_classes + [self.thing_classes[i] for i in thing_label.tolist()],
+                               dtype=torch.long)
+        keep = (scores[maybe] > cfg.score_thresh).nonzero()[:, 0]
+        keep = keep[scores[maybe[keep]].argsort(descending=True)][:cfg.max_segments]
+        candidates = maybe[keep]
+        if len(candidates) == 0:
+            return PanopticResult(torch.zeros(tuple(self.image_size), dtype=torch.int32), [])
+        id_map, areas = fuse(self.set_masks[self.set_of[keep]], cfg.overlap_thresh)
+        kept = areas.nonzero()[:, 0]
+        segments = [{"id": i + 1, "category_index": int(classes[q]), "isthing": q >= s,
+                     "score": float(scores[q]), "area": int(areas[k])}
+                    for i, (k, q) in enumerate(zip(kept.tolist(), candidates[kept].tolist()))]
+        return PanopticResult(id_map.cpu(), segments)
+
+
 def panoptic(affinity: torch.Tensor, stuff_logits: torch.Tensor, thing_logits: torch.Tensor,
              patch_masks: torch.Tensor, stuff_classes: list[int], thing_classes: list[int],
              cfg: PostprocessConfig,
              region_probs: Callable[[torch.Tensor], torch.Tensor] | None = None,
              patch_probs: torch.Tensor | None = None, seen: torch.Tensor | None = None) -> PanopticResult:
-    """One image. affinity (S + N, N) logits, stuff_logits (S,), thing_logits (N, K), patch_masks
-    (N, H, W) bool; stuff_classes / thing_classes map rows and columns to vocabulary indices.
-    region_probs: query masks (M, H, W) -> (M, C) CLIP probabilities over the vocabulary,
-    ensembled with the head's by `cfg.kappa_seen` for the classes in `seen` ((C,) bool: those the
-    head was trained on; None: none) and by `cfg.kappa` for the others; patch_probs: (N, C) the
-    same for the patch masks, when already known (a query claiming one patch then needs no new
-    CLIP pass)."""
-    s = len(stuff_logits)
-    claims = claimed_patches(affinity)
-    if not cfg.merge_instances:
-        claims[s:] = torch.eye(len(patch_masks), dtype=torch.bool, device=claims.device)
-    stuff_prob, thing_probs = stuff_logits.sigmoid(), thing_logits.sigmoid()
-    num_classes = max(stuff_classes + thing_classes, default=-1) + 1
-    kappas = torch.zeros(num_classes)
+    """`PanopticFusion` of one image, start to end. region_probs: masks (M, H, W) -> (M, C) CLIP
+    probabilities over the vocabulary, ensembled with the head's by `cfg.kappa_seen` for the
+    classes in `seen` ((C,) bool: those the head was trained on; None: none) and by `cfg.kappa`
+    for the others."""
+    kappas = None
     if region_probs is not None:
+        num_classes = max(stuff_classes + thing_classes, default=-1) + 1
         kappas = cfg.class_kappas(torch.zeros(num_classes, dtype=torch.bool) if seen is None else seen.cpu())
-    kappas = kappas.to(stuff_prob)
-    stuff_kappa, thing_kappa = kappas[stuff_classes], kappas[thing_classes]
-    use_clip = bool(kappas.any())
-    # The ensemble never lifts a probability above p_head^(1 - kappa): only the queries under that
-    # bound can pass the thresholds, so only their masks are built and only they go to CLIP.
-    stuff_bound, thing_bounds = ((stuff_prob.clamp_min(1e-8) ** (1 - stuff_kappa),
-                                  thing_probs.clamp_min(1e-8) ** (1 - thing_kappa))
-                                 if use_clip else (stuff_prob, thing_probs))
-    bound = torch.cat([stuff_bound, thing_bounds.amax(-1) if thing_probs.shape[-1] else
-                       thing_probs.new_zeros(len(thing_probs))])
-    best_affinity = affinity.sigmoid().amax(-1)
-    maybe = ((bound > cfg.score_thresh) & (best_affinity > cfg.affinity_thresh)).nonzero()[:, 0]
-    # Queries often claim the same patches (the parts of one object): each distinct set once.
-    sets, set_of = torch.unique(claims[maybe], dim=0, return_inverse=True)
-    set_masks = query_masks(sets, patch_masks)  # (D, H, W)
-    present = nonempty(set_masks)[set_of]
-    maybe, set_of = maybe[present], set_of[present]
-    if use_clip and len(maybe):
-        votes = clip_votes(set_masks, sets, region_probs, patch_probs)[set_of]
-        clip = votes.new_full((len(claims), votes.shape[-1]), 1 / votes.shape[-1])
-        clip[maybe] = votes
-        stuff_prob = ensemble(stuff_prob, clip[torch.arange(s), stuff_classes], stuff_kappa)
-        thing_probs = ensemble(thing_probs, clip[s:][:, thing_classes], thing_kappa)
-    if thing_logits.shape[-1]:
-        thing_prob, thing_label = thing_probs.max(-1)
-    else:  # a vocabulary of stuff only
-        thing_prob = thing_logits.new_zeros(len(thing_logits))
-        thing_label = torch.zeros(len(thing_logits), dtype=torch.long)
-    scores = torch.cat([stuff_prob, thing_prob])
-    classes = torch.tensor(stuff_classes + [thing_classes[i] for i in thing_label.tolist()], dtype=torch.long)
-    keep = (scores[maybe] > cfg.score_thresh).nonzero()[:, 0]
-    keep = keep[scores[maybe[keep]].argsort(descending=True)][:cfg.max_segments]
-    candidates = maybe[keep]
-
-    h, w = patch_masks.shape[1:]
-    if len(candidates) == 0:
-        return PanopticResult(torch.zeros((h, w), dtype=torch.int32), [])
-    id_map, areas = fuse(set_masks[set_of[keep]], cfg.overlap_thresh)
-    kept = areas.nonzero()[:, 0]
-    segments = [{"id": i + 1, "category_index": int(classes[q]), "isthing": q >= s,
-                 "score": float(scores[q]), "area": int(areas[k])}
-                for i, (k, q) in enumerate(zip(kept.tolist(), candidates[kept].tolist()))]
-    return PanopticResult(id_map.cpu(), segments)
+    fusion = PanopticFusion(affinity, stuff_logits, thing_logits, patch_masks, stuff_classes, thing_classes,
+                            cfg, kappas, patch_probs)
+    return fusion.result(None if fusion.clip_masks is None else region_probs(fusion.clip_masks))

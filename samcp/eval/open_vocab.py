@@ -63,10 +63,10 @@ def evaluate_open_vocabulary(labeler, seen: Sequence[str], kappas: Sequence[floa
     for index in tqdm(range(num_images), desc="open vocabulary", unit="img"):
         sample = corpus[index]
         patches = labeler.generator([sample.image])[0]
-        outputs = labeler.head_outputs(patches, sample.image)  # the same for every kappa
+        outputs = labeler.head_outputs([patches], [sample.image])  # the same for every kappa
         truth = sample.metadata()["segments_info"]
         for kappa, evaluator in evaluators.items():
-            result = labeler.label_outputs(patches, outputs, settings[kappa])
+            result = labeler.label_outputs([patches], outputs, settings[kappa])[0]
             evaluator.update(sample.panoptic, truth, result.id_map, result.segments)
     things = {c.name for c in corpus.categories if c.isthing}
     seen_things, held_out = things & set(seen), things - set(seen)

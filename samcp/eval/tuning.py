@@ -23,9 +23,9 @@ def sweep_postprocess(labeler, corpus: SyntheticCorpus, indices: Sequence[int],
     evaluators = [PanopticEvaluator(corpus.categories) for _ in settings]
     for sample in tqdm(samples, desc="images", unit="img"):
         patches = labeler.generator([sample.image])[0]
-        outputs = labeler.head_outputs(patches, sample.image)
+        outputs = labeler.head_outputs([patches], [sample.image])
         for setting, evaluator in zip(settings, evaluators):
-            result = labeler.label_outputs(patches, outputs, setting)
+            result = labeler.label_outputs([patches], outputs, setting)[0]
             evaluator.update(sample.panoptic, sample.metadata()["segments_info"], result.id_map,
                              result.segments)
     results = []

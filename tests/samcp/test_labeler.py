@@ -69,7 +69,21 @@ def test_the_classes_a_head_trained_on_are_seen_and_a_kappa_needs_the_clip(tmp_p
     assert [names[i] for i in labeler.seen.nonzero()[:, 0].tolist()] == ["ball", "sky"]
     random_clip = Labeler(head_checkpoint=str(tmp_path / "head.pt"), clip_checkpoint=None, device="cpu")
     patches = random_clip.generator([image])[0]
-    outputs = random_clip.head_outputs(patches, image)
-    assert random_clip.label_outputs(patches, outputs).num_patches == len(patches)  # kappas 0: no CLIP
+    outputs = random_clip.head_outputs([patches], [image])
+    assert random_clip.label_outputs([patches], outputs)[0].num_patches == len(patches)  # kappas 0: no CLIP
     with pytest.raises(ValueError, match="kappa > 0 needs the CLIP"):
-        random_clip.label_outputs(patches, outputs, PostprocessConfig(kappa_seen=0.1))
+        random_clip.label_outputs([patches], outputs, PostprocessConfig(kappa_seen=0.1))
+
+
+def test_a_batch_labels_each_image_as_it_would_alone(labeler, image):
+    """The head and CLIP run once per batch (padded to its largest patch count); each image keeps
+    its own labels, whatever its size."""
+    second = SyntheticCorpus(SyntheticConfig(seed=SPLIT_SEEDS["val"]))[1].image
+    other = np.ascontiguousarray(second[:200, :160])
+    together = labeler.label_batch([image, other])
+    for alone, batched in zip([labeler.label(image), labeler.label(other)], together):
+        assert np.array_equal(alone.id_map, batched.id_map) and alone.num_patches == batched.num_patches
+        assert [s["category"] for s in alone.segments] == [s["category"] for s in batched.segments]
+        scores = [[s["score"] for s in result.segments] for result in (alone, batched)]
+        np.testing.assert_allclose(*scores, atol=1e-5)
+    assert together[1].id_map.shape == (200, 160) and together[0].num_patches != together[1].num_patches
