@@ -137,12 +137,12 @@ class PanopticFusion:
             kappas = self.stuff_prob.new_zeros(max(stuff_classes + thing_classes, default=-1) + 1)
         kappas = kappas.to(self.stuff_prob)
         self.stuff_kappa, self.thing_kappa = kappas[stuff_classes], kappas[thing_classes]
-        self.use_clip = bool(self.stuff_kappa.any() or self.thing_kappa.any())
+        use_clip = bool(self.stuff_kappa.any() or self.thing_kappa.any())
         # The ensemble never lifts a probability above p_head^(1 - kappa): only the queries under
         # that bound can pass the thresholds, so only their masks are built and only they go to CLIP.
         stuff_bound, thing_bounds = ((self.stuff_prob.clamp_min(1e-8) ** (1 - self.stuff_kappa),
                                       self.thing_probs.clamp_min(1e-8) ** (1 - self.thing_kappa))
-                                     if self.use_clip else (self.stuff_prob, self.thing_probs))
+                                     if use_clip else (self.stuff_prob, self.thing_probs))
         bound = torch.cat([stuff_bound, thing_bounds.amax(-1) if thing_logits.shape[-1] else
                            thing_logits.new_zeros(len(thing_logits))])
         best_affinity = affinity.sigmoid().amax(-1)
@@ -153,7 +153,7 @@ class PanopticFusion:
         present = nonempty(self.set_masks)[set_of]
         self.maybe, self.set_of = maybe[present], set_of[present]
         self.clip_masks = None
-        if self.use_clip and len(self.maybe):
+        if use_clip and len(self.maybe):
             # A set of one patch takes that patch's known probabilities.
             self.single = (sets.sum(-1) == 1) & (patch_probs is not None)
             self.single_probs = None if patch_probs is None else patch_probs[sets.float().argmax(-1)]
