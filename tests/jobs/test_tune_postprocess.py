@@ -12,6 +12,6 @@ def test_each_setting_scores_as_labeling_from_scratch_would(tmp_path):
                                      "--overlap-thresh", "0.5", "--kappa", "0.4", "--output", str(out)])
     assert [r["postprocess"]["score_thresh"] for r in results] == [0.1, 0.99]
     assert json.loads(out.read_text())["settings"] == results
-    expected = evaluate_on_synthetic(Labeler(), "val", 2)  # the defaults: 0.1 / 0.1 / 0.5, kappa 0.4
+    expected = evaluate_on_synthetic(Labeler(), "val", 2)  # the defaults: 0.1 / 0.1 / 0.5, kappas 0.4 / 0.1
     assert results[0]["pq"] == expected["pq"] and results[0]["miou"] == expected["miou"]
     assert results[1]["pq"]["Things"]["pq"] < results[0]["pq"]["Things"]["pq"]  # 0.99 keeps few things
