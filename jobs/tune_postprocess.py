@@ -60,8 +60,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
           f"{'stuff':>7s}")
     for r in sorted(results, key=lambda r: -r["pq"]["All"]["pq"]):
         p, pq = r["postprocess"], r["pq"]
-        print(f"{p['score_thresh']:6.2f}{p['affinity_thresh']:7.2f}{p['overlap_thresh']:8.2f}{p['kappa']:6.2f}{p['kappa_seen']:6.2f}"
-              f"{pq['All']['pq']:7.2f}{pq['Things']['pq']:7.2f}{pq['Stuff']['pq']:7.2f}")
+        print(f"{p['score_thresh']:6.2f}{p['affinity_thresh']:7.2f}{p['overlap_thresh']:8.2f}"
+              f"{p['kappa']:6.2f}{p['kappa_seen']:6.2f}{pq['All']['pq']:7.2f}{pq['Things']['pq']:7.2f}{pq['Stuff']['pq']:7.2f}")
     if args.output:
         with open(args.output, "w") as f:
             json.dump({"split": args.split, "indices": [indices.start, indices.stop],

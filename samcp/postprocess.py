@@ -15,7 +15,6 @@ saw (`kappa`), as FC-CLIP weighs in- and out-of-vocabulary classes apart.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import torch
@@ -156,7 +155,8 @@ class PanopticFusion:
         if use_clip and len(self.maybe):
             # A set of one patch takes that patch's known probabilities.
             self.single = (sets.sum(-1) == 1) & (patch_probs is not None)
-            self.single_probs = None if patch_probs is None else patch_probs[sets.float().argmax(-1)]
+            if patch_probs is not None:
+                self.single_probs = patch_probs[sets[self.single].float().argmax(-1)]
             self.clip_masks = self.set_masks[~self.single]
 
     def result(self, clip_probs: torch.Tensor | None = None) -> PanopticResult:
@@ -169,7 +169,7 @@ class PanopticFusion:
             votes = clip_probs.new_empty((len(self.set_masks), clip_probs.shape[-1]))
             votes[~self.single] = clip_probs
             if self.single.any():
-                votes[self.single] = self.single_probs[self.single].to(votes)
+                votes[self.single] = self.single_probs.to(votes)
             clip = votes.new_full((self.num_queries, votes.shape[-1]), 1 / votes.shape[-1])
             clip[maybe] = votes[self.set_of]
             stuff_prob = ensemble(stuff_prob, clip[torch.arange(s), self.stuff_classes], self.stuff_kappa)
@@ -194,20 +194,3 @@ class PanopticFusion:
                     for i, (k, q) in enumerate(zip(kept.tolist(), candidates[kept].tolist()))]
         return PanopticResult(id_map.cpu(), segments)
 
-
-def panoptic(affinity: torch.Tensor, stuff_logits: torch.Tensor, thing_logits: torch.Tensor,
-             patch_masks: torch.Tensor, stuff_classes: list[int], thing_classes: list[int],
-             cfg: PostprocessConfig,
-             region_probs: Callable[[torch.Tensor], torch.Tensor] | None = None,
-             patch_probs: torch.Tensor | None = None, seen: torch.Tensor | None = None) -> PanopticResult:
-    """`PanopticFusion` of one image, start to end. region_probs: masks (M, H, W) -> (M, C) CLIP
-    probabilities over the vocabulary, ensembled with the head's by `cfg.kappa_seen` for the
-    classes in `seen` ((C,) bool: those the head was trained on; None: none) and by `cfg.kappa`
-    for the others."""
-    kappas = None
-    if region_probs is not None:
-        num_classes = max(stuff_classes + thing_classes, default=-1) + 1
-        kappas = cfg.class_kappas(torch.zeros(num_classes, dtype=torch.bool) if seen is None else seen.cpu())
-    fusion = PanopticFusion(affinity, stuff_logits, thing_logits, patch_masks, stuff_classes, thing_classes,
-                            cfg, kappas, patch_probs)
-    return fusion.result(None if fusion.clip_masks is None else region_probs(fusion.clip_masks))

@@ -1,9 +1,21 @@
 import torch
 
 from samcp.open_vocab import ensemble
-from samcp.postprocess import PanopticResult, PostprocessConfig, claimed_patches, panoptic, query_masks
+from samcp.postprocess import PanopticFusion, PanopticResult, PostprocessConfig, claimed_patches, query_masks
 
 BIG = 10.0
+
+
+def panoptic(affinity, stuff_logits, thing_logits, patch_masks, stuff_classes, thing_classes, cfg,
+             region_probs=None, patch_probs=None, seen=None):
+    """Both steps of `PanopticFusion` on one image, as `Labeler.label_outputs` runs them; seen:
+    (10,) bool, the vocabulary classes the head was trained on (None: none)."""
+    kappas = None
+    if region_probs is not None:
+        kappas = cfg.class_kappas(torch.zeros(10, dtype=torch.bool) if seen is None else seen)
+    fusion = PanopticFusion(affinity, stuff_logits, thing_logits, patch_masks, stuff_classes, thing_classes,
+                            cfg, kappas, patch_probs)
+    return fusion.result(None if fusion.clip_masks is None else region_probs(fusion.clip_masks))
 
 
 def rect(x0, y0, x1, y1, size=16):
