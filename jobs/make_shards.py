@@ -68,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     synthetic.add_argument("--texture-only", action="store_true",
                            help="paint the --attributes patterns but keep the plain object classes "
                                 "(vocabulary builtin:synthetic): a texture-shifted corpus")
+    synthetic.add_argument("--thing-hues", nargs=2, type=float, default=(0.0, 1.0), metavar=("LOW", "HIGH"),
+                           help="hue interval of thing colours in [0, 1], e.g. 0 0.5: a colour-shifted "
+                                "corpus")
 
     folder = source.add_parser("folder", help="a folder of jpg/png/webp images, recursive")
     common(folder)
@@ -102,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit("--num-images must be >= 1")
         height, width = args.image_size
         config = SyntheticConfig(seed=args.seed, height=height, width=width,
-                                 attributes=tuple(args.attributes), texture_only=args.texture_only)
+                                 attributes=tuple(args.attributes), texture_only=args.texture_only,
+                                 thing_hues=tuple(args.thing_hues))
         corpus = SyntheticCorpus(config)
         indices = range(args.start_index, args.start_index + args.num_images)
         samples = (synthetic_sample(corpus[i], args.image_format) for i in indices)

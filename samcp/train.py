@@ -38,6 +38,7 @@ class HeadTrainConfig:
     clip_checkpoint: str | None = "shipped"  # the text embeddings the head learns; None: random CLIP
     vocab: str = "builtin:synthetic"  # segments of classes outside it are ignored, not background
     attributes: tuple[str, ...] = ()  # compositional corpus (`SyntheticConfig.attributes`)
+    thing_hues: tuple[float, float] = (0.0, 1.0)  # colour-shifted corpus (`SyntheticConfig.thing_hues`)
     train_images: int = 1000
     data_seed: int = SPLIT_SEEDS["train"]
     image_size: int = 256
@@ -127,7 +128,8 @@ def build_cache(cfg: HeadTrainConfig, vocab: Vocabulary, cache_dir: str, roi_siz
     with `region_encoder`, each patch's CLIP region embedding too."""
     os.makedirs(cache_dir, exist_ok=True)
     corpus = SyntheticCorpus(SyntheticConfig(seed=cfg.data_seed, height=cfg.image_size,
-                                             width=cfg.image_size, attributes=cfg.attributes))
+                                             width=cfg.image_size, attributes=cfg.attributes,
+                                             thing_hues=cfg.thing_hues))
     known = {c.id for c in vocab.classes}
     sam = None
     cached: list[CachedImage] = []

@@ -54,6 +54,9 @@ class SyntheticConfig:
     # True: the patterns are painted but the classes stay the plain objects (the same images as
     # with False; a texture shift between corpora that share one vocabulary, e.g. for self-training).
     texture_only: bool = False
+    # Hue interval of thing colours (HSV hue in [0, 1]): a colour-shifted corpus, e.g. (0, 0.5) for
+    # a source domain and (0.5, 1) for its target. Wheels stay grey whatever the interval.
+    thing_hues: tuple[float, float] = (0.0, 1.0)
 
     def __post_init__(self) -> None:
         if self.height < 32 or self.width < 32:
@@ -66,6 +69,9 @@ class SyntheticConfig:
             raise ValueError("texture_only needs attributes: the patterns to paint")
         if not 0 < self.min_radius <= self.max_radius:
             raise ValueError(f"need 0 < min_radius <= max_radius, got {self.min_radius}, {self.max_radius}")
+        if len(self.thing_hues) != 2 or not 0 <= self.thing_hues[0] < self.thing_hues[1] <= 1:
+            raise ValueError(f"thing_hues must be (low, high) with 0 <= low < high <= 1, "
+                             f"got {self.thing_hues}")
 
 
 @dataclass
@@ -157,8 +163,10 @@ def _rasterize(polygon: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.asarray(canvas, dtype=bool)
 
 
-def _distinct_colors(rng: np.random.Generator, names: list[str]) -> list[np.ndarray]:
-    """Saturated colours whose hues differ between the parts of one thing; wheels are dark."""
+def _distinct_colors(rng: np.random.Generator, names: list[str], hue_range: tuple[float, float]
+                     ) -> list[np.ndarray]:
+    """Saturated colours with hues in `hue_range` that differ between the parts of one thing;
+    wheels are dark."""
     hues: list[float] = []
     colors = []
     for name in names:
@@ -167,7 +175,7 @@ def _distinct_colors(rng: np.random.Generator, names: list[str]) -> list[np.ndar
             colors.append(np.array([grey, grey, grey + rng.uniform(0, 15)]))
             continue
         for _ in range(20):
-            hue = rng.uniform(0, 1)
+            hue = rng.uniform(*hue_range)
             if all(min(abs(hue - h), 1 - abs(hue - h)) > 0.16 for h in hues):
                 break
         hues.append(hue)
@@ -284,7 +292,7 @@ class SyntheticCorpus:
         if np.logical_or.reduce(masks).sum() < cfg.min_area:
             return None
         names = [o.name for o in outlines]
-        return _Thing(category, names, masks, _distinct_colors(rng, names))
+        return _Thing(category, names, masks, _distinct_colors(rng, names, cfg.thing_hues))
 
     def _occludes_acceptably(self, new: _Thing, things: list[_Thing]) -> bool:
         """True when every existing thing keeps its minimum visible share under `new`."""

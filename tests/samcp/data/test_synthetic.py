@@ -1,3 +1,5 @@
+import colorsys
+
 import numpy as np
 import pytest
 
@@ -49,6 +51,23 @@ def test_bad_config_is_refused():
         SyntheticConfig(height=8)
     with pytest.raises(ValueError, match="min_things"):
         SyntheticConfig(min_things=5, max_things=2)
+    with pytest.raises(ValueError, match="thing_hues"):
+        SyntheticConfig(thing_hues=(0.6, 0.2))
+
+
+@pytest.mark.parametrize("hues", [(0.0, 0.4), (0.55, 0.9)])
+def test_thing_colours_keep_to_the_hue_interval(hues):
+    corpus = SyntheticCorpus(SyntheticConfig(seed=3, thing_hues=hues))
+    checked = 0
+    for sample in (corpus[i] for i in range(8)):
+        for part in sample.parts:
+            pixels = sample.image[sample.part_map == part.id]
+            if part.name == "wheel" or len(pixels) < 50:
+                continue
+            hue = colorsys.rgb_to_hsv(*np.median(pixels, axis=0) / 255)[0]
+            assert hues[0] - 0.03 <= hue <= hues[1] + 0.03, (sample.key, part.name, hue)
+            checked += 1
+    assert checked > 20
 
 
 def test_segments_match_the_id_map(images):
