@@ -54,7 +54,8 @@ def evaluate_synthetic(args: argparse.Namespace) -> dict:
                       patch_config=PatchConfig.for_model(args.sam_model, **patch_overrides),
                       postprocess=PostprocessConfig(merge_instances=args.merge, kappa=args.kappa,
                                                     kappa_seen=args.kappa_seen))
-    return evaluate_on_synthetic(labeler, args.split, args.synthetic_val, attributes=tuple(args.attributes))
+    return evaluate_on_synthetic(labeler, args.split, args.synthetic_val, attributes=tuple(args.attributes),
+                                 thing_hues=tuple(args.thing_hues))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -73,6 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                          "(0.1 with trained CLIP weights, else 0)")
     parser.add_argument("--attributes", nargs="*", default=[],
                         help="compositional synthetic images, e.g. plain striped dotted")
+    parser.add_argument("--thing-hues", nargs=2, type=float, default=(0.0, 1.0), metavar=("LOW", "HIGH"),
+                        help="synthetic images with thing hues in this interval (a colour-shifted corpus)")
     parser.add_argument("--points-per-side", type=int, help="default: tuned for --sam-model")
     parser.add_argument("--merge", action=argparse.BooleanOptionalAction, default=True,
                         help="merge patches into instances (--no-merge: each patch its own instance)")
