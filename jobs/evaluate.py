@@ -49,7 +49,8 @@ def evaluate_synthetic(args: argparse.Namespace) -> dict:
     from samcp.patches import PatchConfig
     from samcp.postprocess import PostprocessConfig
 
-    patch_overrides = {"points_per_side": args.points_per_side} if args.points_per_side else {}
+    patch_overrides = {"points_per_side": args.points_per_side, "crop_n_layers": args.crop_n_layers}
+    patch_overrides = {k: v for k, v in patch_overrides.items() if v is not None}
     labeler = Labeler(**model_arguments(args),
                       patch_config=PatchConfig.for_model(args.sam_model, **patch_overrides),
                       postprocess=PostprocessConfig(merge_instances=args.merge, kappa=args.kappa,
@@ -77,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--thing-hues", nargs=2, type=float, default=(0.0, 1.0), metavar=("LOW", "HIGH"),
                         help="synthetic images with thing hues in this interval (a colour-shifted corpus)")
     parser.add_argument("--points-per-side", type=int, help="default: tuned for --sam-model")
+    parser.add_argument("--crop-n-layers", type=int, help="SAM crop layers (default: tuned for --sam-model)")
     parser.add_argument("--merge", action=argparse.BooleanOptionalAction, default=True,
                         help="merge patches into instances (--no-merge: each patch its own instance)")
     parser.add_argument("--output", help="write the summary JSON here")

@@ -40,6 +40,7 @@ class ModelConfig:
     points_per_side: int | None = None
     pred_iou_thresh: float | None = None
     stability_score_thresh: float | None = None
+    crop_n_layers: int | None = None
     min_score: float | None = None
     affinity_thresh: float | None = None
     overlap_thresh: float | None = None
@@ -62,6 +63,10 @@ class ModelConfig:
                             help="keep SAM masks with a predicted IoU above this (default: per SAM model)")
         models.add_argument("--stability-score-thresh", type=float,
                             help="keep SAM masks at least this stable (default: per SAM model)")
+        models.add_argument("--crop-n-layers", type=int,
+                            help="also run SAM on zoomed crops: layer i adds (2^i)^2 overlapping crops, "
+                                 "for finer masks of small parts at that many times the SAM cost "
+                                 "(default: per SAM model, 0 for tiny)")
         models.add_argument("--min-score", type=float, help="drop segments scored below this (default 0.1)")
         models.add_argument("--affinity-thresh", type=float,
                             help="drop queries whose best patch affinity is not above this (default 0.1)")
@@ -83,7 +88,8 @@ class ModelConfig:
                    samcp_checkpoint=args.samcp_checkpoint, clip_model=args.clip_model,
                    clip_checkpoint=args.clip_checkpoint, vocab=args.vocab, max_patches=args.max_patches,
                    points_per_side=args.points_per_side, pred_iou_thresh=args.pred_iou_thresh,
-                   stability_score_thresh=args.stability_score_thresh, min_score=args.min_score,
+                   stability_score_thresh=args.stability_score_thresh, crop_n_layers=args.crop_n_layers,
+                   min_score=args.min_score,
                    affinity_thresh=args.affinity_thresh, overlap_thresh=args.overlap_thresh,
                    kappa=args.kappa, kappa_seen=args.kappa_seen, autocast=args.autocast)
 
@@ -99,7 +105,8 @@ class ModelConfig:
     def patch_config(self) -> PatchConfig:
         overrides = {"max_patches": self.max_patches, "points_per_side": self.points_per_side,
                      "pred_iou_thresh": self.pred_iou_thresh,
-                     "stability_score_thresh": self.stability_score_thresh}
+                     "stability_score_thresh": self.stability_score_thresh,
+                     "crop_n_layers": self.crop_n_layers}
         return PatchConfig.for_model(self.sam_model, **{k: v for k, v in overrides.items() if v is not None})
 
     def postprocess_config(self) -> PostprocessConfig:

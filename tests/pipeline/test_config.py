@@ -46,3 +46,15 @@ def test_post_processing_flags_reach_the_labeler():
             == PostprocessConfig(kappa=0.4, kappa_seen=0.1))
     with pytest.raises(ValueError, match="score_thresh"):
         ModelConfig(min_score=-1).postprocess_config()
+
+
+def test_patch_flags_reach_the_patch_generator():
+    parser = argparse.ArgumentParser()
+    ModelConfig.add_arguments(parser)
+    args = parser.parse_args(["--points-per-side", "8", "--crop-n-layers", "1", "--max-patches", "40"])
+    patches = ModelConfig.from_args(args).patch_config()
+    assert (patches.points_per_side, patches.crop_n_layers, patches.max_patches) == (8, 1, 40)
+    assert patches.pred_iou_thresh == 0.2  # the tiny SAM's own default, kept
+    assert ModelConfig.from_args(parser.parse_args([])).patch_config().crop_n_layers == 0
+    with pytest.raises(ValueError, match="crop_n_layers"):
+        ModelConfig(crop_n_layers=-1).patch_config()

@@ -26,9 +26,11 @@ def images():
 THRESHOLDS = dict(points_per_side=16, pred_iou_thresh=0.3, stability_score_thresh=0.5)
 
 
-def test_matches_the_official_generator(sam, images):
-    official = SamAutomaticMaskGenerator(sam, output_mode="binary_mask", **THRESHOLDS)
-    ours = PatchGenerator(sam, PatchConfig(max_patches=None, **THRESHOLDS))
+@pytest.mark.parametrize("crop_n_layers", [0, 1])  # 1: the whole image and 4 overlapping crops
+def test_matches_the_official_generator(sam, images, crop_n_layers):
+    settings = dict(THRESHOLDS, crop_n_layers=crop_n_layers)
+    official = SamAutomaticMaskGenerator(sam, output_mode="binary_mask", **settings)
+    ours = PatchGenerator(sam, PatchConfig(max_patches=None, **settings))
     for image, patches in zip(images, ours(images)):
         reference = np.stack([m["segmentation"] for m in official.generate(image)])
         mine = patches.masks.numpy()

@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from samcp.open_vocab import ensemble
@@ -172,3 +173,12 @@ def test_clip_is_asked_only_for_what_can_pass_and_changes_nothing():
     assert seen[1][0] < seen[0][0]  # queries claiming one patch took its known probabilities
     for result in (pruned, known):
         assert result.segments == every.segments and torch.equal(result.id_map, every.id_map)
+
+
+@pytest.mark.parametrize("given", [dict(kappa=-0.1), dict(kappa=1.5), dict(kappa_seen=-0.2),
+                                   dict(kappa_seen=1.01)])
+def test_kappas_outside_zero_to_one_are_refused(given):
+    with pytest.raises(ValueError, match=next(iter(given))):
+        PostprocessConfig(**given)
+    assert PostprocessConfig(kappa=0.0, kappa_seen=1.0).class_kappas(torch.tensor([True, False])).tolist() \
+        == [1.0, 0.0]
