@@ -71,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     for group in ("wholes", "things", "stuff", "parts"):
         r = summary[f"recall_{group}"]
         print(f"recall {group:7s} @0.50 {r['0.50']:.3f}  @0.75 {r['0.75']:.3f}  (n={r['count']})")
+    for name, r in summary["recall_by_class"].items():
+        print(f"  {name:12s} @0.50 {r['0.50']:.3f}  @0.75 {r['0.75']:.3f}  (n={r['count']})")
     if args.output:
         with open(args.output, "w") as f:
             json.dump(summary, f, indent=1)

@@ -58,6 +58,7 @@ class PatchQuality:
         self.categories = categories
         self.oracle = PanopticQuality({c.id: c.isthing for c in categories.values()})
         self.hits: dict[str, list[float]] = defaultdict(list)  # group -> best IoU per target
+        self.hits_by_class: dict[str, list[float]] = defaultdict(list)  # class name -> best IoU per whole
         self.patch_counts: list[int] = []
 
     def update(self, patches: np.ndarray, sample: SyntheticImage) -> None:
@@ -69,9 +70,12 @@ class PatchQuality:
         self.patch_counts.append(len(patches))
 
         groups = {"things": [], "stuff": [], "parts": []}
+        names = {"things": [], "stuff": []}  # class name of each whole
         for s in sample.segments:
             category = self.categories[s.category_id]
-            groups["things" if category.isthing else "stuff"].append(sample.panoptic == s.id)
+            group = "things" if category.isthing else "stuff"
+            groups[group].append(sample.panoptic == s.id)
+            names[group].append(category.name)
             if len(category.parts) >= 2:
                 groups["parts"] += [sample.part_map == p.id for p in sample.parts
                                     if p.segment_id == s.id]
@@ -81,6 +85,8 @@ class PatchQuality:
             best = (pairwise_iou(patches, np.stack(masks)).max(0) if len(patches)
                     else np.zeros(len(masks)))
             self.hits[name] += best.tolist()
+            for class_name, iou in zip(names.get(name, ()), best.tolist()):
+                self.hits_by_class[class_name].append(iou)
 
     def summary(self) -> dict:
         pq = self.oracle.summary()
@@ -89,8 +95,15 @@ class PatchQuality:
         wholes = self.hits["things"] + self.hits["stuff"]
         for name, values in (("wholes", wholes), ("things", self.hits["things"]),
                              ("stuff", self.hits["stuff"]), ("parts", self.hits["parts"])):
-            best = np.asarray(values)
-            result[f"recall_{name}"] = {f"{t:.2f}": float((best >= t).mean()) if best.size else 0.0
-                                        for t in RECALL_THRESHOLDS}
-            result[f"recall_{name}"]["count"] = int(best.size)
+            result[f"recall_{name}"] = recall(values)
+        result["recall_by_class"] = {name: recall(values)
+                                     for name, values in sorted(self.hits_by_class.items())}
         return result
+
+
+def recall(best_ious: list[float]) -> dict:
+    """Share of targets whose best patch IoU reaches each of `RECALL_THRESHOLDS`, and their count."""
+    best = np.asarray(best_ious)
+    result: dict = {f"{t:.2f}": float((best >= t).mean()) if best.size else 0.0 for t in RECALL_THRESHOLDS}
+    result["count"] = int(best.size)
+    return result

@@ -43,3 +43,15 @@ def test_no_patches_means_nothing_found():
     quality.update(np.zeros((0, 64, 64), bool), sample)
     summary = quality.summary()
     assert summary["oracle_pq"]["All"]["pq"] == 0 and summary["recall_wholes"]["0.50"] == 0
+
+
+def test_recall_by_class_counts_each_whole_under_its_class():
+    sample = SyntheticCorpus(SyntheticConfig(seed=5, height=96, width=96))[0]
+    stuff = [sample.panoptic == s.id for s in sample.segments if not CATEGORY_BY_ID[s.category_id].isthing]
+    quality = PatchQuality(CATEGORY_BY_ID)
+    quality.update(np.stack(stuff), sample)  # every stuff segment found, no thing
+    by_class = quality.summary()["recall_by_class"]
+    for s in sample.segments:
+        category = CATEGORY_BY_ID[s.category_id]
+        assert by_class[category.name]["0.75"] == (0.0 if category.isthing else 1.0)
+    assert sum(r["count"] for r in by_class.values()) == len(sample.segments)
