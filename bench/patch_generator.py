@@ -47,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--official-points-per-batch", type=int, default=64)
     parser.add_argument("--pred-iou-thresh", type=float, default=0.88)
     parser.add_argument("--stability-score-thresh", type=float, default=0.95)
+    parser.add_argument("--crop-n-layers", type=int, default=0, help="SAM crop layers (both generators)")
     parser.add_argument("--autocast", choices=sorted(AUTOCAST_DTYPES), default="none")
     return parser
 
@@ -61,7 +62,7 @@ def main() -> None:
                                              width=args.image_size))
     images = [corpus[i].image for i in range(args.images)]
     thresholds = dict(points_per_side=args.points_per_side, pred_iou_thresh=args.pred_iou_thresh,
-                      stability_score_thresh=args.stability_score_thresh)
+                      stability_score_thresh=args.stability_score_thresh, crop_n_layers=args.crop_n_layers)
     official = SamAutomaticMaskGenerator(sam, points_per_batch=args.official_points_per_batch,
                                          output_mode="binary_mask", **thresholds)
     dtype = AUTOCAST_DTYPES[args.autocast]
@@ -108,8 +109,9 @@ def main() -> None:
           f"mean matched IoU {result['mean_matched_iou']:.4f}   on {result['device']}")
     os.makedirs("bench/results", exist_ok=True)
     dtype_tag = "" if args.autocast == "none" else f"-{args.autocast}"
+    crop_tag = f"-crops{args.crop_n_layers}" if args.crop_n_layers else ""
     path = (f"bench/results/patch_generator-{args.sam_model}-{device}-pps{args.points_per_side}"
-            f"{dtype_tag}.json")
+            f"{crop_tag}{dtype_tag}.json")
     with open(path, "w") as f:
         json.dump(result, f, indent=1)
     print(f"wrote {path}")

@@ -13,15 +13,33 @@ import json
 import sys
 import time
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 from tqdm import tqdm
 
 from samcp.config_cli import add_config_arguments, config_from_args
 from samcp.data.attributes import PATTERNS
-from samcp.data.synthetic import SPLIT_SEEDS, SyntheticConfig, SyntheticCorpus
+from samcp.data.synthetic import SPLIT_SEEDS, SyntheticConfig, SyntheticCorpus, SyntheticImage
 from samcp.eval.patch_quality import PatchQuality
 from samcp.patches import PatchConfig, PatchGenerator
 from samcp.sam import architectures, build_sam
+
+
+def ground_truth_at_mask_resolution(generator: PatchGenerator, sample: SyntheticImage) -> np.ndarray:
+    """The sample's wholes and parts as SAM's masks would carry them at best: each resized and
+    padded as SAM's input, shrunk to its low-res mask grid (area average) and brought back to the
+    image as SAM upsamples its mask logits. -> (K, H, W) bool."""
+    masks = ([sample.panoptic == s.id for s in sample.segments]
+             + [sample.part_map == p.id for p in sample.parts])
+    side = generator.sam.image_encoder.img_size
+    input_size = generator.transform.get_preprocess_shape(sample.height, sample.width, side)
+    masks = F.interpolate(torch.as_tensor(np.stack(masks), dtype=torch.float)[:, None], input_size,
+                          mode="area")
+    padded = F.pad(masks, (0, side - input_size[1], 0, side - input_size[0]))
+    low_res = F.interpolate(padded, generator.sam.prompt_encoder.mask_input_size, mode="area")[:, 0]
+    # Logits whose zero crossing is the half-covered cell, as SAM's mask threshold (0) reads them.
+    return (generator.upsample(low_res - 0.5, input_size, (sample.height, sample.width)) > 0).numpy()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--attributes", nargs="*", default=[], choices=PATTERNS,
                         help="score the compositional corpus made with these patterns (see make_shards.py)")
     parser.add_argument("--batch-size", type=int, default=4, help="images encoded together")
+    parser.add_argument("--resolution-ceiling", action="store_true",
+                        help="score the ground truth's own wholes and parts at SAM's mask resolution "
+                             "instead of SAM's patches: the best any SAM of this input size can do")
     parser.add_argument("--output", help="write the summary JSON here")
     add_config_arguments(parser, PatchConfig)
     return parser
@@ -58,6 +79,10 @@ def main(argv: list[str] | None = None) -> int:
     end = args.first_index + args.num_images
     for first in tqdm(range(args.first_index, end, args.batch_size), unit="batch", desc="patches"):
         samples = [corpus[i] for i in range(first, min(first + args.batch_size, end))]
+        if args.resolution_ceiling:
+            for sample in samples:
+                quality.update(ground_truth_at_mask_resolution(generator, sample), sample)
+            continue
         for sample, patches in zip(samples, generator([s.image for s in samples])):
             quality.update(patches.masks.cpu().numpy(), sample)
     summary = quality.summary()

@@ -162,7 +162,7 @@ class PatchGenerator:
             # Only masks that pass the IoU filter are upsampled, a bounded number at a time.
             for first in range(0, len(iou), cfg.upsample_batch):
                 chunk = slice(first, first + cfg.upsample_batch)
-                logits = self._upsample(low_res[chunk], input_size, crop_size)
+                logits = self.upsample(low_res[chunk], input_size, crop_size)
                 stability = calculate_stability_score(logits, self.sam.mask_threshold,
                                                       cfg.stability_score_offset)
                 stable = (stability >= cfg.stability_score_thresh if cfg.stability_score_thresh > 0
@@ -185,7 +185,7 @@ class PatchGenerator:
                 "crop_area": torch.full((len(order),), float(crop_size[0] * crop_size[1]),
                                         device=self.device)}
 
-    def _upsample(self, low_res: torch.Tensor, input_size: tuple[int, int], image_size: tuple[int, int]
+    def upsample(self, low_res: torch.Tensor, input_size: tuple[int, int], image_size: tuple[int, int]
                   ) -> torch.Tensor:
         """Low-res mask logits (K, h, w) -> (K, H, W) at image resolution: SAM's `postprocess_masks`
         without its second resize when the unpadded input already has the image's size (a resize

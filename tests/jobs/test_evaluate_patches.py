@@ -2,8 +2,13 @@
 
 import json
 
+import numpy as np
+
 from jobs import evaluate_patches
-from samcp.patches import PatchConfig
+from samcp.data.synthetic import SyntheticConfig, SyntheticCorpus
+from samcp.eval.patch_quality import pairwise_iou
+from samcp.patches import PatchConfig, PatchGenerator
+from samcp.sam import build_sam
 
 
 def test_scores_the_shipped_sam_with_its_own_patch_settings(tmp_path):
@@ -20,3 +25,18 @@ def test_scores_the_shipped_sam_with_its_own_patch_settings(tmp_path):
     explicit = tmp_path / "explicit.json"
     evaluate_patches.main(["--num-images", "1", "--pred-iou-thresh", "0.5", "--output", str(explicit)])
     assert json.loads(explicit.read_text())["patch_config"]["pred_iou_thresh"] == 0.5
+
+
+def test_resolution_ceiling_scores_the_ground_truth_at_sams_mask_grid(tmp_path):
+    out = tmp_path / "ceiling.json"
+    assert evaluate_patches.main(["--num-images", "2", "--resolution-ceiling", "--output", str(out)]) == 0
+    summary = json.loads(out.read_text())
+    assert summary["recall_wholes"]["0.50"] == 1.0 and summary["recall_wholes"]["0.75"] >= 0.95
+    assert 90 < summary["oracle_pq"]["All"]["pq"] < 100  # 64 x 64 cells blur the outlines a little
+
+    generator = PatchGenerator(build_sam("tiny"))
+    sample = SyntheticCorpus(SyntheticConfig(seed=2, height=96, width=128))[0]  # resized and padded by SAM
+    masks = evaluate_patches.ground_truth_at_mask_resolution(generator, sample)
+    truth = np.stack([sample.panoptic == s.id for s in sample.segments])
+    assert masks.shape[1:] == (96, 128)
+    assert np.all(pairwise_iou(masks[:len(truth)], truth).diagonal() > 0.7)

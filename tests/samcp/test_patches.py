@@ -80,4 +80,4 @@ def test_upsampling_is_sams_postprocess_masks(sam, input_size, image_size):
     low_res = torch.randn(5, 64, 64)
     generator = PatchGenerator(sam, PatchConfig(**THRESHOLDS))
     expected = sam.postprocess_masks(low_res[:, None], input_size, image_size)[:, 0]
-    assert torch.equal(generator._upsample(low_res, input_size, image_size), expected)
+    assert torch.equal(generator.upsample(low_res, input_size, image_size), expected)
