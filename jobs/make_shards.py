@@ -71,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     synthetic.add_argument("--thing-hues", nargs=2, type=float, default=(0.0, 1.0), metavar=("LOW", "HIGH"),
                            help="hue interval of thing colours in [0, 1], e.g. 0 0.5: a colour-shifted "
                                 "corpus")
+    synthetic.add_argument("--upright-tilt", type=float, default=SyntheticConfig.upright_tilt,
+                           help="largest rotation (radians) of the upright thing classes (all but ball, "
+                                "kite, star); 3.14159: any angle, a rotation-shifted corpus")
 
     folder = source.add_parser("folder", help="a folder of jpg/png/webp images, recursive")
     common(folder)
@@ -106,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         height, width = args.image_size
         config = SyntheticConfig(seed=args.seed, height=height, width=width,
                                  attributes=tuple(args.attributes), texture_only=args.texture_only,
-                                 thing_hues=tuple(args.thing_hues))
+                                 thing_hues=tuple(args.thing_hues), upright_tilt=args.upright_tilt)
         corpus = SyntheticCorpus(config)
         indices = range(args.start_index, args.start_index + args.num_images)
         samples = (synthetic_sample(corpus[i], args.image_format) for i in indices)

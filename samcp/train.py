@@ -39,6 +39,7 @@ class HeadTrainConfig:
     vocab: str = "builtin:synthetic"  # segments of classes outside it are ignored, not background
     attributes: tuple[str, ...] = ()  # compositional corpus (`SyntheticConfig.attributes`)
     thing_hues: tuple[float, float] = (0.0, 1.0)  # colour-shifted corpus (`SyntheticConfig.thing_hues`)
+    upright_tilt: float = SyntheticConfig.upright_tilt  # rotation-shifted corpus (the same field)
     train_images: int = 1000
     data_seed: int = SPLIT_SEEDS["train"]
     image_size: int = 256
@@ -129,7 +130,7 @@ def build_cache(cfg: HeadTrainConfig, vocab: Vocabulary, cache_dir: str, roi_siz
     os.makedirs(cache_dir, exist_ok=True)
     corpus = SyntheticCorpus(SyntheticConfig(seed=cfg.data_seed, height=cfg.image_size,
                                              width=cfg.image_size, attributes=cfg.attributes,
-                                             thing_hues=cfg.thing_hues))
+                                             thing_hues=cfg.thing_hues, upright_tilt=cfg.upright_tilt))
     known = {c.id for c in vocab.classes}
     sam = None
     cached: list[CachedImage] = []

@@ -57,6 +57,9 @@ class SyntheticConfig:
     # Hue interval of thing colours (HSV hue in [0, 1]): a colour-shifted corpus, e.g. (0, 0.5) for
     # a source domain and (0.5, 1) for its target. Wheels stay grey whatever the interval.
     thing_hues: tuple[float, float] = (0.0, 1.0)
+    # Largest rotation (radians, either way) of the classes drawn upright (all but ball, kite and
+    # star, which take any angle): pi turns them every way (a rotation-shifted corpus).
+    upright_tilt: float = 0.4
 
     def __post_init__(self) -> None:
         if self.height < 32 or self.width < 32:
@@ -69,6 +72,8 @@ class SyntheticConfig:
             raise ValueError("texture_only needs attributes: the patterns to paint")
         if not 0 < self.min_radius <= self.max_radius:
             raise ValueError(f"need 0 < min_radius <= max_radius, got {self.min_radius}, {self.max_radius}")
+        if not 0 <= self.upright_tilt <= np.pi:
+            raise ValueError(f"upright_tilt must be in [0, pi], got {self.upright_tilt}")
         if len(self.thing_hues) != 2 or not 0 <= self.thing_hues[0] < self.thing_hues[1] <= 1:
             raise ValueError(f"thing_hues must be (low, high) with 0 <= low < high <= 1, "
                              f"got {self.thing_hues}")
@@ -274,7 +279,7 @@ class SyntheticCorpus:
         if category.name in shapes.FREELY_ROTATED:
             angle = rng.uniform(0, 2 * np.pi)
         else:
-            angle = rng.uniform(-0.4, 0.4)
+            angle = rng.uniform(-cfg.upright_tilt, cfg.upright_tilt)
         aspect = rng.uniform(0.8, 1.25)
         if others and rng.random() < cfg.touch_prob:
             anchor = others[int(rng.integers(len(others)))]

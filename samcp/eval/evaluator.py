@@ -52,12 +52,10 @@ class PanopticEvaluator:
 
 
 def evaluate_on_synthetic(labeler, split: str, num_images: int, desc: str = "label + evaluate",
-                          attributes: tuple[str, ...] = (), thing_hues: tuple[float, float] = (0.0, 1.0)
-                          ) -> dict:
-    """Label images 0..num_images-1 of a synthetic split (compositional with `attributes`, thing
-    colours in `thing_hues`) with `labeler` (a `samcp.Labeler`) and score them."""
-    corpus = SyntheticCorpus(SyntheticConfig(seed=SPLIT_SEEDS[split], attributes=attributes,
-                                             thing_hues=thing_hues))
+                          **corpus_options) -> dict:
+    """Label images 0..num_images-1 of a synthetic split with `labeler` (a `samcp.Labeler`) and
+    score them; `corpus_options` are `SyntheticConfig` fields (e.g. `attributes`, `thing_hues`)."""
+    corpus = SyntheticCorpus(SyntheticConfig(seed=SPLIT_SEEDS[split], **corpus_options))
     evaluator = PanopticEvaluator(corpus.categories)
     for index in tqdm(range(num_images), desc=desc, unit="img"):
         sample = corpus[index]

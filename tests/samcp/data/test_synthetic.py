@@ -53,6 +53,21 @@ def test_bad_config_is_refused():
         SyntheticConfig(min_things=5, max_things=2)
     with pytest.raises(ValueError, match="thing_hues"):
         SyntheticConfig(thing_hues=(0.6, 0.2))
+    with pytest.raises(ValueError, match="upright_tilt"):
+        SyntheticConfig(upright_tilt=4.0)
+
+
+def test_upright_tilt_turns_the_upright_classes():
+    def lying_share(tilt: float) -> float:
+        """Share of bottles and flowers (tall when upright) whose box is wider than tall."""
+        corpus = SyntheticCorpus(SyntheticConfig(seed=3, height=128, width=128, upright_tilt=tilt))
+        lying = [s.bbox[2] > s.bbox[3] for i in range(40) for s in corpus[i].segments
+                 if CATEGORY_BY_ID[s.category_id].name in ("bottle", "flower")]
+        assert len(lying) > 30
+        return float(np.mean(lying))
+
+    assert lying_share(0.4) < 0.1  # the default: upright, give or take 23 degrees
+    assert lying_share(np.pi) > 0.3  # any angle
 
 
 @pytest.mark.parametrize("hues", [(0.0, 0.4), (0.55, 0.9)])
