@@ -53,6 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--image-size", type=int, default=256)
     parser.add_argument("--attributes", nargs="*", default=[], choices=PATTERNS,
                         help="score the compositional corpus made with these patterns (see make_shards.py)")
+    parser.add_argument("--thing-hues", nargs=2, type=float, default=(0.0, 1.0), metavar=("LOW", "HIGH"),
+                        help="hue interval of thing colours (a colour-shifted corpus)")
+    parser.add_argument("--upright-tilt", type=float, default=SyntheticConfig.upright_tilt,
+                        help="largest rotation (radians) of the upright thing classes (3.14159: any)")
     parser.add_argument("--batch-size", type=int, default=4, help="images encoded together")
     parser.add_argument("--resolution-ceiling", action="store_true",
                         help="score the ground truth's own wholes and parts at SAM's mask resolution "
@@ -73,7 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     sam = build_sam(args.sam_model, args.sam_checkpoint).to(device)
     generator = PatchGenerator(sam, config_from_args(PatchConfig, args))
     corpus = SyntheticCorpus(SyntheticConfig(seed=SPLIT_SEEDS[args.split], height=args.image_size,
-                                             width=args.image_size, attributes=tuple(args.attributes)))
+                                             width=args.image_size, attributes=tuple(args.attributes),
+                                             thing_hues=tuple(args.thing_hues),
+                                             upright_tilt=args.upright_tilt))
     quality = PatchQuality({c.id: c for c in corpus.categories})
     started = time.time()
     end = args.first_index + args.num_images
