@@ -134,11 +134,12 @@ class PatchGenerator:
                 inputs.append(self.sam.preprocess(resized.permute(2, 0, 1).float()))
         with self._autocast(), record_function("sam.encode"):
             embeddings = self.sam.image_encoder(torch.stack(inputs))
+        found: list[list[dict[str, torch.Tensor]]] = [[] for _ in images]  # per image, per crop
         with record_function("sam.decode"):
-            found = [self._crop_patches(embeddings[i:i + 1], box, layer, input_size, images[index].shape[:2])
-                     for i, (index, box, layer, input_size) in enumerate(crops)]
-        return [self._select(found[whole[index]:whole[index + 1] if index + 1 < len(images) else None],
-                             embeddings[whole[index]], image.shape[:2], crops[whole[index]][3])
+            for i, (index, box, layer, input_size) in enumerate(crops):
+                found[index].append(self._crop_patches(embeddings[i:i + 1], box, layer, input_size,
+                                                       images[index].shape[:2]))
+        return [self._select(found[index], embeddings[whole[index]], image.shape[:2], crops[whole[index]][3])
                 for index, image in enumerate(images)]
 
     def _autocast(self):
@@ -186,7 +187,7 @@ class PatchGenerator:
                                         device=self.device)}
 
     def upsample(self, low_res: torch.Tensor, input_size: tuple[int, int], image_size: tuple[int, int]
-                  ) -> torch.Tensor:
+                 ) -> torch.Tensor:
         """Low-res mask logits (K, h, w) -> (K, H, W) at image resolution: SAM's `postprocess_masks`
         without its second resize when the unpadded input already has the image's size (a resize
         to the same size changes nothing but costs twice the first one on a CPU)."""
