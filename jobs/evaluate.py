@@ -16,9 +16,9 @@ import argparse
 import json
 import sys
 
-from samcp.config_cli import add_model_arguments, model_arguments
+from samcp.config_cli import add_corpus_shift_arguments, add_model_arguments, corpus_shift, model_arguments
 from samcp.data.coco import PanopticFolder
-from samcp.data.synthetic import SPLIT_SEEDS, SyntheticConfig
+from samcp.data.synthetic import SPLIT_SEEDS
 from samcp.eval.evaluator import PanopticEvaluator, evaluate_against_folder, evaluate_on_synthetic
 
 
@@ -56,7 +56,7 @@ def evaluate_synthetic(args: argparse.Namespace) -> dict:
                       postprocess=PostprocessConfig(merge_instances=args.merge, kappa=args.kappa,
                                                     kappa_seen=args.kappa_seen))
     return evaluate_on_synthetic(labeler, args.split, args.synthetic_val, attributes=tuple(args.attributes),
-                                 thing_hues=tuple(args.thing_hues), upright_tilt=args.upright_tilt)
+                                 **corpus_shift(args))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -75,11 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                          "(0.1 with trained CLIP weights, else 0)")
     parser.add_argument("--attributes", nargs="*", default=[],
                         help="compositional synthetic images, e.g. plain striped dotted")
-    parser.add_argument("--thing-hues", nargs=2, type=float, default=(0.0, 1.0), metavar=("LOW", "HIGH"),
-                        help="synthetic images with thing hues in this interval (a colour-shifted corpus)")
-    parser.add_argument("--upright-tilt", type=float, default=SyntheticConfig.upright_tilt,
-                        help="largest rotation (radians) of the upright thing classes in synthetic "
-                             "images; 3.14159: any angle (a rotation-shifted corpus)")
+    add_corpus_shift_arguments(parser)
     parser.add_argument("--points-per-side", type=int, help="default: tuned for --sam-model")
     parser.add_argument("--crop-n-layers", type=int, help="SAM crop layers (default: tuned for --sam-model)")
     parser.add_argument("--merge", action=argparse.BooleanOptionalAction, default=True,

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from samcp.config_cli import add_config_arguments, config_from_args
+from samcp.config_cli import add_config_arguments, add_corpus_shift_arguments, config_from_args, corpus_shift
 from samcp.data.attributes import PATTERNS
 from samcp.data.synthetic import SPLIT_SEEDS, SyntheticConfig, SyntheticCorpus, SyntheticImage
 from samcp.eval.patch_quality import PatchQuality
@@ -53,10 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--image-size", type=int, default=256)
     parser.add_argument("--attributes", nargs="*", default=[], choices=PATTERNS,
                         help="score the compositional corpus made with these patterns (see make_shards.py)")
-    parser.add_argument("--thing-hues", nargs=2, type=float, default=(0.0, 1.0), metavar=("LOW", "HIGH"),
-                        help="hue interval of thing colours (a colour-shifted corpus)")
-    parser.add_argument("--upright-tilt", type=float, default=SyntheticConfig.upright_tilt,
-                        help="largest rotation (radians) of the upright thing classes (3.14159: any)")
+    add_corpus_shift_arguments(parser)
     parser.add_argument("--batch-size", type=int, default=4, help="images encoded together")
     parser.add_argument("--resolution-ceiling", action="store_true",
                         help="score the ground truth's own wholes and parts at SAM's mask resolution "
@@ -78,8 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     generator = PatchGenerator(sam, config_from_args(PatchConfig, args))
     corpus = SyntheticCorpus(SyntheticConfig(seed=SPLIT_SEEDS[args.split], height=args.image_size,
                                              width=args.image_size, attributes=tuple(args.attributes),
-                                             thing_hues=tuple(args.thing_hues),
-                                             upright_tilt=args.upright_tilt))
+                                             **corpus_shift(args)))
     quality = PatchQuality({c.id: c for c in corpus.categories})
     started = time.time()
     end = args.first_index + args.num_images

@@ -21,6 +21,7 @@ from PIL import Image
 
 from pipeline.shards import ImageFolder, shard_pattern, synthetic_sample, write_shards
 from pipeline.storage import join, resolve
+from samcp.config_cli import add_corpus_shift_arguments, corpus_shift
 from samcp.data.attributes import PATTERNS
 from samcp.data.coco import export_coco
 from samcp.data.synthetic import SyntheticConfig, SyntheticCorpus
@@ -68,12 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     synthetic.add_argument("--texture-only", action="store_true",
                            help="paint the --attributes patterns but keep the plain object classes "
                                 "(vocabulary builtin:synthetic): a texture-shifted corpus")
-    synthetic.add_argument("--thing-hues", nargs=2, type=float, default=(0.0, 1.0), metavar=("LOW", "HIGH"),
-                           help="hue interval of thing colours in [0, 1], e.g. 0 0.5: a colour-shifted "
-                                "corpus")
-    synthetic.add_argument("--upright-tilt", type=float, default=SyntheticConfig.upright_tilt,
-                           help="largest rotation (radians) of the upright thing classes (all but ball, "
-                                "kite, star); 3.14159: any angle, a rotation-shifted corpus")
+    add_corpus_shift_arguments(synthetic)
 
     folder = source.add_parser("folder", help="a folder of jpg/png/webp images, recursive")
     common(folder)
@@ -109,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         height, width = args.image_size
         config = SyntheticConfig(seed=args.seed, height=height, width=width,
                                  attributes=tuple(args.attributes), texture_only=args.texture_only,
-                                 thing_hues=tuple(args.thing_hues), upright_tilt=args.upright_tilt)
+                                 **corpus_shift(args))
         corpus = SyntheticCorpus(config)
         indices = range(args.start_index, args.start_index + args.num_images)
         samples = (synthetic_sample(corpus[i], args.image_format) for i in indices)

@@ -8,6 +8,8 @@ import types
 import typing
 from typing import TypeVar, get_type_hints
 
+from samcp.data.synthetic import SyntheticConfig
+
 T = TypeVar("T")
 
 
@@ -41,6 +43,22 @@ def model_arguments(args: argparse.Namespace) -> dict:
     return {"sam_model": args.sam_model, "sam_checkpoint": args.sam_checkpoint,
             "head_checkpoint": args.samcp_checkpoint, "vocab": args.vocab,
             "clip_model": args.clip_model, "clip_checkpoint": args.clip_checkpoint}
+
+
+def add_corpus_shift_arguments(parser: argparse.ArgumentParser) -> None:
+    """`--thing-hues` and `--upright-tilt`: the synthetic corpus's colour and rotation shifts
+    (`SyntheticConfig.thing_hues`, `SyntheticConfig.upright_tilt`)."""
+    parser.add_argument("--thing-hues", nargs=2, type=float, default=SyntheticConfig.thing_hues,
+                        metavar=("LOW", "HIGH"),
+                        help="hue interval of thing colours in [0, 1], e.g. 0 0.5: a colour-shifted corpus")
+    parser.add_argument("--upright-tilt", type=float, default=SyntheticConfig.upright_tilt,
+                        help="largest rotation (radians) of the upright thing classes (all but ball, "
+                             "kite, star); 3.14159: any angle, a rotation-shifted corpus")
+
+
+def corpus_shift(args: argparse.Namespace) -> dict:
+    """The `SyntheticConfig` fields of the flags of `add_corpus_shift_arguments`."""
+    return {"thing_hues": tuple(args.thing_hues), "upright_tilt": args.upright_tilt}
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, config_type: type) -> None:
