@@ -41,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--min-score", type=float, default=0.5)
     parser.add_argument("--class-min-score", type=json.loads, default={},
                         help='per-class thresholds as JSON, e.g. \'{"car": 0.7}\' (above 1: never kept)')
+    parser.add_argument("--min-flip-iou", type=float, default=0.0,
+                        help="> 0: label with --flip-agreement and keep only segments found again with "
+                             "IoU >= this in the mirrored image (labeling costs twice as much)")
     parser.add_argument("--points-per-side", type=int, help="SAM point grid (default: per SAM model)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--use-gpu", action="store_true")
@@ -56,8 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     cfg = SelfTrainConfig(unlabeled=tuple(args.unlabeled), eval_images=tuple(args.eval_images),
                           eval_ground_truth=args.eval_ground_truth, output=args.output, init=args.init,
-                          rounds=args.rounds, model=ModelConfig(points_per_side=args.points_per_side),
-                          scores=ScoreFilter(args.min_score, args.class_min_score),
+                          rounds=args.rounds, model=ModelConfig(points_per_side=args.points_per_side,
+                                            flip_agreement=args.min_flip_iou > 0),
+                          scores=ScoreFilter(args.min_score, args.class_min_score, args.min_flip_iou),
                           ground_truth=args.ground_truth,
                           ground_truth_images=tuple(args.ground_truth_images), workers=args.workers,
                           use_gpu=args.use_gpu,

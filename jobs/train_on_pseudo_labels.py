@@ -4,9 +4,11 @@
         --labels s3://bucket/labels/run-1/ --images 's3://bucket/corpus/shard-{000000..000099}.tar' \
         --init shipped --output s3://bucket/models/samcp_st1/ --min-score 0.5 --workers 8 --use-gpu
 
-Segments scoring below --min-score (or their class's --class-min-score) are
-dropped, and their pixels, with every pixel no segment covers, are ignored by
-the loss rather than taught as background. Images with real labels can train
+Segments scoring below --min-score (or their class's --class-min-score), or
+found again in the mirrored image with an IoU below --min-flip-iou (labels made
+with `label_corpus.py --flip-agreement`), are dropped, and their pixels, with
+every pixel no segment covers, are ignored by the loss rather than taught as
+background. Images with real labels can train
 alongside (--ground-truth, a COCO panoptic folder whose PNGs are named by sample
 key, with --ground-truth-images, their shards). SAM, its patch settings, the
 vocabulary and the CLIP model are those of the labeling run (its
@@ -36,6 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--min-score", type=float, default=0.5, help="keep segments scored at least this")
     parser.add_argument("--class-min-score", type=json.loads, default={},
                         help='per-class thresholds as JSON, e.g. \'{"car": 0.7}\'')
+    parser.add_argument("--min-flip-iou", type=float, default=0.0,
+                        help="also keep only segments found again with IoU >= this in the mirrored "
+                             "image (labels made with label_corpus.py --flip-agreement)")
     parser.add_argument("--ground-truth",
                         help="COCO panoptic folder of images with real labels, trained on too")
     parser.add_argument("--ground-truth-images", action="append", default=[],
@@ -54,7 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
 def parse_args(argv: list[str] | None = None) -> PseudoTrainConfig:
     args = build_parser().parse_args(argv)
     return PseudoTrainConfig(labels=args.labels, images=tuple(args.images), output=args.output,
-                             init=args.init, scores=ScoreFilter(args.min_score, args.class_min_score),
+                             init=args.init,
+                             scores=ScoreFilter(args.min_score, args.class_min_score, args.min_flip_iou),
                              ground_truth=args.ground_truth,
                              ground_truth_images=tuple(args.ground_truth_images),
                              workers=args.workers,

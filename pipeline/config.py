@@ -47,6 +47,7 @@ class ModelConfig:
     kappa: float | None = None  # None: 0.4 with trained CLIP weights, else 0 (see PostprocessConfig)
     kappa_seen: float | None = None  # None: 0.1 with trained CLIP weights, else 0
     autocast: str = "none"  # SAM's dtype under autocast on a GPU: none (fp32), bf16 or fp16
+    flip_agreement: bool = False  # also label each image mirrored: segments get flip_iou (2x the cost)
 
     def __post_init__(self):
         if self.autocast not in AUTOCAST_DTYPES:
@@ -81,6 +82,10 @@ class ModelConfig:
                                  "(default 0.1 with trained CLIP weights, 0 with random ones)")
         models.add_argument("--autocast", choices=sorted(AUTOCAST_DTYPES), default="none",
                             help="run SAM under autocast in this dtype on a GPU (default: fp32)")
+        models.add_argument("--flip-agreement", action="store_true",
+                            help="also label each image mirrored left-right and give every segment its "
+                                 "flip_iou (IoU with the same-class segment found there), a filter for "
+                                 "pseudo-labels (--min-flip-iou of train_on_pseudo_labels); twice the cost")
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> ModelConfig:
@@ -91,7 +96,8 @@ class ModelConfig:
                    stability_score_thresh=args.stability_score_thresh, crop_n_layers=args.crop_n_layers,
                    min_score=args.min_score,
                    affinity_thresh=args.affinity_thresh, overlap_thresh=args.overlap_thresh,
-                   kappa=args.kappa, kappa_seen=args.kappa_seen, autocast=args.autocast)
+                   kappa=args.kappa, kappa_seen=args.kappa_seen, autocast=args.autocast,
+                   flip_agreement=args.flip_agreement)
 
     def with_absolute_paths(self) -> ModelConfig:
         """The same models with local checkpoint and vocabulary paths made absolute (for Ray workers)."""
@@ -121,7 +127,7 @@ class ModelConfig:
                        head_checkpoint=self.samcp_checkpoint, vocab=self.vocab, clip_model=self.clip_model,
                        clip_checkpoint=self.clip_checkpoint, patch_config=self.patch_config(),
                        postprocess=self.postprocess_config(), device=device, storage_options=storage_options,
-                       autocast=AUTOCAST_DTYPES[self.autocast])
+                       autocast=AUTOCAST_DTYPES[self.autocast], flip_agreement=self.flip_agreement)
 
     def describe(self, storage_options: dict | None = None) -> dict:
         """What makes these labels what they are: checkpoints with sha256, vocabulary, settings.
@@ -149,6 +155,7 @@ class ModelConfig:
                                        for c in vocab.classes]},
             "patches": dataclasses.asdict(self.patch_config()),
             "postprocess": dataclasses.asdict(self.postprocess_config()),
+            "flip_agreement": self.flip_agreement,
         }
 
 

@@ -37,13 +37,22 @@ from samcp.vocab import load_vocabulary
 
 @dataclass(frozen=True)
 class ScoreFilter:
-    """Which pseudo-labeled segments to learn from: score >= the class's threshold."""
+    """Which pseudo-labeled segments to learn from: score >= the class's threshold and, when
+    `min_flip_iou` > 0, flip_iou >= it (labels made with `--flip-agreement`)."""
 
     min_score: float = 0.5
     per_class: dict[str, float] = field(default_factory=dict)  # class name -> threshold
+    min_flip_iou: float = 0.0
 
     def keep(self, segment: dict) -> bool:
-        return segment["score"] >= self.per_class.get(segment["category"], self.min_score)
+        if segment["score"] < self.per_class.get(segment["category"], self.min_score):
+            return False
+        if self.min_flip_iou <= 0:
+            return True
+        if segment.get("flip_iou") is None:
+            raise ValueError("--min-flip-iou needs labels made with --flip-agreement; these segments "
+                             "carry no flip_iou")
+        return segment["flip_iou"] >= self.min_flip_iou
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,9 @@
 `key`, `shard`, `width`, `height`, `status` (`ok` / `error`), `error` (null
 when ok), `num_patches`, and `segments`: a list of structs with `id`,
 `category_id`, `category`, `isthing`, `score`, `area`, `bbox` (x, y, w, h) and
-`counts` (compressed COCO RLE for the image's height and width).
+`counts` (compressed COCO RLE for the image's height and width), and
+`flip_iou` (null unless labeled with `--flip-agreement`: the segment's IoU with
+the same-class segment found in the image mirrored left-right).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ SEGMENT_TYPE = pa.struct([
     ("area", pa.int64()),
     ("bbox", pa.list_(pa.float32())),
     ("counts", pa.string()),
+    ("flip_iou", pa.float32()),
 ])
 
 SCHEMA = pa.schema([
@@ -39,13 +42,15 @@ TRANSIT_SCHEMA = pa.schema([*SCHEMA, ("kind", pa.string()), ("index", pa.int64()
 
 
 def ok_row(key: str, shard: str, width: int, height: int, num_patches: int, segments: list[dict]) -> dict:
-    """A labeled sample. Segments need id, category_id, category, isthing, score, area, bbox, rle."""
+    """A labeled sample. Segments need id, category_id, category, isthing, score, area, bbox, rle
+    (flip_iou optional)."""
     return {
         "key": key, "shard": shard, "width": width, "height": height, "status": "ok", "error": None,
         "num_patches": num_patches,
         "segments": [{"id": s["id"], "category_id": s["category_id"], "category": s["category"],
                       "isthing": s["isthing"], "score": s["score"], "area": s["area"],
-                      "bbox": [float(v) for v in s["bbox"]], "counts": s["rle"]["counts"]}
+                      "bbox": [float(v) for v in s["bbox"]], "counts": s["rle"]["counts"],
+                      "flip_iou": s.get("flip_iou")}
                      for s in segments],
     }
 

@@ -53,7 +53,8 @@ def evaluate_head(cfg: SelfTrainConfig, head: str, folder: str, log: Callable[[s
         with open(path) as f:
             return json.load(f)
     job = JobConfig(inputs=cfg.eval_images, output=os.path.join(folder, "labels"),
-                    model=dataclasses.replace(cfg.model, samcp_checkpoint=head), actors=cfg.actors,
+                    model=dataclasses.replace(cfg.model, samcp_checkpoint=head, flip_agreement=False),
+                    actors=cfg.actors,
                     ray_address=cfg.ray_address)
     run_label_job(job, log)
     summary = score_rows(rows_by_key(job.output), cfg.eval_ground_truth)

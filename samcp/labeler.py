@@ -13,6 +13,7 @@ import torch
 from torch.profiler import record_function
 
 from samcp.data.coco import encode_rle
+from samcp.flip_agreement import flip_ious
 from samcp.masks import mask_bbox
 from samcp.model.factory import build_head, random_head
 from samcp.model.inputs import head_inputs
@@ -27,7 +28,8 @@ from samcp.vocab import Vocabulary, load_vocabulary
 @dataclass
 class LabeledImage:
     """Panoptic result of one image: id_map (H, W) int32 (0 = void) and one dict per segment
-    with id, category_id, category, isthing, score, area, bbox (x, y, w, h) and rle."""
+    with id, category_id, category, isthing, score, area, bbox (x, y, w, h) and rle (and flip_iou
+    from a `Labeler(flip_agreement=True)`)."""
 
     id_map: np.ndarray
     segments: list[dict]
@@ -56,6 +58,8 @@ class Labeler:
     settings default to those tuned for `sam_model`. `clip_checkpoint=None` keeps the
     CLIP's fixed-seed random initialisation, `head_checkpoint=None` a fixed-seed random head
     that fits the SAM (speed tests). `autocast` runs SAM in that dtype (bf16/fp16, GPU).
+    `flip_agreement` also labels each image mirrored left-right (twice the cost) and gives every
+    segment a `flip_iou`: its IoU with the same-class segment found there (`samcp.flip_agreement`).
     """
 
     def __init__(self, sam_model: str = "tiny", sam_checkpoint: str | None = "shipped",
@@ -63,7 +67,7 @@ class Labeler:
                  clip_model: str = "samcp-clip-tiny", clip_checkpoint: str | None = "shipped",
                  patch_config: PatchConfig | None = None, postprocess: PostprocessConfig | None = None,
                  device: str | None = None, storage_options: dict | None = None,
-                 autocast: torch.dtype | None = None):
+                 autocast: torch.dtype | None = None, flip_agreement: bool = False):
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.sam = build_sam(sam_model, sam_checkpoint, storage_options).to(self.device)
         self.vocab = load_vocabulary(vocab) if isinstance(vocab, str) else vocab
@@ -85,6 +89,7 @@ class Labeler:
         self.generator = PatchGenerator(self.sam, patch_config or PatchConfig.for_model(sam_model),
                                         autocast_dtype=autocast)
         self.clip_trained = bool(clip_checkpoint)
+        self.flip_agreement = flip_agreement
         self.postprocess = (postprocess or PostprocessConfig()).with_default_kappas(self.clip_trained)
         trained = set(self.head.trained_classes)
         self.seen = torch.tensor([c.name in trained for c in self.vocab.classes])  # (C,) bool
@@ -102,7 +107,16 @@ class Labeler:
 
     @torch.no_grad()
     def label_batch(self, images: list[np.ndarray]) -> list[LabeledImage]:
-        return self.label_patches(self.generator(images), images)
+        if not self.flip_agreement:
+            return self.label_patches(self.generator(images), images)
+        both = images + [np.ascontiguousarray(image[:, ::-1]) for image in images]
+        labeled = self.label_patches(self.generator(both), both)
+        for image, mirrored in zip(labeled, labeled[len(images):]):
+            ious = flip_ious(image.id_map, {s["id"]: s["category_id"] for s in image.segments},
+                             mirrored.id_map, {s["id"]: s["category_id"] for s in mirrored.segments})
+            for segment in image.segments:
+                segment["flip_iou"] = ious[segment["id"]]
+        return labeled[:len(images)]
 
     @torch.no_grad()
     def label_patches(self, patch_sets: list[PatchSet], images: list[np.ndarray]) -> list[LabeledImage]:

@@ -51,6 +51,19 @@ def test_reader_joins_labels_by_key_and_keeps_confident_segments(tmp_path):
     assert [r["key"] for r in per_class] == [images[0].key, images[2].key]
 
 
+def test_the_flip_filter_keeps_segments_found_again_and_needs_labels_that_carry_flip_iou():
+    top = np.zeros((4, 4), bool)
+    top[:2] = True
+    found_again = {**segment(1, "car", 5, 0.9, top), "flip_iou": 0.8}
+    lost = {**segment(2, "car", 5, 0.9, ~top), "flip_iou": 0.3}
+    flips = ScoreFilter(0.5, min_flip_iou=0.7)
+    assert flips.keep(found_again) and not flips.keep(lost)
+    assert ScoreFilter(0.5).keep(lost)
+    assert not flips.keep({**lost, "score": 0.1})  # the score threshold still applies
+    with pytest.raises(ValueError, match="--flip-agreement"):
+        flips.keep(segment(3, "car", 5, 0.9, top))
+
+
 def test_examples_ignore_what_the_kept_labels_do_not_cover(tmp_path):
     shard, labels, manifest, _ = labeled_corpus(tmp_path)
     rows = list(PseudoLabelReader(labels.uri, ScoreFilter(0.5))({"shard": shard}))

@@ -38,6 +38,16 @@ def test_labels_one_image_with_non_overlapping_segments(labeler, image):
     assert covered.max() == 1  # panoptic: no pixel in two segments
 
 
+def test_flip_agreement_finds_the_segments_of_a_mirror_symmetric_image_again(labeler, image):
+    symmetric = np.concatenate([image[:, :128], image[:, :128][:, ::-1]], axis=1)
+    checked = Labeler(flip_agreement=True).label(symmetric)
+    plain = labeler.label(symmetric)
+    assert [s["id"] for s in checked.segments] == [s["id"] for s in plain.segments]
+    assert "flip_iou" not in plain.segments[0]
+    ious = np.array([s["flip_iou"] for s in checked.segments])
+    assert len(ious) and ((0.85 < ious) & (ious <= 1)).all(), ious
+
+
 def test_a_renamed_vocabulary_renames_the_labels(labeler, image):
     vocab = load_vocabulary("builtin:synthetic")
     renamed = dataclasses.replace(vocab, classes=tuple(
