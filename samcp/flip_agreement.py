@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from samcp.masks import id_map_ious
+
 
 def flip_ious(id_map: np.ndarray, classes: dict[int, int], mirrored_id_map: np.ndarray,
               mirrored_classes: dict[int, int]) -> dict[int, float]:
@@ -19,16 +21,9 @@ def flip_ious(id_map: np.ndarray, classes: dict[int, int], mirrored_id_map: np.n
     mirrored left-right; classes: segment id -> class id, for each. Returns segment id -> IoU
     (0 when the mirror image has no segment of that class).
     """
-    ids = id_map.astype(np.int64)
-    back = np.ascontiguousarray(mirrored_id_map[:, ::-1]).astype(np.int64)
-    width = int(back.max()) + 1
-    counts = np.bincount((ids * width + back).ravel(),
-                         minlength=(int(ids.max()) + 1) * width).reshape(-1, width)  # (ids, mirrored ids)
-    area, mirrored_area = counts.sum(1), counts.sum(0)
+    ious = id_map_ious(id_map, np.ascontiguousarray(mirrored_id_map[:, ::-1]))
     result = {}
     for segment, category in classes.items():
         same = [j for j, c in mirrored_classes.items() if c == category]
-        inter = counts[segment, same]
-        ious = inter / np.maximum(area[segment] + mirrored_area[same] - inter, 1)
-        result[segment] = float(ious.max()) if same else 0.0
+        result[segment] = float(ious[segment, same].max()) if same else 0.0
     return result

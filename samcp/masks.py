@@ -18,6 +18,20 @@ def mask_bbox(mask: np.ndarray) -> list[int]:
     return [int(cols[0]), int(rows[0]), int(cols[-1] - cols[0] + 1), int(rows[-1] - rows[0] + 1)]
 
 
+def id_map_ious(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """IoU of every segment of one (H, W) id map with every segment of another (0 = void).
+
+    Returns (first.max() + 1, second.max() + 1) float: entry [i, j] is the IoU of
+    the pixels with id i in `first` and id j in `second`.
+    """
+    first, second = first.astype(np.int64), second.astype(np.int64)
+    width = int(second.max()) + 1
+    inter = np.bincount((first * width + second).ravel(),
+                        minlength=(int(first.max()) + 1) * width).reshape(-1, width)
+    union = inter.sum(1)[:, None] + inter.sum(0)[None, :] - inter
+    return inter / np.maximum(union, 1)
+
+
 def as_float(masks: torch.Tensor) -> torch.Tensor:
     """Bool masks of any shape -> float32 in {0, 1}."""
     return masks.view(torch.uint8).float()

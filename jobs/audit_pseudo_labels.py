@@ -1,0 +1,60 @@
+"""Check pseudo-labels against ground truth: precision and coverage of their thing segments per filter.
+
+    python jobs/audit_pseudo_labels.py --labels runs/st/round-1/labels --ground-truth runs/st/target_coco
+
+For a labeling output (jobs/label_corpus.py) of images that also have COCO
+panoptic ground truth (PNGs named by sample key, e.g. from make_shards.py
+--coco-dir), prints how many thing segments each --min-score / --min-flip-iou
+pair keeps, the share that are right (a ground-truth thing of the same class at
+IoU > 0.5), the share with a right mask whatever the class, and the share of
+ground-truth things they cover. --min-flip-iou values above 0 need labels made
+with --flip-agreement.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from pipeline.labels import rows_by_key
+from pipeline.pseudo_label_audit import check_rows, format_precision_table, precision_table
+from samcp.data.coco import PanopticFolder
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--labels", required=True, help="output URI of jobs/label_corpus.py")
+    parser.add_argument("--ground-truth", required=True, help="COCO panoptic folder of the same images")
+    parser.add_argument("--min-score", type=float, nargs="+", default=[0.0, 0.3, 0.5, 0.7])
+    parser.add_argument("--min-flip-iou", type=float, nargs="+", default=[0.0],
+                        help="e.g. 0 0.5 0.7 0.8 (labels made with --flip-agreement)")
+    parser.add_argument("--storage-options", type=json.loads, default=None, help="fsspec options (JSON)")
+    parser.add_argument("--output", help="write the table here (JSON)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    checked, truth_things = check_rows(rows_by_key(args.labels, args.storage_options),
+                                       PanopticFolder(args.ground_truth))
+    if not checked and not truth_things:
+        print(f"error: no labeled image of {args.labels} is annotated in {args.ground_truth}",
+              file=sys.stderr)
+        return 1
+    try:
+        table = precision_table(checked, truth_things, args.min_score, args.min_flip_iou)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(format_precision_table(table, truth_things))
+    if args.output:
+        with open(args.output, "w") as f:
+            json.dump({"labels": args.labels, "ground_truth": args.ground_truth,
+                       "truth_things": truth_things, "table": table}, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
