@@ -6,13 +6,14 @@ so it gets SAM's three multimask outputs and only the best one is trained; a
 box gets the single-mask output. Loss = 20 focal + 1 dice on the masks + MSE
 between predicted and true IoU for every output, as in the SAM paper.
 
-Two options depart from the paper. `nested_targets`: a point trains one
-multimask output per ground-truth mask that contains it (a wheel and its car),
-matched by least loss, and every output's IoU target is its best IoU with any
-of them, so the IoU head ranks a good whole as high as a good part.
-`low_res_loss`: the losses compare SAM's low-res (4h, 4w) mask logits with
-area-averaged targets instead of upsampling the logits (about twice as fast
-on a CPU).
+Two options, on by default since session 12, depart from the paper
+(`--no-nested-targets --no-low-res-loss` gives the paper's recipe, that of the
+earlier runs). `nested_targets`: a point trains one multimask output per
+ground-truth mask that contains it (a wheel and its car), matched by least
+loss, and every output's IoU target is its best IoU with any of them, so the
+IoU head ranks a good whole as high as a good part. `low_res_loss`: the losses
+compare SAM's low-res (4h, 4w) mask logits with area-averaged targets instead
+of upsampling the logits (about twice as fast on a CPU).
 """
 
 from __future__ import annotations
@@ -53,8 +54,8 @@ class SamTrainConfig:
     dice_weight: float = 1.0
     iou_weight: float = 1.0
     checkpoint_every: int = 250
-    nested_targets: bool = False
-    low_res_loss: bool = False
+    nested_targets: bool = True
+    low_res_loss: bool = True
 
 
 @dataclass
