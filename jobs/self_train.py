@@ -57,10 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    model = ModelConfig(points_per_side=args.points_per_side, flip_agreement=args.min_flip_iou > 0)
     cfg = SelfTrainConfig(unlabeled=tuple(args.unlabeled), eval_images=tuple(args.eval_images),
                           eval_ground_truth=args.eval_ground_truth, output=args.output, init=args.init,
-                          rounds=args.rounds, model=ModelConfig(points_per_side=args.points_per_side,
-                                            flip_agreement=args.min_flip_iou > 0),
+                          rounds=args.rounds, model=model,
                           scores=ScoreFilter(args.min_score, args.class_min_score, args.min_flip_iou),
                           ground_truth=args.ground_truth,
                           ground_truth_images=tuple(args.ground_truth_images), workers=args.workers,

@@ -206,8 +206,9 @@ def training_step(sam: Sam, batch: list[Example], rng: np.random.Generator, cfg:
             torch.as_tensor(points, dtype=torch.float, device=device),
             torch.as_tensor(boxes, dtype=torch.float, device=device))
         candidates = candidate_targets(ex.targets, chosen, points, cfg.nested_targets)
+        padding = torch.as_tensor(candidates < 0, device=device)  # (K, C)
         target = torch.as_tensor(ex.targets[candidates], device=device).float()
-        target[torch.as_tensor(candidates < 0, device=device)] = 0
+        target[padding] = 0
         if cfg.low_res_loss:
             target = F.adaptive_avg_pool2d(target, logits.shape[-2:])
         else:
@@ -218,8 +219,7 @@ def training_step(sam: Sam, batch: list[Example], rng: np.random.Generator, cfg:
         rows, outputs, columns = assign_outputs(total.detach().cpu().numpy(), candidates, is_box)
         # Each output's IoU is scored against its best-matching candidate (the sampled target alone
         # without nested targets); boxes score the single-mask output, points the three others.
-        padded = torch.as_tensor(candidates < 0, device=device)[:, None, :]
-        true_iou = iou.masked_fill(padded, 0).amax(dim=2)
+        true_iou = iou.masked_fill(padding[:, None, :], 0).amax(dim=2)
         valid_outputs = torch.ones_like(true_iou, dtype=torch.bool)
         valid_outputs[is_box, 1:] = False
         valid_outputs[~is_box, 0] = False
