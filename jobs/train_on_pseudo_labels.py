@@ -12,7 +12,9 @@ background. Images with real labels can train
 alongside (--ground-truth, a COCO panoptic folder whose PNGs are named by sample
 key, with --ground-truth-images, their shards). SAM, its patch settings, the
 vocabulary and the CLIP model are those of the labeling run (its
-`_manifest.json`). Checkpoints go to OUTPUT/train/, one per epoch; rerunning
+`_manifest.json`; SAM and CLIP must still have the sha256 recorded there, and
+--sam-checkpoint names the SAM that made them when its path now holds another).
+Checkpoints go to OUTPUT/train/, one per epoch; rerunning
 the same command resumes from the latest. The result, OUTPUT/samcp_head.pt,
 loads in `jobs/label_corpus.py --samcp-checkpoint`.
 """
@@ -35,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the labeled shards: URI, glob or brace pattern (repeatable)")
     parser.add_argument("--output", required=True, help="run URI: checkpoints, metrics.json, samcp_head.pt")
     parser.add_argument("--init", default="shipped", help="head checkpoint to start from")
+    parser.add_argument("--sam-checkpoint",
+                        help="the SAM that made the labels, when their manifest's checkpoint has changed "
+                             "since (its sha256 is checked either way)")
     parser.add_argument("--min-score", type=float, default=0.5, help="keep segments scored at least this")
     parser.add_argument("--class-min-score", type=json.loads, default={},
                         help='per-class thresholds as JSON, e.g. \'{"car": 0.7}\'')
@@ -59,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
 def parse_args(argv: list[str] | None = None) -> PseudoTrainConfig:
     args = build_parser().parse_args(argv)
     return PseudoTrainConfig(labels=args.labels, images=tuple(args.images), output=args.output,
-                             init=args.init,
+                             init=args.init, sam_checkpoint=args.sam_checkpoint,
                              scores=ScoreFilter(args.min_score, args.class_min_score, args.min_flip_iou),
                              ground_truth=args.ground_truth,
                              ground_truth_images=tuple(args.ground_truth_images),

@@ -40,8 +40,10 @@ from samcp.criterion import CriterionConfig
 from samcp.data.coco import PanopticFolder
 from samcp.model.factory import build_head, save_head
 from samcp.model.head import HeadConfig
+from samcp.checkpoint import file_sha256
 from samcp.open_vocab import check_clip_width
-from samcp.text_encoder import TextEncoder
+from samcp.sam import shipped_checkpoint
+from samcp.text_encoder import TextEncoder, shipped_clip_checkpoint
 from samcp.train import CachedImage, train_step
 from samcp.train_loop import warmup_cosine
 from samcp.vocab import load_vocabulary
@@ -56,6 +58,8 @@ class PseudoTrainConfig:
     images: tuple[str, ...]  # the shards that were labeled (URIs, globs, brace patterns)
     output: str  # run URI: checkpoints, metrics, the final head
     init: str = "shipped"  # head checkpoint to start from
+    # The SAM that made the labels, when the manifest's no longer is (e.g. "shipped" was updated since).
+    sam_checkpoint: str | None = None
     scores: ScoreFilter = field(default_factory=ScoreFilter)
     # Images with real labels trained alongside (a COCO panoptic folder + its shards): they keep
     # classes alive that the pseudo-labels miss.
@@ -73,6 +77,28 @@ class PseudoTrainConfig:
     storage_options: dict | None = None
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     ray_address: str | None = None
+
+
+def labeling_models(labeling: dict, sam_checkpoint: str | None = None,
+                    storage_options: dict | None = None) -> dict:
+    """The manifest's `labeling` with SAM at `sam_checkpoint` (when given), after checking that SAM
+    and CLIP are still the files that made the labels (their sha256 in the manifest): the examples
+    must be cut into the same patches, with the same CLIP, as the labels were."""
+    labeling = {**labeling, "sam": {**labeling["sam"],
+                                    "checkpoint": sam_checkpoint or labeling["sam"]["checkpoint"]}}
+    for part, shipped, flag in (("sam", shipped_checkpoint, "--sam-checkpoint"),
+                                ("clip", shipped_clip_checkpoint, None)):
+        model = labeling[part]
+        if model["checkpoint"] in (None, "none") or not model.get("sha256"):
+            continue  # random weights, or a manifest from before sha256 was recorded
+        path = shipped(model["model"]) if model["checkpoint"] == "shipped" else model["checkpoint"]
+        digest = file_sha256(path, storage_options)
+        if digest != model["sha256"]:
+            fix = f"; pass the {part.upper()} checkpoint that made them with {flag}" if flag else ""
+            raise ValueError(f"the labels were made with a {part.upper()} checkpoint of sha256 "
+                             f"{model['sha256'][:12]}..., but {model['checkpoint']!r} is now "
+                             f"{digest[:12]}...{fix}")
+    return labeling
 
 
 def build_examples(cfg: PseudoTrainConfig, manifest: dict, head: HeadConfig, log: Callable[[str], None]):
@@ -173,7 +199,8 @@ def run_pseudo_training(cfg: PseudoTrainConfig, log: Callable[[str], None] = pri
     if cfg.ground_truth:
         PanopticFolder(cfg.ground_truth)  # a wrong folder fails now, not in a reading task
     manifest = LabelOutput(cfg.labels, cfg.storage_options).manifest()
-    labeling = manifest["labeling"]
+    labeling = labeling_models(manifest["labeling"], cfg.sam_checkpoint, cfg.storage_options)
+    manifest = {**manifest, "labeling": labeling}
     head = build_head(cfg.init, cfg.storage_options)  # checks --init early; takes the result at the end
     check_clip_width(head.config.clip_dim, labeling["clip"]["model"])
     init_ray(cfg.ray_address)
