@@ -53,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--workers", type=int, default=2, help="Ray Train workers (DDP)")
     parser.add_argument("--use-gpu", action="store_true", help="one GPU per worker")
     parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--mirror", action="store_true",
+                        help="every training image also enters mirrored left-right (2x the examples)")
     parser.add_argument("--batch-size", type=int, default=4, help="images per worker and step")
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--seed", type=int, default=0)
@@ -69,7 +71,8 @@ def parse_args(argv: list[str] | None = None) -> PseudoTrainConfig:
                              ground_truth=args.ground_truth,
                              ground_truth_images=tuple(args.ground_truth_images),
                              workers=args.workers,
-                             use_gpu=args.use_gpu, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                             use_gpu=args.use_gpu, epochs=args.epochs, mirror=args.mirror,
+                             batch_size=args.batch_size, lr=args.lr,
                              seed=args.seed, storage_options=args.storage_options,
                              ray_address=args.ray_address)
 

@@ -117,11 +117,13 @@ class ExampleBuilder:
     """Callable class for `map_batches`: SAM patches + pseudo-label targets per image, serialized.
 
     Output rows: `{"key", "example": bytes of samcp.train.CachedImage}`; an image
-    with no patch is left out (it has nothing to teach).
+    with no patch is left out (it has nothing to teach). With `mirror`, every image
+    also comes out mirrored left-right (key `<key>:mirror`, its masks mirrored too):
+    the cached examples hold SAM's features, so augmentation happens here or not at all.
     """
 
     def __init__(self, manifest: dict, roi_size: int, clip_dim: int = 0, storage_options: dict | None = None,
-                 torch_threads: int | None = None):
+                 torch_threads: int | None = None, mirror: bool = False):
         """clip_dim: the head's `HeadConfig.clip_dim` (0: no CLIP region embeddings)."""
         if torch_threads:
             torch.set_num_threads(torch_threads)
@@ -138,24 +140,34 @@ class ExampleBuilder:
             self.region_encoder = head_region_encoder(clip_dim, encoder)
         self.vocab = load_vocabulary(labeling["vocabulary"]["source"])
         self.roi_size = roi_size
+        self.mirror = mirror
+
+    def views(self, batch: dict[str, np.ndarray]) -> list[tuple[str, np.ndarray, torch.Tensor, list[int]]]:
+        """(key, (H, W, 3) image, (S, H, W) bool segment masks, S class ids) per image, + mirrors."""
+        views = []
+        for key, segments, image in zip(batch["key"], batch["segments"], batch["image"]):
+            segments = json.loads(segments)
+            height, width = image.shape[:2]
+            masks = torch.from_numpy(np.stack([segment_mask(s["counts"], height, width) for s in segments]))
+            classes = [s["category_id"] for s in segments]
+            views.append((str(key), image, masks, classes))
+            if self.mirror:
+                views.append((f"{key}:mirror", np.ascontiguousarray(image[:, ::-1]), masks.flip(-1), classes))
+        return views
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         keys, examples = [], []
-        images = list(batch["image"])
-        for key, segments, image, patches in zip(batch["key"], batch["segments"], images,
-                                                 self.generator(images)):
+        views = self.views(batch)
+        for (key, image, masks, classes), patches in zip(views, self.generator([v[1] for v in views])):
             if len(patches) == 0:
                 continue
-            segments = json.loads(segments)
-            height, width = patches.image_size
-            masks = torch.from_numpy(np.stack([segment_mask(s["counts"], height, width) for s in segments]))
             clip = None
             if self.region_encoder is not None:  # a copy: Ray's image is a read-only view
                 clip = self.region_encoder(torch.tensor(image), patches.masks, patches.boxes).cpu().half()
-            example = training_example(patches.to("cpu"), masks, [s["category_id"] for s in segments],
-                                       self.vocab, self.sam.image_encoder.img_size, self.roi_size,
+            example = training_example(patches.to("cpu"), masks, classes, self.vocab,
+                                       self.sam.image_encoder.img_size, self.roi_size,
                                        ignore=~masks.any(0), clip=clip)
-            keys.append(str(key))
+            keys.append(key)
             examples.append(example.to_bytes())
         column = np.empty(len(examples), dtype=object)
         column[:] = examples

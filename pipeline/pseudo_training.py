@@ -36,11 +36,11 @@ from pipeline.pseudo_labels import (
     ScoreFilter,
 )
 from pipeline.storage import absolute, join, resolve
+from samcp.checkpoint import file_sha256
 from samcp.criterion import CriterionConfig
 from samcp.data.coco import PanopticFolder
 from samcp.model.factory import build_head, save_head
 from samcp.model.head import HeadConfig
-from samcp.checkpoint import file_sha256
 from samcp.open_vocab import check_clip_width
 from samcp.sam import shipped_checkpoint
 from samcp.text_encoder import TextEncoder, shipped_clip_checkpoint
@@ -68,6 +68,7 @@ class PseudoTrainConfig:
     workers: int = 2
     use_gpu: bool = False
     epochs: int = 10
+    mirror: bool = False  # every training image also enters mirrored left-right (2x the examples)
     batch_size: int = 4  # images per worker and step
     lr: float = 1e-4
     weight_decay: float = 1e-4
@@ -125,7 +126,8 @@ def build_examples(cfg: PseudoTrainConfig, manifest: dict, head: HeadConfig, log
                         fn_constructor_kwargs={"manifest": manifest, "roi_size": head.roi_size,
                                                "clip_dim": head.clip_dim,
                                                "storage_options": cfg.storage_options,
-                                               "torch_threads": max(1, round(cpus))},
+                                               "torch_threads": max(1, round(cpus)),
+                                               "mirror": cfg.mirror},
                         compute=ray.data.ActorPoolStrategy(size=1), num_cpus=cpus,
                         num_gpus=1 if cfg.use_gpu else None)
     return ds.materialize()

@@ -2,6 +2,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from pipeline.config import ModelConfig
 from pipeline.labels import segment_mask
@@ -76,6 +77,26 @@ def test_examples_ignore_what_the_kept_labels_do_not_cover(tmp_path):
     assert ignored is not None and ignored.any() and not ignored.all()  # the unlabeled bottom half
     assert example.targets.stuff_present.tolist()[0] and len(example.targets.thing_labels) == 0
     assert (example.targets.stuff_membership[:, ignored] == -1).all()
+
+
+def test_mirror_adds_each_image_mirrored_with_its_mirrored_labels(tmp_path):
+    shard, labels, manifest, _ = labeled_corpus(tmp_path)
+    rows = list(PseudoLabelReader(labels.uri, ScoreFilter(0.5))({"shard": shard}))[:1]
+    batch = {"key": np.array([r["key"] for r in rows], dtype=object),
+             "image": np.array([r["image"] for r in rows]),
+             "segments": np.array([r["segments"] for r in rows], dtype=object)}
+    builder = ExampleBuilder(manifest, roi_size=7, torch_threads=1, mirror=True)
+    plain_view, mirror_view = builder.views(batch)
+    key, image, masks, classes = plain_view
+    mirror_key, mirror_image, mirror_masks, mirror_classes = mirror_view
+    assert mirror_key == f"{key}:mirror" and mirror_classes == classes
+    np.testing.assert_array_equal(mirror_image, image[:, ::-1])
+    assert torch.equal(mirror_masks, masks.flip(-1))
+    out = builder(batch)
+    assert out["key"].tolist() == [key, mirror_key]
+    plain, mirrored = (CachedImage.from_bytes(e) for e in out["example"])
+    assert mirrored.targets.stuff_present.tolist() == plain.targets.stuff_present.tolist()
+    assert mirrored.targets.ignored_patches.any() and not mirrored.targets.ignored_patches.all()
 
 
 def test_ground_truth_reader_takes_every_segment_of_annotated_samples(tmp_path):
