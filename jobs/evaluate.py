@@ -72,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                     "the head never trained on (0.4 with trained CLIP "
                                                     "weights, else 0)")
     parser.add_argument("--kappa-seen", type=float, help="the same for the classes it was trained on "
-                                                         "(0.1 with trained CLIP weights, else 0)")
+                                                         "(0.2 with trained CLIP weights, else 0)")
     parser.add_argument("--attributes", nargs="*", default=[],
                         help="compositional synthetic images, e.g. plain striped dotted")
     add_corpus_shift_arguments(parser)

@@ -45,7 +45,7 @@ class ModelConfig:
     affinity_thresh: float | None = None
     overlap_thresh: float | None = None
     kappa: float | None = None  # None: 0.4 with trained CLIP weights, else 0 (see PostprocessConfig)
-    kappa_seen: float | None = None  # None: 0.1 with trained CLIP weights, else 0
+    kappa_seen: float | None = None  # None: 0.2 with trained CLIP weights, else 0
     autocast: str = "none"  # SAM's dtype under autocast on a GPU: none (fp32), bf16 or fp16
     flip_agreement: bool = False  # also label each image mirrored: segments get flip_iou (2x the cost)
 
@@ -79,7 +79,7 @@ class ModelConfig:
                                  "weights, 0 with random ones)")
         models.add_argument("--kappa-seen", type=float,
                             help="the same for the classes the head's checkpoint records as trained "
-                                 "(default 0.1 with trained CLIP weights, 0 with random ones)")
+                                 "(default 0.2 with trained CLIP weights, 0 with random ones)")
         models.add_argument("--autocast", choices=sorted(AUTOCAST_DTYPES), default="none",
                             help="run SAM under autocast in this dtype on a GPU (default: fp32)")
         models.add_argument("--flip-agreement", action="store_true",

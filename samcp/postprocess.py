@@ -48,10 +48,10 @@ class PostprocessConfig:
                 raise ValueError(f"{name} must be in [0, 1], got {value}")
 
     def with_default_kappas(self, clip_trained: bool) -> PostprocessConfig:
-        """The kappas left None set: 0.4 and 0.1 (unseen, seen classes) when the CLIP model has
+        """The kappas left None set: 0.4 and 0.2 (unseen, seen classes) when the CLIP model has
         trained weights, 0 (the head alone) for a randomly initialised one."""
         return replace(self, kappa=(0.4 if clip_trained else 0.0) if self.kappa is None else self.kappa,
-                       kappa_seen=(0.1 if clip_trained else 0.0) if self.kappa_seen is None
+                       kappa_seen=(0.2 if clip_trained else 0.0) if self.kappa_seen is None
                        else self.kappa_seen)
 
     def uses_clip(self) -> bool:

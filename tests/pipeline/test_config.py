@@ -16,7 +16,7 @@ def test_kappa_follows_the_clip_checkpoint_unless_given():
     random_clip = ModelConfig(clip_checkpoint=None).postprocess_config()
     assert (random_clip.kappa, random_clip.kappa_seen) == (0.0, 0.0)  # random CLIP: the head alone
     shipped = ModelConfig().postprocess_config()
-    assert (shipped.kappa, shipped.kappa_seen) == (0.4, 0.1)  # the shipped trained CLIP
+    assert (shipped.kappa, shipped.kappa_seen) == (0.4, 0.2)  # the shipped trained CLIP
     given = ModelConfig(clip_checkpoint="shipped", kappa=1.0, kappa_seen=0.3).postprocess_config()
     assert (given.kappa, given.kappa_seen) == (1.0, 0.3)
     described = ModelConfig(clip_checkpoint="shipped", min_score=0.5).describe()
@@ -38,12 +38,12 @@ def test_post_processing_flags_reach_the_labeler():
     parser = argparse.ArgumentParser()
     ModelConfig.add_arguments(parser)
     args = parser.parse_args(["--min-score", "0.3", "--affinity-thresh", "0.2", "--overlap-thresh", "0.65",
-                              "--kappa-seen", "0.2"])
+                              "--kappa-seen", "0.3"])
     cfg = ModelConfig.from_args(args).postprocess_config()
     given = (cfg.score_thresh, cfg.affinity_thresh, cfg.overlap_thresh, cfg.kappa_seen)
-    assert given == (0.3, 0.2, 0.65, 0.2)
+    assert given == (0.3, 0.2, 0.65, 0.3)
     assert (ModelConfig.from_args(parser.parse_args([])).postprocess_config()
-            == PostprocessConfig(kappa=0.4, kappa_seen=0.1))
+            == PostprocessConfig(kappa=0.4, kappa_seen=0.2))
     with pytest.raises(ValueError, match="score_thresh"):
         ModelConfig(min_score=-1).postprocess_config()
 

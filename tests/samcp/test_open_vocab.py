@@ -70,7 +70,7 @@ def test_region_classifier_gives_a_distribution_per_region():
     assert not torch.allclose(probs[0], probs[2])
 
 
-@pytest.mark.parametrize("kappas,expected", [((None, None), (0.4, 0.1)), ((0.0, None), (0.0, 0.1)),
+@pytest.mark.parametrize("kappas,expected", [((None, None), (0.4, 0.2)), ((0.0, None), (0.0, 0.2)),
                                              ((0.0, 0.0), (0.0, 0.0)), ((1.0, 0.0), (1.0, 0.0))])
 def test_labeler_uses_the_clip_classifier_with_a_checkpoint(tmp_path, kappas, expected):
     from samcp.checkpoint import save_weights
