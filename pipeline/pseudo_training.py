@@ -195,6 +195,8 @@ def run_pseudo_training(cfg: PseudoTrainConfig, log: Callable[[str], None] = pri
     """Train; returns the per-epoch metrics and the path of the final head."""
     cfg = dataclasses.replace(cfg, labels=absolute(cfg.labels), output=absolute(cfg.output),
                               init=cfg.init if cfg.init == "shipped" else absolute(cfg.init),
+                              sam_checkpoint=cfg.sam_checkpoint if cfg.sam_checkpoint in (None, "shipped")
+                              else absolute(cfg.sam_checkpoint),
                               ground_truth=cfg.ground_truth and absolute(cfg.ground_truth))
     if bool(cfg.ground_truth) != bool(cfg.ground_truth_images):
         raise ValueError("--ground-truth and --ground-truth-images go together")

@@ -14,6 +14,7 @@ import s3fs
 from samcp.data.synthetic import SPLIT_SEEDS, SyntheticConfig, SyntheticCorpus
 from samcp.labeler import Labeler
 from samcp.model.factory import shipped_head_checkpoint
+from samcp.sam import shipped_checkpoint
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -37,8 +38,10 @@ def test_two_workers_train_resume_and_the_head_labels(ray_cluster, s3_bucket, tm
     run("label_corpus.py", "--input", f"{shards}/*.tar", "--output", str(labels), "--points-per-side", "8",
         "--ray-address", ray_cluster.address)
     shutil.copy(shipped_head_checkpoint(), tmp_path / "start.pt")
+    shutil.copy(shipped_checkpoint("tiny"), tmp_path / "sam.pt")  # the labeling SAM, named explicitly
     # Relative paths, as a user in that folder would give them (Ray Train runs workers elsewhere).
     common = ["--labels", "labels", "--images", "shards/*.tar", "--output", out, "--init", "start.pt",
+              "--sam-checkpoint", "sam.pt",
               "--min-score", "0.3", "--ground-truth", "truth_coco", "--ground-truth-images", "truth/*.tar",
               "--workers", "2", "--batch-size", "2", "--lr", "3e-4",
               "--ray-address", ray_cluster.address]
