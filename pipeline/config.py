@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from importlib import metadata
 
 from pipeline.decode import DecodeConfig
-from pipeline.storage import absolute
+from pipeline.storage import absolute_reference
 from samcp.checkpoint import file_sha256
 from samcp.config_cli import add_model_arguments
 from samcp.labeler import Labeler
@@ -101,12 +101,10 @@ class ModelConfig:
 
     def with_absolute_paths(self) -> ModelConfig:
         """The same models with local checkpoint and vocabulary paths made absolute (for Ray workers)."""
-        def fix(value: str | None) -> str | None:
-            return value if value in (None, "shipped") or value.startswith("builtin:") else absolute(value)
-
-        return dataclasses.replace(self, sam_checkpoint=fix(self.sam_checkpoint),
-                                   samcp_checkpoint=fix(self.samcp_checkpoint),
-                                   clip_checkpoint=fix(self.clip_checkpoint), vocab=fix(self.vocab))
+        return dataclasses.replace(self, sam_checkpoint=absolute_reference(self.sam_checkpoint),
+                                   samcp_checkpoint=absolute_reference(self.samcp_checkpoint),
+                                   clip_checkpoint=absolute_reference(self.clip_checkpoint),
+                                   vocab=absolute_reference(self.vocab))
 
     def patch_config(self) -> PatchConfig:
         overrides = {"max_patches": self.max_patches, "points_per_side": self.points_per_side,

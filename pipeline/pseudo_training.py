@@ -35,7 +35,7 @@ from pipeline.pseudo_labels import (
     PseudoLabelReader,
     ScoreFilter,
 )
-from pipeline.storage import absolute, join, resolve
+from pipeline.storage import absolute, absolute_reference, join, resolve
 from samcp.checkpoint import file_sha256
 from samcp.criterion import CriterionConfig
 from samcp.data.coco import PanopticFolder
@@ -194,9 +194,8 @@ def storage(cfg: PseudoTrainConfig) -> tuple[str, pyarrow.fs.FileSystem | None]:
 def run_pseudo_training(cfg: PseudoTrainConfig, log: Callable[[str], None] = print) -> dict:
     """Train; returns the per-epoch metrics and the path of the final head."""
     cfg = dataclasses.replace(cfg, labels=absolute(cfg.labels), output=absolute(cfg.output),
-                              init=cfg.init if cfg.init == "shipped" else absolute(cfg.init),
-                              sam_checkpoint=cfg.sam_checkpoint if cfg.sam_checkpoint in (None, "shipped")
-                              else absolute(cfg.sam_checkpoint),
+                              init=absolute_reference(cfg.init),
+                              sam_checkpoint=absolute_reference(cfg.sam_checkpoint),
                               ground_truth=cfg.ground_truth and absolute(cfg.ground_truth))
     if bool(cfg.ground_truth) != bool(cfg.ground_truth_images):
         raise ValueError("--ground-truth and --ground-truth-images go together")

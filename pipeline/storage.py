@@ -29,6 +29,12 @@ def absolute(uri: str) -> str:
     return uri if "://" in uri else os.path.abspath(uri)
 
 
+def absolute_reference(value: str | None) -> str | None:
+    """A checkpoint or vocabulary reference with a local path made absolute (`absolute`); None and
+    the names "shipped" and "builtin:..." are kept as they are."""
+    return value if value in (None, "shipped") or value.startswith("builtin:") else absolute(value)
+
+
 def join(fs: fsspec.AbstractFileSystem, *parts: str) -> str:
     """Join path parts with the filesystem's separator."""
     return fs.sep.join(p.rstrip(fs.sep) for p in parts)
