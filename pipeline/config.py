@@ -133,12 +133,9 @@ class ModelConfig:
         Reads each checkpoint once to hash it; raises FileNotFoundError / VocabularyError early.
         """
         vocab = load_vocabulary(self.vocab)
-        sam_checkpoint = shipped_checkpoint(self.sam_model) if self.sam_checkpoint == "shipped" \
-            else self.sam_checkpoint
-        head_checkpoint = shipped_head_checkpoint() if self.samcp_checkpoint == "shipped" \
-            else self.samcp_checkpoint
-        clip_checkpoint = shipped_clip_checkpoint(self.clip_model) if self.clip_checkpoint == "shipped" \
-            else self.clip_checkpoint
+        sam_checkpoint = checkpoint_file("sam", self.sam_model, self.sam_checkpoint)
+        head_checkpoint = checkpoint_file("samcp_head", "samcp-head", self.samcp_checkpoint)
+        clip_checkpoint = checkpoint_file("clip", self.clip_model, self.clip_checkpoint)
 
         def model(name: str, checkpoint: str | None, shown: str | None) -> dict:
             digest = None if checkpoint is None else file_sha256(checkpoint, storage_options)
@@ -193,6 +190,16 @@ class JobConfig:
             raise ValueError(f"--object-store-mib must be >= 16, got {self.object_store_mib}")
         if self.num_gpus_per_actor < 0:
             raise ValueError(f"--num-gpus-per-actor must be >= 0, got {self.num_gpus_per_actor}")
+
+
+SHIPPED_FILES = {"sam": shipped_checkpoint, "clip": shipped_clip_checkpoint,
+                 "samcp_head": lambda _: shipped_head_checkpoint()}
+
+
+def checkpoint_file(part: str, model: str, checkpoint: str | None) -> str | None:
+    """The file a model reference names: the package's own weights of `model` for "shipped"
+    (`part` is "sam", "clip" or "samcp_head"), otherwise `checkpoint` as given."""
+    return SHIPPED_FILES[part](model) if checkpoint == "shipped" else checkpoint
 
 
 def package_version() -> str:

@@ -26,6 +26,7 @@ import torch
 from fsspec.implementations.local import LocalFileSystem
 
 from pipeline.cluster import init_ray
+from pipeline.config import checkpoint_file
 from pipeline.decode import DecodeConfig
 from pipeline.inputs import expand_inputs
 from pipeline.output import LabelOutput
@@ -42,8 +43,7 @@ from samcp.data.coco import PanopticFolder
 from samcp.model.factory import build_head, save_head
 from samcp.model.head import HeadConfig
 from samcp.open_vocab import check_clip_width
-from samcp.sam import shipped_checkpoint
-from samcp.text_encoder import TextEncoder, shipped_clip_checkpoint
+from samcp.text_encoder import TextEncoder
 from samcp.train import CachedImage, train_step
 from samcp.train_loop import warmup_cosine
 from samcp.vocab import load_vocabulary
@@ -87,13 +87,11 @@ def labeling_models(labeling: dict, sam_checkpoint: str | None = None,
     must be cut into the same patches, with the same CLIP, as the labels were."""
     labeling = {**labeling, "sam": {**labeling["sam"],
                                     "checkpoint": sam_checkpoint or labeling["sam"]["checkpoint"]}}
-    for part, shipped, flag in (("sam", shipped_checkpoint, "--sam-checkpoint"),
-                                ("clip", shipped_clip_checkpoint, None)):
+    for part, flag in (("sam", "--sam-checkpoint"), ("clip", None)):
         model = labeling[part]
         if model["checkpoint"] in (None, "none") or not model.get("sha256"):
             continue  # random weights, or a manifest from before sha256 was recorded
-        path = shipped(model["model"]) if model["checkpoint"] == "shipped" else model["checkpoint"]
-        digest = file_sha256(path, storage_options)
+        digest = file_sha256(checkpoint_file(part, model["model"], model["checkpoint"]), storage_options)
         if digest != model["sha256"]:
             fix = f"; pass the {part.upper()} checkpoint that made them with {flag}" if flag else ""
             raise ValueError(f"the labels were made with a {part.upper()} checkpoint of sha256 "

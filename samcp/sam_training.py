@@ -19,7 +19,9 @@ of upsampling the logits (about twice as fast on a CPU).
 from __future__ import annotations
 
 import os
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
+from functools import partial
 
 import numpy as np
 import torch
@@ -31,6 +33,7 @@ from torchvision.ops import sigmoid_focal_loss
 from samcp.data.categories import CATEGORY_BY_ID
 from samcp.data.synthetic import SPLIT_SEEDS, SyntheticConfig, SyntheticCorpus, SyntheticImage
 from samcp.sam import build_sam
+from samcp.sam_resize import resize_sam_weights
 from samcp.train_loop import MetricsLog, resume_state, save_state, warmup_cosine
 
 
@@ -38,6 +41,7 @@ from samcp.train_loop import MetricsLog, resume_state, save_state, warmup_cosine
 class SamTrainConfig:
     architecture: str = "tiny"
     init: str | None = None  # weights to start from (path or URI) instead of random ones
+    init_architecture: str | None = None  # `init` is a SAM of this patch size: resize its weights
     steps: int = 4000
     batch_size: int = 8
     prompts_per_image: int = 16
@@ -54,6 +58,7 @@ class SamTrainConfig:
     dice_weight: float = 1.0
     iou_weight: float = 1.0
     checkpoint_every: int = 250
+    data_workers: int = 0  # > 0: generate every training image up front in this many processes
     nested_targets: bool = True
     low_res_loss: bool = True
 
@@ -77,6 +82,11 @@ def targets_of(sample: SyntheticImage, min_part_area: int) -> np.ndarray:
     return np.stack(masks)
 
 
+def make_example(corpus: SyntheticCorpus, min_part_area: int, index: int) -> Example:
+    sample = corpus[index]
+    return Example(sample.image, targets_of(sample, min_part_area))
+
+
 class ExampleCache:
     """Synthetic training examples generated on first use and kept in memory."""
 
@@ -85,10 +95,19 @@ class ExampleCache:
         self._examples: dict[int, Example] = {}
 
     def __getitem__(self, index: int) -> Example:
+        index %= self.size
         if index not in self._examples:
-            sample = self.corpus[index % self.size]
-            self._examples[index] = Example(sample.image, targets_of(sample, self.min_part_area))
+            self._examples[index] = make_example(self.corpus, self.min_part_area, index)
         return self._examples[index]
+
+    def fill(self, workers: int) -> None:
+        """Generate all `size` examples now, in `workers` processes (a GPU would otherwise
+        wait on one CPU core for each image the first time it is drawn)."""
+        todo = [i for i in range(self.size) if i not in self._examples]
+        # The task pickles only the corpus (its config), never the growing cache.
+        make = partial(make_example, self.corpus, self.min_part_area)
+        with ProcessPoolExecutor(workers) as pool:
+            self._examples.update(zip(todo, pool.map(make, todo, chunksize=32)))
 
 
 def sample_prompts(rng: np.random.Generator, targets: np.ndarray, count: int, box_prob: float
@@ -233,6 +252,18 @@ def training_step(sam: Sam, batch: list[Example], rng: np.random.Generator, cfg:
     return losses
 
 
+def initial_sam(cfg: SamTrainConfig) -> Sam:
+    """The model training starts from: `cfg.init`'s weights (random without), carried over
+    from a SAM of `cfg.init_architecture` (another patch size) when that is set."""
+    if cfg.init_architecture is None or cfg.init_architecture == cfg.architecture:
+        return build_sam(cfg.architecture, checkpoint=cfg.init)
+    if cfg.init is None:
+        raise ValueError("init_architecture needs init, the weights to resize")
+    sam = build_sam(cfg.architecture, checkpoint=None)
+    resize_sam_weights(build_sam(cfg.init_architecture, checkpoint=cfg.init), sam)
+    return sam
+
+
 def train_sam(cfg: SamTrainConfig, output_dir: str, log=print) -> Sam:
     """Train from scratch, or resume from `output_dir/last.pt`; returns the trained model.
 
@@ -242,7 +273,7 @@ def train_sam(cfg: SamTrainConfig, output_dir: str, log=print) -> Sam:
     os.makedirs(output_dir, exist_ok=True)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(cfg.seed)
-    sam = build_sam(cfg.architecture, checkpoint=cfg.init).to(device).train()
+    sam = initial_sam(cfg).to(device).train()
     optimizer = torch.optim.AdamW(sam.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     last = os.path.join(output_dir, "last.pt")
     start = resume_state(last, sam, optimizer, device)
@@ -251,6 +282,8 @@ def train_sam(cfg: SamTrainConfig, output_dir: str, log=print) -> Sam:
     image_size = sam.image_encoder.img_size
     corpus = SyntheticCorpus(SyntheticConfig(seed=cfg.data_seed, height=image_size, width=image_size))
     examples = ExampleCache(corpus, cfg.train_images, cfg.min_part_area)
+    if cfg.data_workers > 0:
+        examples.fill(cfg.data_workers)
     metrics = MetricsLog(os.path.join(output_dir, "metrics.jsonl"), cfg.steps, start, log=log)
     for step in range(start, cfg.steps):
         rng = np.random.default_rng([cfg.seed, step])

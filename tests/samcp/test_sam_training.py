@@ -1,7 +1,18 @@
 import numpy as np
+import pytest
 import torch
 
-from samcp.sam_training import assign_outputs, candidate_targets, mask_losses
+from samcp.checkpoint import save_weights
+from samcp.data.synthetic import SyntheticConfig, SyntheticCorpus
+from samcp.sam import build_sam
+from samcp.sam_training import (
+    ExampleCache,
+    SamTrainConfig,
+    assign_outputs,
+    candidate_targets,
+    initial_sam,
+    mask_losses,
+)
 
 
 def nested_targets() -> np.ndarray:
@@ -42,3 +53,24 @@ def test_mask_losses_score_every_output_against_every_candidate():
     assert focal.shape == dice.shape == iou.shape == (1, 3, 2)
     assert iou[0, 0].tolist() == [1.0, 0.5] and iou[0, 1].tolist() == [0.5, 1.0] and iou[0, 2, 0] == 0
     assert dice[0, 0, 0] < 0.01 and dice[0, 0, 1] > 0.3
+
+
+def test_a_run_can_start_from_a_sam_of_another_patch_size(tmp_path):
+    torch.manual_seed(0)
+    source = build_sam("tiny", checkpoint=None)
+    save_weights(source, str(tmp_path / "tiny.pt"))
+    sam = initial_sam(SamTrainConfig(architecture="tiny8", init=str(tmp_path / "tiny.pt"),
+                                     init_architecture="tiny"))
+    assert sam.image_encoder.patch_embed.proj.kernel_size == (8, 8)
+    assert torch.equal(sam.mask_decoder.mask_tokens.weight, source.mask_decoder.mask_tokens.weight)
+    with pytest.raises(ValueError, match="needs init"):
+        initial_sam(SamTrainConfig(architecture="tiny8", init_architecture="tiny"))
+
+
+def test_examples_made_in_worker_processes_equal_those_made_on_demand():
+    corpus = SyntheticCorpus(SyntheticConfig(seed=3, height=64, width=64))
+    filled, lazy = ExampleCache(corpus, 5, 4), ExampleCache(corpus, 5, 4)
+    filled.fill(2)
+    for index in (0, 4, 7):  # 7 wraps around to 2
+        assert np.array_equal(filled[index].image, lazy[index].image)
+        assert np.array_equal(filled[index].targets, lazy[index].targets)
