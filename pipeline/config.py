@@ -12,7 +12,7 @@ from pipeline.storage import absolute_reference
 from samcp.checkpoint import file_sha256
 from samcp.config_cli import add_model_arguments
 from samcp.labeler import Labeler
-from samcp.model.factory import shipped_head_checkpoint
+from samcp.model.factory import check_shipped_head_fits, shipped_head_checkpoint
 from samcp.patches import AUTOCAST_DTYPES, PatchConfig
 from samcp.postprocess import PostprocessConfig
 from samcp.sam import shipped_checkpoint
@@ -52,6 +52,7 @@ class ModelConfig:
     def __post_init__(self):
         if self.autocast not in AUTOCAST_DTYPES:
             raise ValueError(f"autocast must be one of {sorted(AUTOCAST_DTYPES)}, got {self.autocast!r}")
+        check_shipped_head_fits(self.sam_model, self.samcp_checkpoint)
 
     @staticmethod
     def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -26,9 +26,9 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGr
     `--samcp-checkpoint`, `--clip-model`, `--clip-checkpoint`), as a group that callers may extend."""
     models = parser.add_argument_group("models")
     models.add_argument("--vocab", default="builtin:synthetic", help="vocabulary YAML path or builtin:NAME")
-    models.add_argument("--sam-model", default="tiny", help="vit_h, vit_l, vit_b or tiny")
+    models.add_argument("--sam-model", default="tiny", help="vit_h, vit_l, vit_b, tiny or tiny8")
     models.add_argument("--sam-checkpoint", default="shipped", type=optional(str),
-                        help="path/URI, 'shipped' (tiny only) or 'none' (random weights: speed tests)")
+                        help="path/URI, 'shipped' (tiny, tiny8) or 'none' (random weights: speed tests)")
     models.add_argument("--samcp-checkpoint", default="shipped", type=optional(str),
                         help="SAM-CP head path/URI, 'shipped' or 'none' (random weights: speed tests)")
     models.add_argument("--clip-model", default="samcp-clip-tiny", help="open_clip architecture")

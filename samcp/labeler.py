@@ -15,7 +15,7 @@ from torch.profiler import record_function
 from samcp.data.coco import encode_rle
 from samcp.flip_agreement import flip_ious
 from samcp.masks import mask_bbox
-from samcp.model.factory import build_head, random_head
+from samcp.model.factory import build_head, check_shipped_head_fits, random_head
 from samcp.model.inputs import head_inputs
 from samcp.open_vocab import RegionClassifier, head_region_encoder, region_encoder
 from samcp.patches import PatchConfig, PatchGenerator, PatchSet
@@ -68,6 +68,7 @@ class Labeler:
                  patch_config: PatchConfig | None = None, postprocess: PostprocessConfig | None = None,
                  device: str | None = None, storage_options: dict | None = None,
                  autocast: torch.dtype | None = None, flip_agreement: bool = False):
+        check_shipped_head_fits(sam_model, head_checkpoint)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.sam = build_sam(sam_model, sam_checkpoint, storage_options).to(self.device)
         self.vocab = load_vocabulary(vocab) if isinstance(vocab, str) else vocab

@@ -1,5 +1,5 @@
 """Build SAM: segment-anything's registry (`vit_h`, `vit_l`, `vit_b`) or a config
-under `samcp/model_configs/sam_<name>.json` (`tiny`), built from
+under `samcp/model_configs/sam_<name>.json` (`tiny`, `tiny8`), built from
 segment-anything's own modules, with weights from any fsspec URI."""
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from segment_anything.modeling import (
 from samcp.checkpoint import load_weights
 
 # Where the package ships the weights of the small models it trained itself.
-SHIPPED_SAM = {"tiny": "sam_tiny.pt"}
+SHIPPED_SAM = {"tiny": "sam_tiny.pt", "tiny8": "sam_tiny8.pt"}
 
 
 @dataclass(frozen=True)
@@ -125,7 +125,7 @@ def shipped_checkpoint(name: str) -> str:
 def build_sam(architecture: str = "tiny", checkpoint: str | None = "shipped",
               storage_options: dict | None = None) -> Sam:
     """SAM in eval mode. `checkpoint`: a path or fsspec URI, "shipped" for the
-    package's own weights (tiny only), or None for random weights."""
+    package's own weights (tiny and tiny8), or None for random weights."""
     if architecture in sam_model_registry and architecture != "default":
         model = sam_model_registry[architecture](checkpoint=None)
     else:

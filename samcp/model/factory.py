@@ -14,6 +14,16 @@ from samcp.checkpoint import load_weights, read_checkpoint
 from samcp.model.head import HeadConfig, SamCPHead
 
 SHIPPED_HEAD = "samcp_head_tiny.pt"
+SHIPPED_HEAD_SAM = "tiny"  # the SAM architecture whose embedding the shipped head was trained on
+
+
+def check_shipped_head_fits(sam_model: str, head_checkpoint: str | None) -> None:
+    """Refuse the shipped head with another SAM architecture: one of the same width would run,
+    reading an embedding it was never trained on."""
+    if head_checkpoint == "shipped" and sam_model != SHIPPED_HEAD_SAM:
+        raise ValueError(f"the shipped SAM-CP head was trained on SAM {SHIPPED_HEAD_SAM!r}'s embedding, "
+                         f"not {sam_model!r}'s: pass a head trained on that SAM (jobs/train_samcp.py "
+                         f"--sam-model {sam_model}), or none (random weights) for speed tests")
 
 
 def shipped_head_checkpoint() -> str:

@@ -37,7 +37,8 @@ def bad_input(tmp_path, case: str) -> tuple[list[str], str]:
         return ["--sam-checkpoint", str(path)], "corrupt checkpoint"
     if case == "wrong-architecture":
         save_weights(build_sam("tiny", checkpoint=None), str(path))
-        return ["--sam-model", "vit_b", "--sam-checkpoint", str(path)], "does not fit architecture 'vit_b'"
+        return ["--sam-model", "vit_b", "--sam-checkpoint", str(path), "--samcp-checkpoint", "none"], \
+            "does not fit architecture 'vit_b'"
     if case == "malicious-head":
         torch.save({"weight": Exploit(str(tmp_path / "pwned"))}, path)
         return ["--samcp-checkpoint", str(path)], "refusing checkpoint"

@@ -58,3 +58,9 @@ def test_patch_flags_reach_the_patch_generator():
     assert ModelConfig.from_args(parser.parse_args([])).patch_config().crop_n_layers == 0
     with pytest.raises(ValueError, match="crop_n_layers"):
         ModelConfig(crop_n_layers=-1).patch_config()
+
+
+def test_the_shipped_head_is_refused_with_another_sam_before_any_work():
+    with pytest.raises(ValueError, match="trained on SAM 'tiny'"):
+        ModelConfig(sam_model="tiny8")
+    assert ModelConfig(sam_model="tiny8", samcp_checkpoint=None).sam_model == "tiny8"
