@@ -12,7 +12,7 @@ from pipeline.storage import absolute_reference
 from samcp.checkpoint import file_sha256
 from samcp.config_cli import add_model_arguments
 from samcp.labeler import Labeler
-from samcp.model.factory import check_shipped_head_fits, shipped_head_checkpoint
+from samcp.model.factory import build_head, check_head_fits, shipped_head_checkpoint
 from samcp.patches import AUTOCAST_DTYPES, PatchConfig
 from samcp.postprocess import PostprocessConfig
 from samcp.sam import shipped_checkpoint
@@ -52,7 +52,8 @@ class ModelConfig:
     def __post_init__(self):
         if self.autocast not in AUTOCAST_DTYPES:
             raise ValueError(f"autocast must be one of {sorted(AUTOCAST_DTYPES)}, got {self.autocast!r}")
-        check_shipped_head_fits(self.sam_model, self.samcp_checkpoint)
+        if self.samcp_checkpoint == "shipped":  # fail here, before Ray starts (the Labeler checks any head)
+            check_head_fits(build_head("shipped"), self.sam_model)
 
     @staticmethod
     def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -40,7 +40,7 @@ from pipeline.storage import absolute, absolute_reference, join, resolve
 from samcp.checkpoint import file_sha256
 from samcp.criterion import CriterionConfig
 from samcp.data.coco import PanopticFolder
-from samcp.model.factory import build_head, save_head
+from samcp.model.factory import build_head, check_head_fits, save_head
 from samcp.model.head import HeadConfig
 from samcp.open_vocab import check_clip_width
 from samcp.text_encoder import TextEncoder
@@ -204,6 +204,7 @@ def run_pseudo_training(cfg: PseudoTrainConfig, log: Callable[[str], None] = pri
     manifest = {**manifest, "labeling": labeling}
     head = build_head(cfg.init, cfg.storage_options)  # checks --init early; takes the result at the end
     check_clip_width(head.config.clip_dim, labeling["clip"]["model"])
+    check_head_fits(head, labeling["sam"]["model"])
     init_ray(cfg.ray_address)
     examples = build_examples(cfg, manifest, head.config, log)
     count = examples.count()
@@ -233,6 +234,7 @@ def run_pseudo_training(cfg: PseudoTrainConfig, log: Callable[[str], None] = pri
     head.load_state_dict(state["model"])
     pseudo_classes = tuple(c.name for c in load_vocabulary(labeling["vocabulary"]["source"]).classes)
     head.trained_classes = tuple(dict.fromkeys(head.trained_classes + pseudo_classes))
+    head.sam_model = labeling["sam"]["model"]  # the examples' patches and embeddings came from it
     fs, root = resolve(cfg.output, cfg.storage_options)
     head_path = join(fs, root, "samcp_head.pt")
     if not isinstance(fs, LocalFileSystem):

@@ -15,7 +15,7 @@ from torch.profiler import record_function
 from samcp.data.coco import encode_rle
 from samcp.flip_agreement import flip_ious
 from samcp.masks import mask_bbox
-from samcp.model.factory import build_head, check_shipped_head_fits, random_head
+from samcp.model.factory import build_head, check_head_fits, random_head
 from samcp.model.inputs import head_inputs
 from samcp.open_vocab import RegionClassifier, head_region_encoder, region_encoder
 from samcp.patches import PatchConfig, PatchGenerator, PatchSet
@@ -68,7 +68,6 @@ class Labeler:
                  patch_config: PatchConfig | None = None, postprocess: PostprocessConfig | None = None,
                  device: str | None = None, storage_options: dict | None = None,
                  autocast: torch.dtype | None = None, flip_agreement: bool = False):
-        check_shipped_head_fits(sam_model, head_checkpoint)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.sam = build_sam(sam_model, sam_checkpoint, storage_options).to(self.device)
         self.vocab = load_vocabulary(vocab) if isinstance(vocab, str) else vocab
@@ -81,6 +80,7 @@ class Labeler:
                              f"{head.config.text_dim}-wide text embeddings, but SAM {sam_model!r} gives "
                              f"{sam_width} and CLIP {clip_model!r} {encoder.dim}: use a head trained with "
                              "these models (jobs/train_samcp.py), or none (random weights) for speed tests")
+        check_head_fits(head, sam_model)
         self.head = head.to(self.device)
         text = encoder.embed(self.vocab).to(self.device)
         is_thing = torch.tensor([c.isthing for c in self.vocab.classes])

@@ -189,7 +189,7 @@ def train_head(cfg: HeadTrainConfig, head_config: HeadConfig, output_dir: str,
                         head_region_encoder(head_config.clip_dim, encoder), log)
 
     torch.manual_seed(cfg.seed)
-    head = SamCPHead(head_config, tuple(c.name for c in vocab.classes)).to(device).train()
+    head = SamCPHead(head_config, tuple(c.name for c in vocab.classes), cfg.sam_model).to(device).train()
     optimizer = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     last = os.path.join(output_dir, "last.pt")
     start = resume_state(last, head, optimizer, device)

@@ -1,5 +1,5 @@
-"""Save and build SAM-CP heads: a checkpoint holds its `HeadConfig` and the names of the classes it
-was trained on next to the weights."""
+"""Save and build SAM-CP heads: a checkpoint holds its `HeadConfig`, the names of the classes it was
+trained on and the SAM architecture whose embedding it read, next to the weights."""
 
 from __future__ import annotations
 
@@ -14,14 +14,13 @@ from samcp.checkpoint import load_weights, read_checkpoint
 from samcp.model.head import HeadConfig, SamCPHead
 
 SHIPPED_HEAD = "samcp_head_tiny.pt"
-SHIPPED_HEAD_SAM = "tiny"  # the SAM architecture whose embedding the shipped head was trained on
 
 
-def check_shipped_head_fits(sam_model: str, head_checkpoint: str | None) -> None:
-    """Refuse the shipped head with another SAM architecture: one of the same width would run,
-    reading an embedding it was never trained on."""
-    if head_checkpoint == "shipped" and sam_model != SHIPPED_HEAD_SAM:
-        raise ValueError(f"the shipped SAM-CP head was trained on SAM {SHIPPED_HEAD_SAM!r}'s embedding, "
+def check_head_fits(head: SamCPHead, sam_model: str) -> None:
+    """Refuse a head with a SAM architecture other than the one it was trained on (when recorded):
+    one of the same width would run, reading an embedding it was never trained on."""
+    if head.sam_model and head.sam_model != sam_model:
+        raise ValueError(f"the SAM-CP head was trained on SAM {head.sam_model!r}'s embedding, "
                          f"not {sam_model!r}'s: pass a head trained on that SAM (jobs/train_samcp.py "
                          f"--sam-model {sam_model}), or none (random weights) for speed tests")
 
@@ -35,7 +34,7 @@ def save_head(head: SamCPHead, uri: str, half: bool = True, storage_options: dic
              for k, v in head.state_dict().items()}
     buffer = io.BytesIO()
     torch.save({"config": dataclasses.asdict(head.config), "trained_classes": list(head.trained_classes),
-                "model": state}, buffer)
+                "sam_model": head.sam_model, "model": state}, buffer)
     with fsspec.open(uri, "wb", **(storage_options or {})) as f:
         f.write(buffer.getvalue())
 
@@ -63,6 +62,9 @@ def build_head(checkpoint: str = "shipped", storage_options: dict | None = None)
     trained_classes = raw.get("trained_classes", [])  # older checkpoints do not record them
     if not isinstance(trained_classes, list) or not all(isinstance(c, str) for c in trained_classes):
         raise ValueError(f"{checkpoint}: 'trained_classes' must be a list of class names")
-    head = SamCPHead(HeadConfig(**config_dict), tuple(trained_classes))
+    sam_model = raw.get("sam_model", "")  # older checkpoints do not record it
+    if not isinstance(sam_model, str):
+        raise ValueError(f"{checkpoint}: 'sam_model' must be a SAM architecture name")
+    head = SamCPHead(HeadConfig(**config_dict), tuple(trained_classes), sam_model)
     load_weights(head, checkpoint, "samcp-head", storage_options)
     return head.eval()

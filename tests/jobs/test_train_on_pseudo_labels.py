@@ -63,3 +63,4 @@ def test_two_workers_train_resume_and_the_head_labels(ray_cluster, s3_bucket, tm
     result = labeler.label(image)
     assert result.segments and result.id_map.shape == image.shape[:2]
     assert labeler.seen.all()  # the pseudo-labels' vocabulary is recorded as trained
+    assert labeler.head.sam_model == "tiny"  # and the SAM that cut the examples' patches

@@ -18,6 +18,7 @@ def test_head_training_lowers_the_loss_and_resumes(tmp_path):
     head_config = HeadConfig(dim=64, mlp_hidden_dim=64, ffn_dim=128, encoder_layers=1, decoder_layers=2)
     head = train_head(cfg, head_config, str(tmp_path), log=lambda line: None)
     assert head.trained_classes == tuple(c.name for c in load_vocabulary(cfg.vocab).classes)
+    assert head.sam_model == cfg.sam_model == "tiny"
     log = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert log[-1]["step"] == 30 and log[-1]["loss"] < log[0]["loss"]
     assert len(list((tmp_path / "cache").glob("part-*.pt"))) == 2
@@ -54,6 +55,8 @@ def test_a_head_trained_on_clip_region_embeddings_labels_with_them(tmp_path):
     assert labeler.seen.all()  # trained on the labeling vocabulary: kappa_seen for every class
     image = SyntheticCorpus(SyntheticConfig(seed=SPLIT_SEEDS["val"]))[0].image
     assert labeler.label(image).num_patches > 0  # patches -> CLIP region embeddings -> head
+    with pytest.raises(ValueError, match="trained on SAM 'tiny'.*not 'tiny8'"):  # recorded in the file
+        Labeler(sam_model="tiny8", head_checkpoint=str(tmp_path / "head.pt"), device="cpu")
     save_head(SamCPHead(HeadConfig(clip_dim=32)), str(tmp_path / "wide.pt"))
     with pytest.raises(ValueError, match="width 32"):
         Labeler(head_checkpoint=str(tmp_path / "wide.pt"), device="cpu")
