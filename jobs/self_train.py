@@ -48,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--use-gpu", action="store_true")
     parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--mirror", action="store_true",
+                        help="retrain on every image also mirrored left-right (2x the examples)")
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--actors", type=int, default=1, help="labeling actors")
@@ -64,8 +66,8 @@ def main(argv: list[str] | None = None) -> int:
                           scores=ScoreFilter(args.min_score, args.class_min_score, args.min_flip_iou),
                           ground_truth=args.ground_truth,
                           ground_truth_images=tuple(args.ground_truth_images), workers=args.workers,
-                          use_gpu=args.use_gpu,
-                          epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, actors=args.actors,
+                          use_gpu=args.use_gpu, epochs=args.epochs, mirror=args.mirror,
+                          batch_size=args.batch_size, lr=args.lr, actors=args.actors,
                           ray_address=args.ray_address)
     run_self_training(cfg, log=lambda line: print(line, flush=True))
     return 0
