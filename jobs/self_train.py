@@ -50,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--mirror", action="store_true",
                         help="retrain on every image also mirrored left-right (2x the examples)")
+    parser.add_argument("--turn", action="store_true",
+                        help="every training image also enters turned by 90, 180 or 270 degrees, "
+                             "picked by its key (one more example per image)")
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--actors", type=int, default=1, help="labeling actors")
@@ -66,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
                           scores=ScoreFilter(args.min_score, args.class_min_score, args.min_flip_iou),
                           ground_truth=args.ground_truth,
                           ground_truth_images=tuple(args.ground_truth_images), workers=args.workers,
-                          use_gpu=args.use_gpu, epochs=args.epochs, mirror=args.mirror,
+                          use_gpu=args.use_gpu, epochs=args.epochs, mirror=args.mirror, turn=args.turn,
                           batch_size=args.batch_size, lr=args.lr, actors=args.actors,
                           ray_address=args.ray_address)
     run_self_training(cfg, log=lambda line: print(line, flush=True))

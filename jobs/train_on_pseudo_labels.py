@@ -55,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--mirror", action="store_true",
                         help="every training image also enters mirrored left-right (2x the examples)")
+    parser.add_argument("--turn", action="store_true",
+                        help="every training image also enters turned by 90, 180 or 270 degrees, "
+                             "picked by its key (one more example per image)")
     parser.add_argument("--batch-size", type=int, default=4, help="images per worker and step")
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--seed", type=int, default=0)
@@ -71,7 +74,7 @@ def parse_args(argv: list[str] | None = None) -> PseudoTrainConfig:
                              ground_truth=args.ground_truth,
                              ground_truth_images=tuple(args.ground_truth_images),
                              workers=args.workers,
-                             use_gpu=args.use_gpu, epochs=args.epochs, mirror=args.mirror,
+                             use_gpu=args.use_gpu, epochs=args.epochs, mirror=args.mirror, turn=args.turn,
                              batch_size=args.batch_size, lr=args.lr,
                              seed=args.seed, storage_options=args.storage_options,
                              ray_address=args.ray_address)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import json
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -118,12 +119,14 @@ class ExampleBuilder:
 
     Output rows: `{"key", "example": bytes of samcp.train.CachedImage}`; an image
     with no patch is left out (it has nothing to teach). With `mirror`, every image
-    also comes out mirrored left-right (key `<key>:mirror`, its masks mirrored too):
-    the cached examples hold SAM's features, so augmentation happens here or not at all.
+    also comes out mirrored left-right (key `<key>:mirror`, its masks mirrored too);
+    with `turn`, also turned counterclockwise by 90, 180 or 270 degrees, picked by its
+    key (key `<key>:turn<degrees>`). The cached examples hold SAM's features, so
+    augmentation happens here, with SAM run on each view, or not at all.
     """
 
     def __init__(self, manifest: dict, roi_size: int, clip_dim: int = 0, storage_options: dict | None = None,
-                 torch_threads: int | None = None, mirror: bool = False):
+                 torch_threads: int | None = None, mirror: bool = False, turn: bool = False):
         """clip_dim: the head's `HeadConfig.clip_dim` (0: no CLIP region embeddings)."""
         if torch_threads:
             torch.set_num_threads(torch_threads)
@@ -140,10 +143,10 @@ class ExampleBuilder:
             self.region_encoder = head_region_encoder(clip_dim, encoder)
         self.vocab = load_vocabulary(labeling["vocabulary"]["source"])
         self.roi_size = roi_size
-        self.mirror = mirror
+        self.mirror, self.turn = mirror, turn
 
     def views(self, batch: dict[str, np.ndarray]) -> list[tuple[str, np.ndarray, torch.Tensor, list[int]]]:
-        """(key, (H, W, 3) image, (S, H, W) bool segment masks, S class ids) per image, + mirrors."""
+        """(key, (H, W, 3) image, (S, H, W) bool segment masks, S class ids) per image and view."""
         views = []
         for key, segments, image in zip(batch["key"], batch["segments"], batch["image"]):
             segments = json.loads(segments)
@@ -153,6 +156,10 @@ class ExampleBuilder:
             views.append((str(key), image, masks, classes))
             if self.mirror:
                 views.append((f"{key}:mirror", np.ascontiguousarray(image[:, ::-1]), masks.flip(-1), classes))
+            if self.turn:
+                quarters = 1 + zlib.crc32(str(key).encode()) % 3
+                views.append((f"{key}:turn{90 * quarters}", np.ascontiguousarray(np.rot90(image, quarters)),
+                              torch.rot90(masks, quarters, (1, 2)), classes))
         return views
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

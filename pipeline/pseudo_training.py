@@ -68,7 +68,8 @@ class PseudoTrainConfig:
     workers: int = 2
     use_gpu: bool = False
     epochs: int = 10
-    mirror: bool = False  # every training image also enters mirrored left-right (2x the examples)
+    mirror: bool = False  # every training image also enters mirrored left-right (+1x the examples)
+    turn: bool = False  # every training image also enters turned by 90, 180 or 270 degrees (+1x)
     batch_size: int = 4  # images per worker and step
     lr: float = 1e-4
     weight_decay: float = 1e-4
@@ -125,7 +126,7 @@ def build_examples(cfg: PseudoTrainConfig, manifest: dict, head: HeadConfig, log
                                                "clip_dim": head.clip_dim,
                                                "storage_options": cfg.storage_options,
                                                "torch_threads": max(1, round(cpus)),
-                                               "mirror": cfg.mirror},
+                                               "mirror": cfg.mirror, "turn": cfg.turn},
                         compute=ray.data.ActorPoolStrategy(size=1), num_cpus=cpus,
                         num_gpus=1 if cfg.use_gpu else None)
     return ds.materialize()

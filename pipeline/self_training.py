@@ -41,6 +41,7 @@ class SelfTrainConfig:
     use_gpu: bool = False
     epochs: int = 10
     mirror: bool = False  # retrain on every image also mirrored left-right (see PseudoTrainConfig)
+    turn: bool = False  # retrain on every image also turned by 90, 180 or 270 degrees
     batch_size: int = 4
     lr: float = 1e-4
     actors: int = 1
@@ -98,7 +99,7 @@ def run_self_training(cfg: SelfTrainConfig, log: Callable[[str], None] = print) 
         trained = run_pseudo_training(PseudoTrainConfig(
             labels=labels, images=cfg.unlabeled, output=os.path.join(folder, "train"), init=head,
             scores=cfg.scores, ground_truth=cfg.ground_truth, ground_truth_images=cfg.ground_truth_images,
-            workers=cfg.workers, use_gpu=cfg.use_gpu, epochs=cfg.epochs, mirror=cfg.mirror,
+            workers=cfg.workers, use_gpu=cfg.use_gpu, epochs=cfg.epochs, mirror=cfg.mirror, turn=cfg.turn,
             batch_size=cfg.batch_size, lr=cfg.lr, ray_address=cfg.ray_address), log)
         head = trained["head"]
         summary = evaluate_head(cfg, head, os.path.join(folder, "eval"), log)

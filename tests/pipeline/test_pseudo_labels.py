@@ -134,3 +134,23 @@ def test_a_head_reading_clip_embeddings_of_another_width_is_refused_before_ray_s
     cfg = PseudoTrainConfig(labels=labels.uri, images=(shard,), output=str(tmp_path / "run"), init=str(head))
     with pytest.raises(ValueError, match="width 32"):
         run_pseudo_training(cfg)
+
+
+def test_turn_adds_each_image_turned_by_its_key_with_its_turned_labels(tmp_path):
+    shard, labels, manifest, _ = labeled_corpus(tmp_path)
+    rows = list(PseudoLabelReader(labels.uri, ScoreFilter(0.5))({"shard": shard}))
+    batch = {"key": np.array([r["key"] for r in rows], dtype=object),
+             "image": np.array([r["image"] for r in rows]),
+             "segments": np.array([r["segments"] for r in rows], dtype=object)}
+    views = ExampleBuilder(manifest, roi_size=7, torch_threads=1, turn=True).views(batch)
+    assert len(views) == 2 * len(rows)
+    for plain, turned_view in zip(views[::2], views[1::2]):
+        (key, image, masks, classes), (turn_key, turned, turned_masks, turn_classes) = plain, turned_view
+        degrees = int(turn_key.removeprefix(f"{key}:turn"))
+        assert degrees in (90, 180, 270) and turn_classes == classes
+        turned_back = np.rot90(turned, -degrees // 90)
+        np.testing.assert_array_equal(turned_back, image)
+        # Each mask still covers the same pixels of the turned image as of the image.
+        for mask, turned_mask in zip(masks, turned_masks):
+            assert torch.equal(torch.from_numpy(np.rot90(turned_mask.numpy(), -degrees // 90).copy()), mask)
+    assert ExampleBuilder(manifest, roi_size=7, torch_threads=1, turn=True).views(batch)[1][0] == views[1][0]
