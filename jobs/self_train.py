@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--use-gpu", action="store_true")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--mirror", action="store_true",
-                        help="retrain on every image also mirrored left-right (2x the examples)")
+                        help="retrain on every image also mirrored left-right (one more example per image)")
     parser.add_argument("--turn", action="store_true",
                         help="every training image also enters turned by 90, 180 or 270 degrees, "
                              "picked by its key (one more example per image)")
