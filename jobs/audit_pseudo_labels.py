@@ -20,6 +20,7 @@ import sys
 from pipeline.labels import rows_by_key
 from pipeline.pseudo_label_audit import check_rows, format_precision_table, precision_table
 from samcp.data.coco import PanopticFolder
+from samcp.storage import add_storage_options_argument
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--min-score", type=float, nargs="+", default=[0.0, 0.3, 0.5, 0.7])
     parser.add_argument("--min-flip-iou", type=float, nargs="+", default=[0.0],
                         help="e.g. 0 0.5 0.7 0.8 (labels made with --flip-agreement)")
-    parser.add_argument("--storage-options", type=json.loads, default=None, help="fsspec options (JSON)")
+    add_storage_options_argument(parser)
     parser.add_argument("--output", help="write the table here (JSON)")
     return parser
 

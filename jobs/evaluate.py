@@ -20,6 +20,7 @@ from samcp.config_cli import add_corpus_shift_arguments, add_model_arguments, co
 from samcp.data.coco import PanopticFolder
 from samcp.data.synthetic import SPLIT_SEEDS
 from samcp.eval.evaluator import PanopticEvaluator, evaluate_against_folder, evaluate_on_synthetic
+from samcp.storage import add_storage_options_argument
 
 
 def evaluate_folders(gt_dir: str, pred_dir: str) -> dict:
@@ -64,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ground-truth", help="COCO panoptic folder of the ground truth")
     parser.add_argument("--predictions", help="COCO panoptic folder of the predictions")
     parser.add_argument("--labels", help="output directory URI of jobs/label_corpus.py (Parquet)")
-    parser.add_argument("--storage-options", type=json.loads, default=None, help="fsspec options (JSON)")
+    add_storage_options_argument(parser)
     parser.add_argument("--synthetic-val", type=int, help="label and score this many synthetic images")
     parser.add_argument("--split", choices=sorted(SPLIT_SEEDS), default="val")
     add_model_arguments(parser)
@@ -87,14 +88,18 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.synthetic_val:
-        summary = evaluate_synthetic(args)
-    elif args.ground_truth and args.predictions:
-        summary = evaluate_folders(args.ground_truth, args.predictions)
-    elif args.ground_truth and args.labels:
-        summary = evaluate_labels(args.ground_truth, args.labels, args.storage_options)
-    else:
+    if not (args.synthetic_val or (args.ground_truth and (args.predictions or args.labels))):
         parser.error("give --ground-truth with --predictions or --labels, or --synthetic-val N")
+    try:
+        if args.synthetic_val:
+            summary = evaluate_synthetic(args)
+        elif args.predictions:
+            summary = evaluate_folders(args.ground_truth, args.predictions)
+        else:
+            summary = evaluate_labels(args.ground_truth, args.labels, args.storage_options)
+    except (OSError, ValueError) as error:  # a missing folder, unusable labels, a bad file name
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     print(PanopticEvaluator.format(summary))
     if args.output:
         with open(args.output, "w") as f:

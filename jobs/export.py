@@ -17,6 +17,7 @@ import json
 import sys
 
 from pipeline.export import FORMATS, export
+from samcp.storage import add_storage_options_argument
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output", required=True, help="local folder to write")
     parser.add_argument("--images", action=argparse.BooleanOptionalAction, default=True,
                         help="hf-parquet: include each source image (read from its shard; default on)")
-    parser.add_argument("--storage-options", type=json.loads, default=None, help="fsspec options (JSON)")
+    add_storage_options_argument(parser)
     return parser
 
 
@@ -34,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         counts = export(args.labels, args.output, args.format, args.storage_options, images=args.images)
-    except (FileNotFoundError, ValueError) as error:
+    except (OSError, ValueError) as error:  # a missing or unusable folder or store, bad labels
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(json.dumps(counts))

@@ -27,6 +27,7 @@ from pipeline.config import JobConfig, ModelConfig
 from pipeline.decode import DecodeConfig
 from pipeline.inputs import InputError
 from pipeline.output import OutputConflict
+from samcp.storage import StorageError, add_storage_options_argument
 from samcp.vocab import VocabularyError
 
 
@@ -55,8 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
                           "flat (default: 64 per labeling actor)")
     run.add_argument("--max-side", type=int, default=DecodeConfig.max_side,
                      help="images are downscaled to this longer side when decoded")
-    run.add_argument("--storage-options", type=json.loads, default=None,
-                     help='fsspec options as JSON, e.g. \'{"anon": false}\'')
+    run.add_argument("--max-member-mib", type=int, default=DecodeConfig.max_member_bytes // 2**20,
+                     help="tar members larger than this are not read: their sample becomes an error row "
+                          f"(default {DecodeConfig.max_member_bytes // 2**20})")
+    add_storage_options_argument(run)
     run.add_argument("--overwrite", action="store_true",
                      help="delete labels already in --output and label everything again")
     run.add_argument("--ray-address", help="cluster to join (default: RAY_ADDRESS, else a local Ray)")
@@ -77,8 +80,14 @@ def job_config(args: argparse.Namespace) -> JobConfig:
                      num_gpus_per_actor=args.num_gpus_per_actor, cpus_per_actor=args.cpus_per_actor,
                      batch_size=args.batch_size, read_tasks=args.read_tasks,
                      object_store_mib=args.object_store_mib, storage_options=args.storage_options,
-                     decode=DecodeConfig(max_side=args.max_side), overwrite=args.overwrite,
+                     decode=decode_config(args), overwrite=args.overwrite,
                      ray_address=args.ray_address)
+
+
+def decode_config(args: argparse.Namespace) -> DecodeConfig:
+    if args.max_member_mib < 1:
+        raise ValueError(f"--max-member-mib must be at least 1, got {args.max_member_mib}")
+    return DecodeConfig(max_side=args.max_side, max_member_bytes=args.max_member_mib * 2**20)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -93,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
             run_demo(cfg, num_images=args.demo_images)
             return 0
         summary = run_label_job(cfg)
-    except (InputError, OutputConflict, VocabularyError, FileNotFoundError, ValueError) as error:
+    except (InputError, OutputConflict, VocabularyError, StorageError, FileNotFoundError,
+            ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(json.dumps(summary, indent=1))

@@ -20,11 +20,11 @@ import time
 from PIL import Image
 
 from pipeline.shards import ImageFolder, shard_pattern, synthetic_sample, write_shards
-from pipeline.storage import join, resolve
 from samcp.config_cli import add_corpus_shift_arguments, corpus_shift
 from samcp.data.attributes import PATTERNS
 from samcp.data.coco import export_coco
 from samcp.data.synthetic import SyntheticConfig, SyntheticCorpus
+from samcp.storage import add_storage_options_argument, join, resolve
 from samcp.viz import grid, overlay_panoptic
 
 
@@ -49,8 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     def common(sub: argparse.ArgumentParser) -> None:
         sub.add_argument("--output", required=True, help="directory URI for the shards")
         sub.add_argument("--shard-size", type=int, default=1000, help="samples per shard")
-        sub.add_argument("--storage-options", type=json.loads, default=None,
-                         help='fsspec options as JSON, e.g. \'{"anon": false}\'')
+        add_storage_options_argument(sub)
         sub.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
     synthetic = source.add_parser("synthetic", help="procedural images with panoptic ground truth")
@@ -98,6 +97,14 @@ def preview(corpus: SyntheticCorpus, start: int, count: int, path: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    try:
+        return make_shards(args)
+    except (OSError, ValueError) as error:  # a missing folder, an unusable store, a bad sample key
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+def make_shards(args: argparse.Namespace) -> int:
     started = time.time()
     if args.source == "synthetic":
         if args.num_images < 1:
@@ -121,11 +128,18 @@ def main(argv: list[str] | None = None) -> int:
         manifest = {"source": "folder", "images": args.images}
     urls = write_shards(samples, args.output, args.shard_size, storage_options=args.storage_options,
                         total=total, progress=not args.no_progress)
+    if args.source == "folder" and folder.skipped:
+        total -= len(folder.skipped)
+        manifest["skipped"] = folder.skipped
+        for skipped in folder.skipped:
+            print(f"left out {skipped['path']}: cannot be read ({skipped['reason']})", file=sys.stderr)
     manifest.update(num_samples=total, num_shards=len(urls), shard_size=args.shard_size,
                     pattern=shard_pattern(args.output, len(urls)))
     write_manifest(args.output, args.storage_options, manifest)
+    left_out = f" ({len(manifest['skipped'])} unreadable files left out, listed in _corpus.json)" \
+        if manifest.get("skipped") else ""
     print(f"wrote {total} samples in {len(urls)} shards to {manifest['pattern']} "
-          f"in {time.time() - started:.1f}s")
+          f"in {time.time() - started:.1f}s{left_out}")
     if args.source == "synthetic" and args.coco_dir:
         paths = export_coco((corpus[i] for i in indices), args.coco_dir, corpus.categories)
         print(f"COCO panoptic: {paths['panoptic']}  COCO instances: {paths['instances']}")

@@ -10,10 +10,10 @@ The images are read again from the shards the labels were made from.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 from pipeline.report import render_report
+from samcp.storage import add_storage_options_argument
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,7 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="sample keys to show (default: a random sample)")
     parser.add_argument("--sample", type=int, default=24, help="how many random ok images to show (24)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random sample (0)")
-    parser.add_argument("--storage-options", type=json.loads, default=None, help="fsspec options (JSON)")
+    add_storage_options_argument(parser)
     return parser
 
 
@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         counts = render_report(args.labels, args.output, args.keys, args.sample, args.seed,
                                args.storage_options)
-    except FileNotFoundError as error:
+    except (OSError, ValueError) as error:  # a missing or unusable folder or store, bad labels
         print(f"error: {error}", file=sys.stderr)
         return 2
     for key, reason in counts["not_shown"].items():

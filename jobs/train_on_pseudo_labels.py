@@ -27,6 +27,7 @@ import sys
 
 from pipeline.pseudo_labels import ScoreFilter
 from pipeline.pseudo_training import PseudoTrainConfig, run_pseudo_training
+from samcp.storage import add_storage_options_argument
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=4, help="images per worker and step")
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--storage-options", type=json.loads, default=None, help="fsspec options (JSON)")
+    add_storage_options_argument(parser)
     parser.add_argument("--ray-address", help="cluster to join (default: RAY_ADDRESS, else a local Ray)")
     return parser
 

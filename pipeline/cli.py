@@ -6,9 +6,11 @@ and DIR/<name>.json (the segments: category, score, area, bbox, RLE) per image.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import sys
+from collections import Counter
 
 from PIL import Image
 
@@ -30,21 +32,41 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def output_names(images: list[str], out: str) -> dict[str, str]:
+    """Input path -> the name of its results in `out` (`<name>.png`, `<name>.json`): the file's
+    stem, with 8 hex of its path appended for inputs that share a stem. Raises ValueError when a
+    result would overwrite one of the inputs."""
+    stems = [os.path.splitext(os.path.basename(path))[0] or "image" for path in images]
+    counts = Counter(stems)
+    names = {path: f"{stem}-{hashlib.sha1(os.path.abspath(path).encode()).hexdigest()[:8]}"
+             if counts[stem] > 1 else stem for path, stem in zip(images, stems)}
+    inputs = {os.path.realpath(path) for path in images}
+    for name in names.values():
+        for suffix in (".png", ".json"):
+            result = os.path.join(out, name + suffix)
+            if os.path.realpath(result) in inputs:
+                raise ValueError(f"--out {out} would overwrite the input {result}; choose another --out")
+    return names
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
+        if os.path.exists(args.out) and not os.path.isdir(args.out):
+            raise ValueError(f"--out {args.out} is a file, not a folder")
+        decode = DecodeConfig(max_side=args.max_side)
+        names = output_names(list(dict.fromkeys(args.images)), args.out)
         labeler = ModelConfig.from_args(args).build_labeler()
-    except (FileNotFoundError, ValueError) as error:  # ValueError includes VocabularyError
+        os.makedirs(args.out, exist_ok=True)
+    except (OSError, ValueError) as error:  # ValueError includes VocabularyError
         print(f"error: {error}", file=sys.stderr)
         return 2
     categories = vocabulary_categories(labeler.vocab)
-    os.makedirs(args.out, exist_ok=True)
     failed = 0
-    for path in args.images:
-        name = os.path.splitext(os.path.basename(path))[0]
+    for path, name in names.items():
         try:
             with open(path, "rb") as f:
-                image = decode_image(f.read(), DecodeConfig(max_side=args.max_side))
+                image = decode_image(f.read(), decode)
         except (OSError, DecodeError) as error:
             print(f"{path}: error: {error}", file=sys.stderr)
             failed += 1
@@ -55,8 +77,8 @@ def main(argv: list[str] | None = None) -> int:
         with open(os.path.join(args.out, f"{name}.json"), "w") as f:
             json.dump({"image": path, "width": image.shape[1], "height": image.shape[0],
                        "vocabulary": labeler.vocab.name, "segments": result.segments}, f, indent=1)
-        names = ", ".join(sorted({s["category"] for s in result.segments})) or "none"
-        print(f"{path}: {len(result.segments)} segments: {names} -> {args.out}/{name}.png")
+        names_found = ", ".join(sorted({s["category"] for s in result.segments})) or "none"
+        print(f"{path}: {len(result.segments)} segments: {names_found} -> {args.out}/{name}.png")
     return 1 if failed else 0
 
 

@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from importlib import metadata
 
 from pipeline.decode import DecodeConfig
-from pipeline.storage import absolute_reference
 from samcp.checkpoint import file_sha256
 from samcp.config_cli import add_model_arguments
 from samcp.labeler import Labeler
@@ -16,6 +15,7 @@ from samcp.model.factory import build_head, check_head_fits, shipped_head_checkp
 from samcp.patches import AUTOCAST_DTYPES, PatchConfig
 from samcp.postprocess import PostprocessConfig
 from samcp.sam import shipped_checkpoint
+from samcp.storage import absolute_reference
 from samcp.text_encoder import shipped_clip_checkpoint
 from samcp.vocab import load_vocabulary
 
@@ -147,9 +147,7 @@ class ModelConfig:
             "sam": {**model(self.sam_model, sam_checkpoint, self.sam_checkpoint), "autocast": self.autocast},
             "samcp_head": model("samcp-head", head_checkpoint, self.samcp_checkpoint),
             "clip": model(self.clip_model, clip_checkpoint, self.clip_checkpoint),
-            "vocabulary": {"source": self.vocab, "name": vocab.name, "fingerprint": vocab.fingerprint(),
-                           "classes": [{"id": c.id, "name": c.name, "isthing": c.isthing}
-                                       for c in vocab.classes]},
+            "vocabulary": vocab.record(self.vocab),
             "patches": dataclasses.asdict(self.patch_config()),
             "postprocess": dataclasses.asdict(self.postprocess_config()),
             "flip_agreement": self.flip_agreement,

@@ -24,9 +24,26 @@ class DecodeError(ValueError):
 
 @dataclass(frozen=True)
 class DecodeConfig:
+    """What the reader accepts and how it decodes; recorded in the labeling manifest, since it
+    changes the labels (their size) and which samples are errors."""
+
     max_side: int = 2048  # longer side after decoding; larger images are downscaled
     max_pixels: int = 150_000_000  # width x height above which an image is refused (12000^2 passes)
     min_side: int = 8  # images smaller than this on either side are refused
+    max_member_bytes: int = 256 * 2**20  # tar members above this are not read: their sample is an error
+
+    def __post_init__(self):
+        for name in ("max_side", "max_pixels", "min_side", "max_member_bytes"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{FLAGS[name]} must be a positive whole number, got {value!r}")
+        if self.max_side < self.min_side:
+            raise ValueError(f"--max-side must be at least {self.min_side} (the smallest image side "
+                             f"accepted), got {self.max_side}")
+
+
+FLAGS = {"max_side": "--max-side", "max_pixels": "max_pixels", "min_side": "min_side",
+         "max_member_bytes": "--max-member-mib"}
 
 
 def decode_image(data: bytes, cfg: DecodeConfig | None = None) -> np.ndarray:

@@ -18,8 +18,11 @@ back in another shard is exported once and listed there too.
 
 from __future__ import annotations
 
+import glob
+import html
 import json
 import os
+import re
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -30,6 +33,7 @@ from pipeline.output import LabelOutput
 from pipeline.reader import source_images
 from samcp.data.coco import id_to_rgb
 from samcp.data.imageio import encode_image
+from samcp.storage import inside, safe_name
 
 FORMATS = ("coco-panoptic", "coco-instances", "hf-parquet")
 
@@ -73,7 +77,10 @@ def export(labels: str, out_dir: str, fmt: str, storage_options: dict | None = N
     """
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise ValueError(f"--output {out_dir} is a file, not a folder")
     output = LabelOutput(labels, storage_options)
+    output.manifest()  # not a labeling output: fails here, before anything is written
     writer = (HFParquetWriter(out_dir, output, storage_options, images) if fmt == "hf-parquet"
               else CocoWriter(out_dir, output, panoptic=fmt == "coco-panoptic"))
     skipped, seen = [], set()
@@ -108,13 +115,31 @@ class CocoWriter:
         self.coco = {"info": {"description": f"SAM-CP labels of {output.uri}"}, "images": [],
                      "annotations": [], "categories": categories(output)}
         os.makedirs(os.path.join(out_dir, "panoptic") if self.panoptic else out_dir, exist_ok=True)
+        if self.panoptic:
+            self._remove_earlier_export()
+
+    def _remove_earlier_export(self) -> None:
+        """The PNGs an earlier export listed in this folder's panoptic.json (the new json lists
+        only its own)."""
+        try:
+            with open(os.path.join(self.out_dir, "panoptic.json")) as f:
+                earlier = [a["file_name"] for a in json.load(f)["annotations"]]
+        except (OSError, ValueError, KeyError, TypeError):
+            return
+        for name in earlier:
+            try:
+                os.remove(inside(os.path.join(self.out_dir, "panoptic"), name))
+            except (OSError, ValueError, TypeError):
+                pass
 
     def add_shard(self, rows: list[dict]) -> list[dict]:
-        """Adds the shard's rows; returns the rows left out (none: COCO needs no image)."""
+        """Adds the shard's rows; returns the rows left out (none: COCO needs no image). Files are
+        named by `safe_name(key)`; each image entry keeps its `key`."""
         for row in rows:
             image_id = len(self.coco["images"]) + 1
-            self.coco["images"].append({"id": image_id, "file_name": row["key"], "width": row["width"],
-                                        "height": row["height"], "shard": row["shard"]})
+            self.coco["images"].append({"id": image_id, "file_name": safe_name(row["key"]),
+                                        "key": row["key"], "width": row["width"], "height": row["height"],
+                                        "shard": row["shard"]})
             if self.panoptic:
                 self._add_panoptic(row, image_id)
             else:
@@ -128,9 +153,10 @@ class CocoWriter:
         return {"images": len(self.coco["images"]), "annotations": len(self.coco["annotations"])}
 
     def _add_panoptic(self, row: dict, image_id: int) -> None:
-        file_name = f"{row['key']}.png"
-        os.makedirs(os.path.dirname(os.path.join(self.out_dir, "panoptic", file_name)), exist_ok=True)
-        with open(os.path.join(self.out_dir, "panoptic", file_name), "wb") as f:
+        file_name = f"{safe_name(row['key'])}.png"
+        path = inside(os.path.join(self.out_dir, "panoptic"), file_name)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as f:
             f.write(panoptic_png(row))
         self.coco["annotations"].append({"image_id": image_id, "file_name": file_name, "segments_info": [
             {"id": s["id"], "category_id": s["category_id"], "area": s["area"], "bbox": s["bbox"],
@@ -155,6 +181,8 @@ class HFParquetWriter:
         self.schema = hf_schema(images)
         self.files, self.rows = 0, 0
         os.makedirs(os.path.join(out_dir, "data"), exist_ok=True)
+        for earlier in glob.glob(os.path.join(out_dir, "data", "train-[0-9][0-9][0-9][0-9][0-9].parquet")):
+            os.remove(earlier)  # an earlier export's: `load_dataset` would read them too
 
     def add_shard(self, rows: list[dict]) -> list[dict]:
         """Writes the shard's rows; returns the rows left out (image unreadable) with the reason."""
@@ -170,9 +198,9 @@ class HFParquetWriter:
             rows = [r for r in rows if r["key"] in pictures]
         records = [{
             "key": r["key"], "width": r["width"], "height": r["height"],
-            **({"image": {"bytes": encode_image(pictures[r["key"]], "png"), "path": f"{r['key']}.png"}}
-               if self.images else {}),
-            "panoptic": {"bytes": panoptic_png(r), "path": f"{r['key']}.panoptic.png"},
+            **({"image": {"bytes": encode_image(pictures[r["key"]], "png"),
+                          "path": f"{safe_name(r['key'])}.png"}} if self.images else {}),
+            "panoptic": {"bytes": panoptic_png(r), "path": f"{safe_name(r['key'])}.panoptic.png"},
             "segments_info": [{k: s[k] for k in HF_SEGMENT.names} for s in r["segments"]],
         } for r in rows]
         if not records:
@@ -184,12 +212,20 @@ class HFParquetWriter:
 
     def close(self) -> dict:
         vocabulary = self.output.vocabulary()
-        classes = "\n".join(f"| {c.id} | {c.name} | {'thing' if c.isthing else 'stuff'} |"
+        classes = "\n".join(f"| {c.id} | {markdown_text(c.name)} | {'thing' if c.isthing else 'stuff'} |"
                             for c in vocabulary.classes)
         with open(os.path.join(self.out_dir, "README.md"), "w") as f:
-            f.write(DATASET_CARD.format(source=self.output.uri, rows=self.rows, files=self.files,
-                                        vocabulary=vocabulary.name, classes=classes))
+            f.write(DATASET_CARD.format(source=markdown_text(self.output.uri), rows=self.rows,
+                                        files=self.files, vocabulary=markdown_text(vocabulary.name),
+                                        classes=classes))
         return {"images": self.rows, "files": self.files}
+
+
+def markdown_text(text: str) -> str:
+    """`text` as plain text in Markdown: HTML escaped, table bars, backticks and line breaks
+    neutralised, so a class name cannot add rows, markup or script to the card."""
+    text = html.escape(" ".join(str(text).split()))
+    return re.sub(r"([|`*_\[\]\\])", r"\\\1", text)
 
 
 DATASET_CARD = """---
@@ -201,7 +237,7 @@ configs:
 ---
 # SAM-CP pseudo-labels
 
-Panoptic labels of `{source}` made by the SAM-CP batch labeler: {rows} images in {files} files.
+Panoptic labels of {source} made by the SAM-CP batch labeler: {rows} images in {files} files.
 
 ```python
 import datasets

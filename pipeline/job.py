@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import json
 import math
 import time
 from collections import defaultdict
@@ -25,7 +26,7 @@ from pipeline.cluster import init_ray
 from pipeline.config import JobConfig, package_version
 from pipeline.inputs import expand_inputs
 from pipeline.labeling import LabelActor
-from pipeline.output import SUCCESS, LabelOutput
+from pipeline.output import PENDING, SUCCESS, LabelOutput
 from pipeline.reader import ShardReader
 
 
@@ -189,49 +190,75 @@ def object_store_budget(cfg: JobConfig) -> Iterator[None]:
 
 
 def publish(output: LabelOutput, shard: str, rows: list[dict], manifest: dict, attempts: int,
-            log: Callable[[str], None]) -> dict:
+            log: Callable[[str], None], skipped_members: dict | None = None) -> dict:
     """Write one shard's labels, retrying with backoff (1, 2, 4... s) while the store fails."""
     for attempt in range(1, attempts):
         try:
-            return output.write_shard(shard, rows, manifest)
+            return output.write_shard(shard, rows, manifest, skipped_members)
         except OSError as error:
             log(f"[label] writing the labels of {shard} failed ({error}); "
                 f"retry {attempt}/{attempts - 1} in {2 ** (attempt - 1)}s")
             time.sleep(2 ** (attempt - 1))
-    return output.write_shard(shard, rows, manifest)  # the last try: its error fails the shard
+    return output.write_shard(shard, rows, manifest, skipped_members)  # the last try: its error fails it
+
+
+def check_gpus(cfg: JobConfig) -> None:
+    """Raise ValueError when the cluster has fewer GPUs than the labeling actors ask for (Ray would
+    wait for them forever)."""
+    need = cfg.num_gpus_per_actor * cfg.actors
+    have = ray.cluster_resources().get("GPU", 0.0)
+    if need > have:
+        raise ValueError(f"--actors {cfg.actors} x --num-gpus-per-actor {cfg.num_gpus_per_actor:g} "
+                         f"needs {need:g} GPUs, but the cluster has {have:g}; lower them, or "
+                         "--num-gpus-per-actor 0 to label on CPUs")
 
 
 def run_label_job(cfg: JobConfig, log: Callable[[str], None] = print) -> dict:
-    """Label every shard of `cfg.inputs` that has no output yet; returns the summary.
+    """Label every shard of `cfg.inputs` that has no valid output yet; returns the summary.
 
-    The summary's `failed_shards` maps shards that could not be read whole to the
-    reason; `_SUCCESS` is written only when there are none. Ray is joined (or
-    started) only when there is something to label.
+    The summary's `failed_shards` maps shards that could not be read whole (or whose labels
+    could not be written) to the reason; its counts cover every shard file of the output.
+    `_SUCCESS` is removed when a run starts and written at its end only when every shard any
+    run asked for (`_pending.json`) is labeled. Ray is joined (or started) only when there is
+    something to label.
     """
     cfg = dataclasses.replace(cfg, model=cfg.model.with_absolute_paths())
     shards = expand_inputs(list(cfg.inputs), cfg.storage_options)
     output = LabelOutput(cfg.output, cfg.storage_options)
-    manifest = {"labeling": cfg.model.describe(cfg.storage_options), "package_version": package_version(),
+    labeling = {**cfg.model.describe(cfg.storage_options), "decode": dataclasses.asdict(cfg.decode)}
+    manifest = {"labeling": labeling, "package_version": package_version(),
                 "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     # Build the models once here, so a missing, corrupt or mismatched checkpoint fails now with
     # its own message, not later as a dead actor on the cluster (and before the output is claimed).
     cfg.model.build_labeler(cfg.storage_options, device="cpu")
     output.prepare(manifest, cfg.overwrite)
-    done = output.finished_shards(shards)
-    pending = [s for s in shards if s not in done]
-    log(f"[label] {len(shards)} shards: {len(done)} already labeled, {len(pending)} to label -> {cfg.output}")
+    output.remove(SUCCESS)
+    census = output.census(labeling)
+    for path, reason in census.invalid.items():
+        log(f"[label] {path} is not a valid shard file ({reason}): its shard is labeled again if asked for")
+    asked = list(dict.fromkeys([*_earlier_pending(output, log), *shards]))
+    unlabeled = [s for s in asked if s not in census.done]
+    _write_pending(output, unlabeled)
+    pending = [s for s in shards if s not in census.done]
+    log(f"[label] {len(shards)} shards: {len(shards) - len(pending)} already labeled, "
+        f"{len(pending)} to label -> {cfg.output}")
     progress = Progress(len(pending), cfg.progress_every_s, log)
     failed: dict[str, str] = {}
+    published: set[str] = set()
     keys = KeyRegistry()
     if pending:
         init_ray(cfg.ray_address)
+        check_gpus(cfg)
         assembler = ShardAssembler()
         with object_store_budget(cfg):
             for batch in build_dataset(cfg, pending).iter_batches(batch_format="pyarrow", batch_size=None):
                 for shard, rows, end in assembler.add(batch.to_pylist()):
                     if not end["shard_error"]:
+                        skipped = json.loads(end["skipped_members"]) if end["skipped_members"] else None
                         try:
-                            progress.add(publish(output, shard, rows, manifest, cfg.write_attempts, log))
+                            progress.add(publish(output, shard, rows, manifest, cfg.write_attempts, log,
+                                                 skipped))
+                            published.add(shard)
                         except OSError as error:
                             end["shard_error"] = f"labels of {shard} could not be written: {error}"
                     if end["shard_error"]:
@@ -245,21 +272,48 @@ def run_label_job(cfg: JobConfig, log: Callable[[str], None] = print) -> dict:
             missing = assembler.incomplete()
             raise RuntimeError(f"the stream ended with rows missing for {len(missing)} shards, "
                                f"e.g. {missing[0]}")
-    totals = {"samples": progress.samples, "ok": progress.ok, "error": progress.errors}
-    for shard in done:
-        for name, value in output.shard_counts(shard).items():
-            totals[name] += value
+    final = output.census(labeling)
+    for path, reason in final.invalid.items():  # written meanwhile by another run on the same output
+        failed[path] = f"not a valid shard file at the end of the run: {reason}; rerun to label it again"
+    unlabeled = [s for s in unlabeled if s not in final.done]
+    _write_pending(output, unlabeled)
+    earlier = [s for s in unlabeled if s not in failed and s not in set(shards)]
+    if earlier:
+        log(f"[label] {len(earlier)} shards asked for by an earlier run are still unlabeled, "
+            f"e.g. {earlier[0]}: no {SUCCESS} until they are (rerun with them among the inputs, or delete "
+            f"{output.path(PENDING)} to forget them)")
+    totals = {name: sum(c[name] for c in final.done.values()) for name in ("samples", "ok", "error")}
+    skipped_members = sum(c.get("skipped_members", {}).get("count", 0) for c in final.done.values())
     summary = {
-        "shards": len(shards), "shards_labeled": progress.shards_done, "shards_skipped": len(done),
-        "failed_shards": failed, **totals,
+        "shards": len(final.done), "inputs": len(shards), "shards_labeled": progress.shards_done,
+        "shards_skipped": len(shards) - len(pending), "failed_shards": failed,
+        "unlabeled_from_earlier_runs": len(earlier), **totals, "skipped_members": skipped_members,
         "duplicate_keys": {"count": keys.count, "examples": keys.examples},
         "seconds": round(progress.elapsed, 1),
         "images_per_second": round(progress.samples / max(progress.elapsed, 1e-9), 3),
         "output": cfg.output, "package_version": manifest["package_version"],
         "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "models": {k: manifest["labeling"][k] for k in ("sam", "samcp_head", "clip")},
-        "vocabulary": {k: manifest["labeling"]["vocabulary"][k] for k in ("source", "name", "fingerprint")},
+        "models": {k: labeling[k] for k in ("sam", "samcp_head", "clip")},
+        "vocabulary": {k: labeling["vocabulary"][k] for k in ("source", "name", "fingerprint")},
     }
-    if not failed:
+    if not failed and not unlabeled:
         output.write_json(SUCCESS, summary)
     return summary
+
+
+def _earlier_pending(output: LabelOutput, log: Callable[[str], None]) -> list[str]:
+    try:
+        pending = output.read_json(PENDING) or []
+    except ValueError:
+        pending = None
+    if not isinstance(pending, list) or not all(isinstance(s, str) for s in pending):
+        log(f"[label] {output.path(PENDING)} is damaged: ignored")
+        return []
+    return pending
+
+
+def _write_pending(output: LabelOutput, unlabeled: list[str]) -> None:
+    if unlabeled:
+        output.write_json(PENDING, unlabeled)
+    else:
+        output.remove(PENDING)

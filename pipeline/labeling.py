@@ -7,6 +7,7 @@ import pyarrow as pa
 import torch
 
 from pipeline.config import ModelConfig
+from pipeline.reader import member_name
 from pipeline.schema import TRANSIT_SCHEMA, error_row, ok_row
 from samcp.labeler import LabeledImage
 
@@ -30,8 +31,7 @@ class LabelActor:
         rows = [dict(zip(batch, values)) for values in zip(*batch.values())]
         todo = [r for r in rows if r["kind"] == "sample" and not r["error"]]
         results = dict(zip((id(r) for r in todo), self._label([r["image"] for r in todo])))
-        output = [self._output(r, results.get(id(r))) for r in rows]
-        return pa.Table.from_pylist(output, schema=TRANSIT_SCHEMA)
+        return transit_table([self._output(r, results.get(id(r))) for r in rows])
 
     def _label(self, images: list[np.ndarray]) -> list[LabeledImage | Exception]:
         if not images:
@@ -48,7 +48,8 @@ class LabelActor:
     @staticmethod
     def _output(row: dict, result: LabeledImage | Exception | None) -> dict:
         transit = {"kind": str(row["kind"]), "index": int(row["index"]),
-                   "shard_samples": int(row["shard_samples"]), "shard_error": str(row["shard_error"]) or None}
+                   "shard_samples": int(row["shard_samples"]), "shard_error": str(row["shard_error"]) or None,
+                   "skipped_members": str(row["skipped_members"]) or None}
         key, shard = str(row["key"]), str(row["shard"])
         width, height = int(row["width"]) or None, int(row["height"]) or None
         if row["kind"] != "sample":
@@ -59,3 +60,25 @@ class LabelActor:
             reason = f"labeling failed: {type(result).__name__}: {result}".split("\n")[0]
             return {**error_row(key, shard, reason, width, height), **transit}
         return {**ok_row(key, shard, width, height, result.num_patches, result.segments), **transit}
+
+
+def transit_table(rows: list[dict]) -> pa.Table:
+    """The rows as a `TRANSIT_SCHEMA` table. A row that does not fit the schema (text that is not
+    UTF-8, a number out of its column's range) becomes its sample's error row with the reason,
+    instead of failing the batch, and with it the job."""
+    try:
+        return pa.Table.from_pylist(rows, schema=TRANSIT_SCHEMA)
+    except (pa.ArrowException, ValueError, TypeError, OverflowError):
+        return pa.concat_tables([_transit_row(row) for row in rows])
+
+
+def _transit_row(row: dict) -> pa.Table:
+    try:
+        return pa.Table.from_pylist([row], schema=TRANSIT_SCHEMA)
+    except (pa.ArrowException, ValueError, TypeError, OverflowError) as error:
+        key, shard = (member_name(row[name]) for name in ("key", "shard"))
+        reason = f"labels could not be stored: {type(error).__name__}: {error}".split("\n")[0]
+        transit = {name: row[name] for name in ("kind", "index", "shard_samples")}
+        text = {name: row[name] and member_name(row[name]) for name in ("shard_error", "skipped_members")}
+        return pa.Table.from_pylist([{**error_row(key, shard, member_name(reason)), **transit, **text}],
+                                    schema=TRANSIT_SCHEMA)

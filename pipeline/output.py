@@ -2,12 +2,20 @@
 
     OUTPUT/_manifest.json                 what made these labels: models (+ sha256), vocabulary, settings
     OUTPUT/<shard>-<URI hash>.parquet     one row per sample of that shard
-    OUTPUT/_SUCCESS                       JSON summary, written last, once every shard is done
+    OUTPUT/_pending.json                  shards some run asked for that have no file yet
+    OUTPUT/_SUCCESS                       JSON summary, written last, once every shard asked for is done
 
 Each shard file is published atomically, so a shard's file exists only when the
-shard is complete: resuming means labeling the shards that have no file. The
-manifest guards the directory: labeling it again with other models, another
-vocabulary or other settings is refused unless the caller overwrites it.
+shard is complete, and it carries the manifest and its counts in its footer. A
+shard counts as done only when its file is whole and records this directory's
+settings and its own shard (`census`); anything else named like a shard file
+(zero bytes, cut, foreign, made with other settings) is named and labeled again.
+Only files at the top of the directory named like shard files are labels: folders
+and other files inside it (an export, another run) are never read or deleted.
+The manifest guards the directory: labeling it again with other models, another
+vocabulary or other settings is refused unless the caller overwrites it, and each
+shard's publication checks it again, so a run whose directory was taken over by
+another stops instead of mixing two configurations.
 """
 
 from __future__ import annotations
@@ -16,29 +24,42 @@ import hashlib
 import io
 import json
 import os
+import re
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.schema import SCHEMA
-from pipeline.storage import atomic_write, join, resolve
-from samcp.vocab import VocabClass, Vocabulary
+from samcp.storage import atomic_write, ensure_directory, join, resolve
+from samcp.vocab import Vocabulary, VocabularyError, load_vocabulary
 
 MANIFEST = "_manifest.json"
 SUCCESS = "_SUCCESS"
+PENDING = "_pending.json"
 METADATA_KEY = b"samcp"
+SHARD_FILE = re.compile(r"-[0-9a-f]{8}\.parquet$")
 
 
-class OutputConflict(RuntimeError):
+class OutputConflict(ValueError):
     """The output directory holds labels made differently from what was asked."""
 
 
 def shard_file_name(shard: str) -> str:
     """`shard-000001-<8 hex of the URI>.parquet`: stable, and unique for shards that share a name."""
     base = os.path.basename(shard.rstrip("/"))
-    stem = base[:-len(".tar")] if base.endswith(".tar") else base
+    stem = (base[:-len(".tar")] if base.endswith(".tar") else base)[:100]
     return f"{stem}-{hashlib.sha1(shard.encode()).hexdigest()[:8]}.parquet"
+
+
+@dataclass
+class Census:
+    """The shard files of an output: `done` maps each valid file's shard to its counts;
+    `invalid` maps the path of every other file named like a shard file to why it is not."""
+
+    done: dict[str, dict] = field(default_factory=dict)
+    invalid: dict[str, str] = field(default_factory=dict)
 
 
 class LabelOutput:
@@ -49,60 +70,135 @@ class LabelOutput:
     def path(self, name: str) -> str:
         return join(self.fs, self.root, name)
 
-    def finished_shards(self, shards: list[str]) -> set[str]:
-        """The shards among `shards` whose output file exists."""
-        existing = set(self.parquet_files()) if self.fs.exists(self.root) else set()
-        return {s for s in shards if self.path(shard_file_name(s)) in existing}
-
     def parquet_files(self) -> list[str]:
+        """The shard files: Parquet files at the top of the directory named like one
+        (`shard_file_name`); nothing in folders below it."""
         self.fs.invalidate_cache()  # other processes write here: never trust a cached listing
-        return sorted(p for p in self.fs.find(self.root) if p.endswith(".parquet"))
+        if not self.fs.isdir(self.root):
+            return []
+        return sorted(p for p in self.fs.ls(self.root, detail=False)
+                      if SHARD_FILE.search(p.rsplit("/", 1)[-1]) and self.fs.isfile(p))
+
+    def census(self, labeling: dict | None = None) -> Census:
+        """Every shard file, checked from its footer: readable Parquet with this package's
+        metadata, made with `labeling` (default: the manifest's), of the shard its name says,
+        with as many rows as its counts."""
+        labeling = labeling if labeling is not None else self.manifest()["labeling"]
+        census = Census()
+        for path in self.parquet_files():
+            try:
+                shard, counts = self._footer(path, labeling)
+            except ValueError as error:
+                census.invalid[path] = str(error)
+            else:
+                census.done[shard] = counts
+        return census
+
+    def _footer(self, path: str, labeling: dict) -> tuple[str, dict]:
+        try:
+            with self.fs.open(path, "rb") as f:
+                parquet = pq.ParquetFile(f)
+                rows, metadata = parquet.metadata.num_rows, parquet.schema_arrow.metadata or {}
+        except Exception as error:  # noqa: BLE001 - pyarrow raises several types for damaged files
+            raise ValueError(f"not a whole Parquet file ({type(error).__name__}: {error})".split("\n")[0]) \
+                from None
+        if METADATA_KEY not in metadata:
+            raise ValueError("not a labeling shard file (no samcp metadata)")
+        try:
+            record = json.loads(metadata[METADATA_KEY])
+            shard, counts = record["shard"], record["counts"]
+        except (ValueError, KeyError, TypeError):
+            raise ValueError("its samcp metadata is damaged") from None
+        if os.path.basename(path) != shard_file_name(shard):
+            raise ValueError(f"it holds the labels of another shard ({shard})")
+        if record.get("labeling") != labeling:
+            raise ValueError("it was made with other settings than this output's manifest")
+        if counts.get("samples") != rows:
+            raise ValueError(f"it has {rows} rows but its counts say {counts.get('samples')}")
+        return shard, counts
+
+    def finished_shards(self, shards: list[str]) -> set[str]:
+        """The shards among `shards` that have a valid file (see `census`)."""
+        done = self.census().done if self.read_json(MANIFEST) is not None else {}
+        return {s for s in shards if s in done}
 
     def prepare(self, manifest: dict, overwrite: bool) -> None:
-        """Claim the directory for `manifest` (created if new).
+        """Claim the directory for `manifest` (created if new; an object store's bucket must exist).
 
-        Raises OutputConflict when it holds labels of another manifest (or
-        Parquet files with no manifest), unless `overwrite`, which deletes them.
+        Raises OutputConflict when it holds labels of another manifest, a damaged manifest or
+        shard files with no manifest, unless `overwrite`, which deletes them (shard files at
+        its top only) without reading them. Raises StorageError when it cannot be written.
         """
-        self.fs.makedirs(self.root, exist_ok=True)
-        existing = self.read_json(MANIFEST)
-        stale = self.parquet_files()
+        ensure_directory(self.fs, self.root, self.uri)
         if overwrite:
-            for path in [*stale, self.path(SUCCESS), self.path(MANIFEST)]:
+            for path in [*self.parquet_files(), *map(self.path, (SUCCESS, PENDING, MANIFEST))]:
                 if self.fs.exists(path):
                     self.fs.rm(path)
-        elif existing is not None and existing["labeling"] != manifest["labeling"]:
-            changed = sorted(k for k in {**existing["labeling"], **manifest["labeling"]}
-                             if existing["labeling"].get(k) != manifest["labeling"].get(k))
-            raise OutputConflict(
-                f"{self.uri} holds labels made with other {', '.join(changed)} "
-                f"(see {MANIFEST}); use another --output, or --overwrite to delete them and start over")
-        elif existing is None and stale:
-            raise OutputConflict(f"{self.uri} holds {len(stale)} Parquet files but no {MANIFEST}; "
-                                 "use another --output, or --overwrite to delete them")
-        if overwrite or existing is None:
+            self.write_json(MANIFEST, manifest)
+            return
+        existing = self._existing_manifest()
+        if existing is not None and existing["labeling"] != manifest["labeling"]:
+            raise OutputConflict(f"{self.uri} holds labels made with other {_changed(existing, manifest)} "
+                                 f"(see {MANIFEST}); use another --output, or --overwrite to delete them "
+                                 "and start over")
+        if existing is None:
+            stale = [p for p in self.fs.ls(self.root, detail=False) if p.endswith(".parquet")]
+            if stale:
+                raise OutputConflict(f"{self.uri} holds {len(stale)} Parquet files but no {MANIFEST}: not a "
+                                     "labeling output; use another --output (--overwrite deletes only the "
+                                     "files named like shard files)")
             self.write_json(MANIFEST, manifest)
 
-    def write_shard(self, shard: str, rows: list[dict], manifest: dict) -> dict:
-        """Publish the rows of one shard atomically; returns its counts."""
+    def _existing_manifest(self) -> dict | None:
+        try:
+            existing = self.read_json(MANIFEST)
+        except ValueError:
+            raise OutputConflict(f"{self.uri}/{MANIFEST} is damaged (not JSON); --overwrite deletes the "
+                                 "output and starts over") from None
+        if existing is not None and not isinstance(existing.get("labeling") if isinstance(existing, dict)
+                                                   else None, dict):
+            raise OutputConflict(f"{self.uri}/{MANIFEST} is not a labeling manifest; use another --output, "
+                                 "or --overwrite to delete it and start over")
+        return existing
+
+    def check_claim(self, manifest: dict) -> None:
+        """Raise OutputConflict unless the directory's manifest is still `manifest`'s settings
+        (another run may have taken it over with --overwrite and other settings)."""
+        try:
+            current = self.read_json(MANIFEST)
+        except ValueError:
+            current = None
+        if not isinstance(current, dict) or current.get("labeling") != manifest["labeling"]:
+            raise OutputConflict(f"{self.uri} was taken over by another run with other settings while this "
+                                 "one ran (--overwrite elsewhere?); this run stopped without writing more")
+
+    def write_shard(self, shard: str, rows: list[dict], manifest: dict,
+                    skipped_members: dict | None = None) -> dict:
+        """Publish the rows of one shard atomically, after checking that the directory is still
+        claimed for `manifest`; returns its counts (`skipped_members`: the tar members that
+        belong to no sample, see `pipeline.reader`, recorded with them)."""
+        self.check_claim(manifest)
         counts = {"samples": len(rows), "ok": sum(r["status"] == "ok" for r in rows)}
         counts["error"] = counts["samples"] - counts["ok"]
+        if skipped_members:
+            counts["skipped_members"] = skipped_members
         metadata = {METADATA_KEY: json.dumps({**manifest, "shard": shard, "counts": counts}).encode()}
         table = pa.Table.from_pylist(rows, schema=SCHEMA.with_metadata(metadata))
         with atomic_write(self.fs, self.path(shard_file_name(shard))) as f:
             pq.write_table(table, f, compression="zstd")
         return counts
 
-    def shard_counts(self, shard: str) -> dict:
-        """Counts recorded in a finished shard's file metadata (reads the footer only)."""
-        with self.fs.open(self.path(shard_file_name(shard)), "rb") as f:
-            metadata = pq.ParquetFile(f).schema_arrow.metadata
-        return json.loads(metadata[METADATA_KEY])["counts"]
-
     def shard_tables(self) -> Iterator[pa.Table]:
-        """The rows of each shard file in turn (any output size)."""
-        for path in self.parquet_files():
-            with self.fs.open(path, "rb") as f:
+        """The rows of each shard file in turn (any output size). Raises OutputConflict, naming
+        the file, for a file named like a shard file that is not a valid one (see `census`)."""
+        census = self.census()
+        if census.invalid:
+            path, reason = next(iter(census.invalid.items()))
+            raise OutputConflict(f"{path} is not a valid shard file of {self.uri}: {reason} "
+                                 f"({len(census.invalid)} such files); rerun jobs/label_corpus.py with the "
+                                 "same arguments to label those shards again, or remove them")
+        for shard in sorted(census.done, key=shard_file_name):
+            with self.fs.open(self.path(shard_file_name(shard)), "rb") as f:
                 yield pq.read_table(io.BytesIO(f.read())).replace_schema_metadata(None)
 
     def read_table(self) -> pa.Table:
@@ -111,12 +207,18 @@ class LabelOutput:
         return pa.concat_tables(tables) if tables else SCHEMA.empty_table()
 
     def read_json(self, name: str) -> dict | None:
+        """The JSON file `name` of the directory, None if absent; ValueError if it is not JSON."""
         path = self.path(name)
         self.fs.invalidate_cache()
         if not self.fs.exists(path):
             return None
         with self.fs.open(path, "rb") as f:
             return json.load(f)
+
+    def remove(self, name: str) -> None:
+        path = self.path(name)
+        if self.fs.exists(path):
+            self.fs.rm(path)
 
     def manifest(self) -> dict:
         """The `_manifest.json` of a labeling output: which models, patches and vocabulary made it."""
@@ -126,11 +228,31 @@ class LabelOutput:
         return manifest
 
     def vocabulary(self) -> Vocabulary:
-        """The classes the labels were made with, as recorded in the manifest."""
-        vocabulary = self.manifest()["labeling"]["vocabulary"]
-        return Vocabulary(vocabulary["name"], tuple(VocabClass(c["id"], c["name"], c["isthing"])
-                                                    for c in vocabulary["classes"]))
+        """The vocabulary the labels were made with (see `labeling_vocabulary`)."""
+        try:
+            return labeling_vocabulary(self.manifest()["labeling"])
+        except (KeyError, TypeError, ValueError) as error:
+            raise VocabularyError(f"{self.uri}/{MANIFEST}: {error}") from None
 
     def write_json(self, name: str, content: dict) -> None:
         with atomic_write(self.fs, self.path(name)) as f:
             f.write(json.dumps(content, indent=1).encode())
+
+
+def labeling_vocabulary(labeling: dict) -> Vocabulary:
+    """The vocabulary of a labeling manifest, as recorded there, never re-read from the file it
+    came from, which may have changed since. Manifests that recorded only the classes name a
+    file whose content must still be what made the labels (its fingerprint)."""
+    record = labeling["vocabulary"]
+    if "templates" in record:
+        return Vocabulary.from_record(record)
+    vocab = load_vocabulary(record["source"])
+    if vocab.fingerprint() != record["fingerprint"]:
+        raise VocabularyError(f"the vocabulary {record['source']} has changed since these labels were made "
+                              "(its fingerprint differs); restore it, or label again")
+    return vocab
+
+
+def _changed(existing: dict, manifest: dict) -> str:
+    old, new = existing["labeling"], manifest["labeling"]
+    return ", ".join(sorted(k for k in {**old, **new} if old.get(k) != new.get(k)))

@@ -25,7 +25,7 @@ import torch
 
 from pipeline.decode import DecodeConfig
 from pipeline.labels import segment_mask
-from pipeline.output import LabelOutput, shard_file_name
+from pipeline.output import LabelOutput, labeling_vocabulary, shard_file_name
 from pipeline.reader import ShardReader
 from samcp.data.coco import PanopticFolder, encode_rle
 from samcp.open_vocab import head_region_encoder
@@ -33,7 +33,6 @@ from samcp.patches import AUTOCAST_DTYPES, PatchConfig, PatchGenerator
 from samcp.sam import build_sam
 from samcp.text_encoder import TextEncoder
 from samcp.train import training_example
-from samcp.vocab import load_vocabulary
 
 
 @dataclass(frozen=True)
@@ -141,7 +140,7 @@ class ExampleBuilder:
         if clip_dim:
             encoder = TextEncoder(clip["model"], clip["checkpoint"], storage_options, device=device)
             self.region_encoder = head_region_encoder(clip_dim, encoder)
-        self.vocab = load_vocabulary(labeling["vocabulary"]["source"])
+        self.vocab = labeling_vocabulary(labeling)  # as recorded: the file may have changed since
         self.roi_size = roi_size
         self.mirror, self.turn = mirror, turn
 

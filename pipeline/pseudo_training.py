@@ -29,24 +29,23 @@ from pipeline.cluster import init_ray
 from pipeline.config import checkpoint_file
 from pipeline.decode import DecodeConfig
 from pipeline.inputs import expand_inputs
-from pipeline.output import LabelOutput
+from pipeline.output import LabelOutput, labeling_vocabulary
 from pipeline.pseudo_labels import (
     ExampleBuilder,
     GroundTruthReader,
     PseudoLabelReader,
     ScoreFilter,
 )
-from pipeline.storage import absolute, absolute_reference, join, resolve
 from samcp.checkpoint import file_sha256
 from samcp.criterion import CriterionConfig
 from samcp.data.coco import PanopticFolder
 from samcp.model.factory import build_head, check_head_fits, save_head
 from samcp.model.head import HeadConfig
 from samcp.open_vocab import check_clip_width
+from samcp.storage import absolute, absolute_reference, join, resolve
 from samcp.text_encoder import TextEncoder
 from samcp.train import CachedImage, train_step
 from samcp.train_loop import warmup_cosine
-from samcp.vocab import load_vocabulary
 
 RUN_NAME = "train"
 STATE = "state.pt"
@@ -139,7 +138,7 @@ def train_worker(config: dict) -> None:
     torch.manual_seed(cfg.seed)
     head = build_head(cfg.init, cfg.storage_options).train()
     optimizer = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    vocab = load_vocabulary(config["vocab"])
+    vocab = config["vocab"]
     clip = config["clip"]
     text = TextEncoder(clip["model"], clip["checkpoint"], cfg.storage_options).embed(vocab)
     is_thing = torch.tensor([c.isthing for c in vocab.classes])
@@ -203,6 +202,7 @@ def run_pseudo_training(cfg: PseudoTrainConfig, log: Callable[[str], None] = pri
     manifest = LabelOutput(cfg.labels, cfg.storage_options).manifest()
     labeling = labeling_models(manifest["labeling"], cfg.sam_checkpoint, cfg.storage_options)
     manifest = {**manifest, "labeling": labeling}
+    vocab = labeling_vocabulary(labeling)  # as recorded: the file may have changed since labeling
     head = build_head(cfg.init, cfg.storage_options)  # checks --init early; takes the result at the end
     check_clip_width(head.config.clip_dim, labeling["clip"]["model"])
     check_head_fits(head, labeling["sam"]["model"])
@@ -219,7 +219,7 @@ def run_pseudo_training(cfg: PseudoTrainConfig, log: Callable[[str], None] = pri
     cpus = 1.0 if cfg.use_gpu else min(1.0, (ray.cluster_resources().get("CPU", 1.0) - 0.5) / cfg.workers)
     trainer = ray.train.torch.TorchTrainer(
         train_worker,
-        train_loop_config={"cfg": cfg, "vocab": labeling["vocabulary"]["source"],
+        train_loop_config={"cfg": cfg, "vocab": vocab,
                            "clip": {"model": labeling["clip"]["model"],
                                     "checkpoint": labeling["clip"]["checkpoint"]},
                            "steps_per_epoch": steps_per_epoch},
@@ -233,7 +233,7 @@ def run_pseudo_training(cfg: PseudoTrainConfig, log: Callable[[str], None] = pri
     with result.checkpoint.as_directory() as folder:
         state = torch.load(os.path.join(folder, STATE), map_location="cpu", weights_only=True)
     head.load_state_dict(state["model"])
-    pseudo_classes = tuple(c.name for c in load_vocabulary(labeling["vocabulary"]["source"]).classes)
+    pseudo_classes = tuple(c.name for c in vocab.classes)
     head.trained_classes = tuple(dict.fromkeys(head.trained_classes + pseudo_classes))
     head.sam_model = labeling["sam"]["model"]  # the examples' patches and embeddings came from it
     fs, root = resolve(cfg.output, cfg.storage_options)

@@ -13,6 +13,16 @@ Every row has the same columns:
                     Data turns an all-null column into floats)
     shard_samples   on the end row: how many sample rows the shard produced (else -1)
     shard_error     on the end row: why the shard could not be read whole, or ""
+    skipped_members on the end row: the members that belong to no sample (no key in
+                    the name, folders, WebDataset metadata) as JSON {count, reasons,
+                    examples}, or ""
+
+Every tar member ends in a sample's row or in `skipped_members`. A member that
+is not a regular file (a symbolic link, FIFO, device), larger than
+`DecodeConfig.max_member_bytes` (skipped unread: the size is in its header) or a
+second file of the same extension in a row makes its sample an error row with
+the reason; a hard link is read from its target's bytes. Member names that are
+not UTF-8 give keys with `\\xNN` escapes (`member_name`).
 
 A shard that cannot be read to its end (missing, unreadable, truncated) ends
 with `shard_error` set; its rows are then discarded and no output is written
@@ -25,16 +35,18 @@ would import torch, about 500 MiB in every reading actor.
 
 from __future__ import annotations
 
+import json
 import re
 import tarfile
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-import fsspec
 import numpy as np
 from PIL import Image
 
 from pipeline.decode import DecodeConfig, DecodeError, decode_image
+from samcp.storage import open_uri
 
 IMAGE_FIELDS = ("jpg", "jpeg", "png", "webp", "tif", "tiff", "bmp")
 NO_IMAGE = np.zeros((0, 0, 3), np.uint8)
@@ -52,10 +64,11 @@ class ShardReader:
     def __call__(self, row: dict) -> Iterator[dict]:
         shard = row["shard"]
         count, shard_error = 0, ""
+        skipped = SkippedMembers()
         try:
-            with fsspec.open(shard, "rb", **(self.storage_options or {})) as stream:
-                for key, fields, duplicate_of in _samples(stream):
-                    yield self._sample_row(shard, count, key, fields, duplicate_of)
+            with open_uri(shard, "rb", self.storage_options) as stream:
+                for sample in _samples(stream, self.decode.max_member_bytes, self._reader_at(shard), skipped):
+                    yield self._sample_row(shard, count, sample)
                     count += 1
         except FileNotFoundError:
             shard_error = f"shard not found: {shard}"
@@ -66,13 +79,26 @@ class ShardReader:
         except Exception as error:  # noqa: BLE001 - storage errors of any client become the shard's error
             shard_error = (f"shard {shard} could not be read after {count} samples: "
                            f"{type(error).__name__}: {error}").split("\n")[0]
-        yield _row("end", shard, count, shard_samples=count, shard_error=shard_error)
+        yield _row("end", shard, count, shard_samples=count, shard_error=shard_error,
+                   skipped_members=skipped.to_json())
 
-    def _sample_row(self, shard: str, index: int, key: str, fields: dict[str, bytes],
-                    duplicate_of: int | None) -> dict:
-        row = _row("sample", shard, index, key=key)
-        if duplicate_of is not None:
-            row["error"] = f"duplicate key {key!r} in shard (first seen as sample {duplicate_of})"
+    def _reader_at(self, shard: str) -> Callable[[int, int], bytes]:
+        """read_at(offset, size): bytes of the shard at an offset (hard links), from a second handle."""
+        def read_at(offset: int, size: int) -> bytes:
+            with open_uri(shard, "rb", self.storage_options) as f:
+                f.seek(offset)
+                return f.read(size)
+        return read_at
+
+    def _sample_row(self, shard: str, index: int, sample: TarSample) -> dict:
+        row = _row("sample", shard, index, key=sample.key)
+        fields = sample.fields
+        if sample.duplicate_of is not None:
+            row["error"] = (f"duplicate key {sample.key!r} in shard "
+                            f"(first seen as sample {sample.duplicate_of})")
+            return row
+        if sample.problems:
+            row["error"] = "; ".join(sample.problems)
             return row
         name = next((f for f in IMAGE_FIELDS if f in fields), None)
         if name is None:
@@ -113,37 +139,137 @@ def source_images(shard: str, sizes: dict[str, tuple[int, int]], storage_options
 
 def _row(kind: str, shard: str, index: int, **values) -> dict:
     return {"kind": kind, "key": "", "shard": shard, "index": index, "image": NO_IMAGE, "width": 0,
-            "height": 0, "error": "", "shard_samples": -1, "shard_error": "", **values}
+            "height": 0, "error": "", "shard_samples": -1, "shard_error": "", "skipped_members": "",
+            **values}
 
 
-def _samples(stream) -> Iterator[tuple[str, dict[str, bytes], int | None]]:
-    """(key, {extension: bytes}, index of an earlier sample with the same key or None) per sample.
+@dataclass
+class TarSample:
+    """The members of one sample: bytes per extension, and why some could not be taken."""
 
-    Files of one sample are consecutive in the tar (the WebDataset convention);
-    a key that comes back after another sample is a duplicate, reported as such.
+    key: str
+    fields: dict[str, bytes] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+    extensions: set[str] = field(default_factory=set)  # every extension met, read or not
+    duplicate_of: int | None = None  # index of an earlier sample with the same key
+
+
+class SkippedMembers:
+    """Tar members that belong to no sample (no key in the name, folders, WebDataset metadata):
+    counted by reason, with a few names, for the shard's report."""
+
+    def __init__(self, examples: int = 5):
+        self.reasons: Counter[str] = Counter()
+        self.examples: list[str] = []
+        self.max_examples = examples
+
+    def add(self, name: str, reason: str) -> None:
+        self.reasons[reason] += 1
+        if len(self.examples) < self.max_examples:
+            self.examples.append(name)
+
+    def to_json(self) -> str:
+        """"" when none, else {"count", "reasons": {reason: count}, "examples": [names]}."""
+        if not self.reasons:
+            return ""
+        return json.dumps({"count": sum(self.reasons.values()), "reasons": dict(self.reasons),
+                           "examples": self.examples})
+
+
+def member_name(name: str) -> str:
+    """A tar member name as valid UTF-8 text: bytes that are not UTF-8 (which `tarfile` keeps as
+    surrogates) are written as `\\xNN`, so `caf\\xe9.jpg` in latin-1 gives the key `caf\\xe9`."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def _member_kind(member: tarfile.TarInfo) -> str:
+    kinds = ((member.issym, "a symbolic link"), (member.isfifo, "a FIFO"),
+             (member.ischr, "a character device"), (member.isblk, "a block device"))
+    return next((kind for test, kind in kinds if test()), f"of tar type {member.type!r}")
+
+
+def _samples(stream, max_member_bytes: int, read_at: Callable[[int, int], bytes] | None,
+             skipped: SkippedMembers) -> Iterator[TarSample]:
+    """One `TarSample` per sample, in tar order; members that belong to no sample go to `skipped`.
+
+    Files of one sample are consecutive in the tar (the WebDataset convention); a key that
+    comes back after another sample is a duplicate. A member is read only if it is a regular
+    file within `max_member_bytes` (its size is in its header); a hard link is served from its
+    target's bytes (`read_at(offset, size)` on the uncompressed shard); anything else is a
+    problem of its sample, which then becomes an error row.
     """
     first_index: dict[str, int] = {}
-    key, fields, index = None, {}, 0
+    regular: dict[str, tuple[int, int]] = {}  # member name -> (data offset, size), for hard links
+    sample: TarSample | None = None
+    index = 0
     with tarfile.open(fileobj=stream, mode="r|*") as tar:
+        seekable = read_at is not None and getattr(tar.fileobj, "comptype", "tar") == "tar"
         for member in tar:
-            split = _key_and_extension(member.name)
-            if not member.isfile() or split is None or METADATA_FILE.match(member.name):
+            name = member_name(member.name)
+            if member.isfile():
+                regular[member.name] = (member.offset_data, member.size)
+            split = _key_and_extension(name)
+            if METADATA_FILE.match(name):
+                skipped.add(name, "WebDataset metadata")
                 continue
-            base, extension = split
-            if base != key and key is not None:
-                yield key, fields, first_index.get(key)
-                first_index.setdefault(key, index)
-                key, fields, index = None, {}, index + 1
-            key = base
-            fields[extension.lower()] = tar.extractfile(member).read()
+            if member.isdir():
+                skipped.add(name, "folder")
+                continue
+            if split is None:
+                skipped.add(name, "no sample key in the name (it starts with a dot or has no extension)")
+                continue
+            key, extension = split
+            if sample is not None and key != sample.key:
+                yield sample
+                first_index.setdefault(sample.key, index)
+                sample, index = None, index + 1
+            if sample is None:
+                sample = TarSample(key, duplicate_of=first_index.get(key))
+            extension = extension.lower()
+            if extension in sample.extensions:
+                sample.problems.append(f"member {name} appears twice in a row (a sample has one file "
+                                       "per extension)")
+                continue
+            sample.extensions.add(extension)
+            data, problem = _member_bytes(tar, member, name, max_member_bytes, regular,
+                                          read_at if seekable else None)
+            if problem:
+                sample.problems.append(problem)
+            else:
+                sample.fields[extension] = data
         # tarfile takes an end of data at a header boundary for the end of the archive;
         # a whole tar has an end-of-archive block there.
         if tar.fileobj.tell() < tar.offset + tarfile.BLOCKSIZE:
             raise tarfile.ReadError("unexpected end of data: no end-of-archive block")
-    if key is not None:
-        yield key, fields, first_index.get(key)
+    if sample is not None:
+        yield sample
 
 
+def _member_bytes(tar: tarfile.TarFile, member: tarfile.TarInfo, name: str, max_bytes: int,
+                  regular: dict[str, tuple[int, int]],
+                  read_at: Callable[[int, int], bytes] | None) -> tuple[bytes, str]:
+    """(bytes, "") of a regular file or a hard link to one, else (b"", why it was not read)."""
+    if member.islnk():
+        target = regular.get(member.linkname)
+        if target is None:
+            return b"", (f"member {name} is a hard link to {member_name(member.linkname)!r}, "
+                         "which is not an earlier file of the shard")
+        if read_at is None:
+            return b"", f"member {name} is a hard link, which a compressed shard cannot follow"
+        offset, size = target
+        if size > max_bytes:
+            return b"", _too_large(name, size, max_bytes)
+        return read_at(offset, size), ""
+    if not member.isfile():
+        return b"", f"member {name} is {_member_kind(member)}, not a file: not read"
+    if member.size > max_bytes:
+        return b"", _too_large(name, member.size, max_bytes)
+    return tar.extractfile(member).read(), ""
+
+
+def _too_large(name: str, size: int, max_bytes: int) -> str:
+    return (f"member {name} is {size / 2**20:.1f} MiB, above the limit of {max_bytes / 2**20:g} MiB "
+            "(--max-member-mib): not read")
 def _key_and_extension(name: str) -> tuple[str, str] | None:
     """`dir/abc.seg.png` -> (`dir/abc`, `seg.png`): the key ends at the first dot of the file name."""
     folder, _, file_name = name.rpartition("/")

@@ -75,6 +75,8 @@ def render_report(labels: str, out_dir: str, keys: Sequence[str] | None = None, 
     Returns counts: rows, ok, errors, shown (overlays written) and not_shown (keys asked for but
     not labeled ok, or whose image could not be read, with the reason).
     """
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise ValueError(f"--output {out_dir} is a file, not a folder")
     output = LabelOutput(labels, storage_options)
     categories = vocabulary_categories(output.vocabulary())
     stats = LabelStats(keys, sample, seed)

@@ -38,7 +38,8 @@ SCHEMA = pa.schema([
 # Rows between the labeling actors and the driver: SCHEMA plus the reader's bookkeeping
 # (see `pipeline.reader`); the driver drops these columns when it writes a shard.
 TRANSIT_SCHEMA = pa.schema([*SCHEMA, ("kind", pa.string()), ("index", pa.int64()),
-                            ("shard_samples", pa.int64()), ("shard_error", pa.string())])
+                            ("shard_samples", pa.int64()), ("shard_error", pa.string()),
+                            ("skipped_members", pa.string())])
 
 
 def ok_row(key: str, shard: str, width: int, height: int, num_patches: int, segments: list[dict]) -> dict:

@@ -17,10 +17,10 @@ from itertools import islice
 import webdataset as wds
 from tqdm import tqdm
 
-from pipeline.storage import atomic_write, join, resolve
 from samcp.data.coco import id_to_rgb
 from samcp.data.imageio import IMAGE_FORMATS, encode_image
 from samcp.data.synthetic import SyntheticImage
+from samcp.storage import atomic_write, ensure_directory, join, resolve
 
 SHARD_NAME = "shard-{:06d}.tar"
 
@@ -42,7 +42,7 @@ def write_shards(samples: Iterable[dict], output: str, shard_size: int, *,
     if shard_size < 1:
         raise ValueError(f"shard_size must be >= 1, got {shard_size}")
     fs, root = resolve(output, storage_options)
-    fs.makedirs(root, exist_ok=True)
+    ensure_directory(fs, root, output)
     seen: set[str] = set()
     urls: list[str] = []
     stream = iter(tqdm(samples, total=total, unit="img", desc="shards", disable=not progress))
@@ -87,8 +87,10 @@ class ImageFolder:
     Keys are the relative paths without extension, with characters other than
     letters, digits, `_`, `-` and `/` replaced by `_`; paths that would share a
     key all get a hash of their relative path appended, so keys are unique and
-    stable. Files are packed as they are: unreadable images fail later, as
-    error rows, not here.
+    stable. Files are packed as they are: undecodable images fail later, as
+    error rows, not here. A file that cannot be read at all (a broken symbolic
+    link, no permission) cannot be packed: it is left out and listed in `skipped`
+    (relative path, reason) as the iteration meets it.
     """
 
     def __init__(self, root: str, storage_options: dict | None = None):
@@ -104,6 +106,7 @@ class ImageFolder:
             for rel, key in zip(relative, plain)
         ]
         self.relative = relative
+        self.skipped: list[dict] = []
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -111,8 +114,13 @@ class ImageFolder:
     def __iter__(self) -> Iterator[dict]:
         for path, rel, key in zip(self.paths, self.relative, self.keys):
             ext = "jpg" if _extension(path) == "jpeg" else _extension(path)
-            yield {"__key__": key, ext: self.fs.cat_file(path),
-                   "json": json.dumps({"key": key, "source": rel}).encode()}
+            try:
+                data = self.fs.cat_file(path)
+            except OSError as error:
+                self.skipped.append({"path": rel, "reason": f"{type(error).__name__}: "
+                                                            f"{error.strerror or error}"})
+                continue
+            yield {"__key__": key, ext: data, "json": json.dumps({"key": key, "source": rel}).encode()}
 
 
 def _extension(path: str) -> str:

@@ -6,16 +6,17 @@ import hashlib
 import io
 import pickle
 
-import fsspec
 import torch
 from torch import nn
+
+from samcp.storage import open_uri
 
 
 def file_sha256(uri: str, storage_options: dict | None = None, chunk_bytes: int = 1 << 22) -> str:
     """sha256 hex digest of a file at a path or fsspec URI, read in chunks."""
     digest = hashlib.sha256()
     try:
-        with fsspec.open(uri, "rb", **(storage_options or {})) as f:
+        with open_uri(uri, "rb", storage_options) as f:
             while chunk := f.read(chunk_bytes):
                 digest.update(chunk)
     except FileNotFoundError:
@@ -30,7 +31,7 @@ def read_checkpoint(uri: str, storage_options: dict | None = None):
     is not a plain torch checkpoint (corrupt, truncated, or a pickle with code).
     """
     try:
-        with fsspec.open(uri, "rb", **(storage_options or {})) as f:
+        with open_uri(uri, "rb", storage_options) as f:
             data = f.read()
     except FileNotFoundError:
         raise FileNotFoundError(f"checkpoint not found: {uri}") from None
@@ -80,5 +81,5 @@ def save_weights(model: nn.Module, uri: str, half: bool = False,
              for k, v in model.state_dict().items()}
     buffer = io.BytesIO()
     torch.save(state, buffer)
-    with fsspec.open(uri, "wb", **(storage_options or {})) as f:
+    with open_uri(uri, "wb", storage_options) as f:
         f.write(buffer.getvalue())

@@ -176,12 +176,12 @@ class PanopticFusion:
             thing_probs = ensemble(thing_probs, clip[s:][:, self.thing_classes], self.thing_kappa)
         if thing_probs.shape[-1]:
             thing_prob, thing_label = thing_probs.max(-1)
-        else:  # a vocabulary of stuff only
+            thing_class = [self.thing_classes[i] for i in thing_label.tolist()]
+        else:  # a vocabulary of stuff only: no instance query can become a segment (score 0)
             thing_prob = thing_probs.new_zeros(len(thing_probs))
-            thing_label = torch.zeros(len(thing_probs), dtype=torch.long)
+            thing_class = [-1] * len(thing_probs)
         scores = torch.cat([stuff_prob, thing_prob])
-        classes = torch.tensor(self.stuff_classes + [self.thing_classes[i] for i in thing_label.tolist()],
-                               dtype=torch.long)
+        classes = torch.tensor(self.stuff_classes + thing_class, dtype=torch.long)
         keep = (scores[maybe] > cfg.score_thresh).nonzero()[:, 0]
         keep = keep[scores[maybe[keep]].argsort(descending=True)][:cfg.max_segments]
         candidates = maybe[keep]

@@ -17,16 +17,21 @@ from __future__ import annotations
 
 import hashlib
 import json
+import string
 from dataclasses import asdict, dataclass
 from importlib import resources
 
 import yaml
 
 DEFAULT_TEMPLATES = ("a photo of a {}.",)
+TOP_KEYS = ("name", "templates", "classes")
 
 
 class VocabularyError(ValueError):
     """A vocabulary file that cannot be used, with the place of the problem."""
+
+
+MAX_ID = 2**31 - 1  # category ids are int32 in the labels (Parquet, COCO exports)
 
 
 @dataclass(frozen=True)
@@ -35,6 +40,14 @@ class VocabClass:
     name: str
     isthing: bool
     synonyms: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        if isinstance(self.id, bool) or not isinstance(self.id, int) or not 0 <= self.id <= MAX_ID:
+            raise VocabularyError(f"class id must be a whole number from 0 to {MAX_ID}, got {self.id!r}")
+        for text in (self.name, *self.synonyms):
+            if not isinstance(text, str) or not text.strip() or not text.isprintable():
+                raise VocabularyError(f"class names and synonyms must be one line of printable text, "
+                                      f"got {text!r}")
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -46,6 +59,10 @@ class Vocabulary:
     name: str
     classes: tuple[VocabClass, ...]
     templates: tuple[str, ...] = DEFAULT_TEMPLATES
+
+    def __post_init__(self):
+        for template in self.templates:
+            check_template(template)
 
     @property
     def things(self) -> tuple[VocabClass, ...]:
@@ -63,6 +80,40 @@ class Vocabulary:
 
     def prompts(self, cls: VocabClass) -> list[str]:
         return [t.format(n) for t in self.templates for n in cls.names]
+
+    def record(self, source: str) -> dict:
+        """Everything that makes the vocabulary, as JSON-ready data (the labeling manifest's
+        `vocabulary`), with where it came from; `from_record` rebuilds it."""
+        return {"source": source, "name": self.name, "fingerprint": self.fingerprint(),
+                "templates": list(self.templates),
+                "classes": [{"id": c.id, "name": c.name, "isthing": c.isthing, "synonyms": list(c.synonyms)}
+                            for c in self.classes]}
+
+    @classmethod
+    def from_record(cls, record: dict) -> Vocabulary:
+        """The vocabulary of a `record`; raises VocabularyError if it does not rebuild the
+        vocabulary its fingerprint names."""
+        vocab = cls(str(record["name"]), tuple(VocabClass(c["id"], c["name"], c["isthing"],
+                                                          tuple(c.get("synonyms", ())))
+                                               for c in record["classes"]),
+                    tuple(record["templates"]))
+        if vocab.fingerprint() != record["fingerprint"]:
+            raise VocabularyError(f"the recorded vocabulary {record['name']!r} does not match "
+                                  "its fingerprint")
+        return vocab
+
+
+def check_template(template: object) -> None:
+    """A prompt template: text with exactly one `{}` and no other replacement field."""
+    if not isinstance(template, str):
+        raise VocabularyError(f"template {template!r} must be text")
+    try:
+        fields = [(name, spec, conversion) for _, name, spec, conversion in string.Formatter().parse(template)
+                  if name is not None]
+    except ValueError as error:
+        raise VocabularyError(f"template {template!r} is not a valid format string ({error})") from None
+    if fields != [("", "", None)]:
+        raise VocabularyError(f"template {template!r} must contain '{{}}' once and no other {{...}} field")
 
 
 def builtin_names() -> list[str]:
@@ -89,23 +140,37 @@ def load_vocabulary(spec: str) -> Vocabulary:
 def parse_vocabulary(text: str, source: str = "<string>") -> Vocabulary:
     """Parse and check a vocabulary; errors name the file and line."""
     try:
-        root = yaml.compose(text)
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f"{source}:{mark.line + 1}" if mark else source
-        raise VocabularyError(f"{where}: not valid YAML ({getattr(error, 'problem', error)})") from None
-    if root is None or not isinstance(root, yaml.MappingNode):
+        problem = getattr(error, "problem", None) or error
+        raise VocabularyError(f"{where}: not valid YAML ({problem})") from None
+    if root is None or not isinstance(root, yaml.MappingNode) or not isinstance(data, dict):
         raise VocabularyError(f"{source}: expected a mapping with 'name' and 'classes'")
-    top = {key.value: node for key, node in root.value}
+    top = {}
+    for key, node in root.value:
+        if not isinstance(key, yaml.ScalarNode) or key.value not in TOP_KEYS:
+            raise VocabularyError(f"{source}:{key.start_mark.line + 1}: unknown key "
+                                  f"{getattr(key, 'value', key)!r}; a vocabulary has {', '.join(TOP_KEYS)}")
+        top[key.value] = node
     if "classes" not in top or not isinstance(top["classes"], yaml.SequenceNode) \
             or not top["classes"].value:
         raise VocabularyError(f"{source}:{root.start_mark.line + 1}: 'classes' must be a non-empty list")
-    data = yaml.safe_load(text)
-    templates = tuple(data.get("templates") or DEFAULT_TEMPLATES)
-    for template in templates:
-        if not isinstance(template, str) or template.count("{}") != 1:
-            line = top["templates"].start_mark.line + 1
-            raise VocabularyError(f"{source}:{line}: template {template!r} must contain '{{}}' once")
+    templates = data.get("templates") or DEFAULT_TEMPLATES
+    if "templates" in top:
+        where = f"{source}:{top['templates'].start_mark.line + 1}"
+        if not isinstance(templates, list | tuple):
+            raise VocabularyError(f"{where}: 'templates' must be a list of texts, got {templates!r}")
+        for template in templates:
+            try:
+                check_template(template)
+            except VocabularyError as error:
+                raise VocabularyError(f"{where}: {error}") from None
+    name = data.get("name") or source
+    if not isinstance(name, str | int | float):
+        raise VocabularyError(f"{source}: 'name' must be text, got {name!r}")
     classes: list[VocabClass] = []
     seen_ids: set[int] = set()
     seen_names: set[str] = set()
@@ -113,19 +178,24 @@ def parse_vocabulary(text: str, source: str = "<string>") -> Vocabulary:
         where = f"{source}:{node.start_mark.line + 1}"
         if not isinstance(entry, dict):
             raise VocabularyError(f"{where}: a class must be a mapping with id, name, isthing")
-        unknown = set(entry) - {"id", "name", "isthing", "synonyms"}
+        unknown = set(map(repr, entry)) - {"'id'", "'name'", "'isthing'", "'synonyms'"}
         if unknown:
             raise VocabularyError(f"{where}: unknown keys {sorted(unknown)}")
         for key, kind in (("id", int), ("name", str), ("isthing", bool)):
             if not isinstance(entry.get(key), kind) or (kind is int and isinstance(entry[key], bool)):
                 raise VocabularyError(f"{where}: '{key}' must be {kind.__name__}, got {entry.get(key)!r}")
-        name = entry["name"].strip()
+        class_name = entry["name"].strip()
         synonyms = entry.get("synonyms") or []
-        if not name or not isinstance(synonyms, list) or not all(isinstance(s, str) and s for s in synonyms):
+        if not class_name or not isinstance(synonyms, list) \
+                or not all(isinstance(s, str) and s for s in synonyms):
             raise VocabularyError(f"{where}: a class needs a non-empty name and a list of synonyms")
-        if entry["id"] in seen_ids or name in seen_names:
-            raise VocabularyError(f"{where}: duplicate class id {entry['id']} or name {name!r}")
+        if entry["id"] in seen_ids or class_name in seen_names:
+            raise VocabularyError(f"{where}: duplicate class id {entry['id']} or name {class_name!r}")
         seen_ids.add(entry["id"])
-        seen_names.add(name)
-        classes.append(VocabClass(entry["id"], name, entry["isthing"], tuple(synonyms)))
-    return Vocabulary(str(data.get("name") or source), tuple(classes), templates)
+        seen_names.add(class_name)
+        try:
+            classes.append(VocabClass(entry["id"], class_name, entry["isthing"], tuple(synonyms)))
+        except VocabularyError as error:
+            raise VocabularyError(f"{where}: {error}") from None
+    return Vocabulary(str(name), tuple(classes), tuple(templates))
+

@@ -19,6 +19,7 @@ from pycocotools import mask as mask_utils
 from samcp.data.categories import Category
 from samcp.data.imageio import encode_image
 from samcp.data.synthetic import SyntheticImage
+from samcp.storage import inside
 
 
 def id_to_rgb(id_map: np.ndarray) -> np.ndarray:
@@ -54,8 +55,9 @@ class PanopticFolder:
         self.annotations = {a["file_name"]: a for a in self.json["annotations"]}
 
     def ids(self, file_name: str) -> np.ndarray:
-        """(H, W) int32 segment ids of one annotation's PNG."""
-        with open(os.path.join(self.folder, "panoptic", file_name), "rb") as f:
+        """(H, W) int32 segment ids of one annotation's PNG. ValueError for a `file_name` that
+        leads outside the folder's `panoptic/` (the json is someone else's data)."""
+        with open(inside(os.path.join(self.folder, "panoptic"), file_name), "rb") as f:
             return decode_id_png(f.read())
 
 

@@ -7,11 +7,11 @@ import dataclasses
 import io
 from importlib import resources
 
-import fsspec
 import torch
 
 from samcp.checkpoint import load_weights, read_checkpoint
 from samcp.model.head import HeadConfig, SamCPHead
+from samcp.storage import open_uri
 
 SHIPPED_HEAD = "samcp_head_tiny.pt"
 
@@ -35,7 +35,7 @@ def save_head(head: SamCPHead, uri: str, half: bool = True, storage_options: dic
     buffer = io.BytesIO()
     torch.save({"config": dataclasses.asdict(head.config), "trained_classes": list(head.trained_classes),
                 "sam_model": head.sam_model, "model": state}, buffer)
-    with fsspec.open(uri, "wb", **(storage_options or {})) as f:
+    with open_uri(uri, "wb", storage_options) as f:
         f.write(buffer.getvalue())
 
 

@@ -28,9 +28,9 @@ def labeled(tmp_path_factory):
     for shard, part in zip(shards, (images[:2], images[2:])):
         rows = [LabelActor._output({"kind": "sample", "key": im.key, "shard": shard, "index": i,
                                     "width": im.width, "height": im.height, "error": "", "shard_samples": -1,
-                                    "shard_error": ""}, result)
+                                    "shard_error": "", "skipped_members": ""}, result)
                 for i, (im, result) in enumerate(zip(part, labeler.label_batch([im.image for im in part])))]
-        rows = [{k: v for k, v in r.items() if k not in ("kind", "index", "shard_samples", "shard_error")}
+        rows = [{k: v for k, v in r.items() if k not in ("kind", "index", "shard_samples", "shard_error", "skipped_members")}
                 for r in rows]
         if shard == shards[-1]:
             rows.append(error_row("broken", shard, "corrupt image: cut"))

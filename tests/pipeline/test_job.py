@@ -62,7 +62,7 @@ def test_a_failing_store_is_retried_with_backoff_then_the_error_raised(monkeypat
     calls, waits, lines = [], [], []
 
     class FlakyOutput:
-        def write_shard(self, shard, rows, manifest):
+        def write_shard(self, shard, rows, manifest, skipped_members=None):
             calls.append(shard)
             if len(calls) < 3:
                 raise OSError("503 SlowDown")

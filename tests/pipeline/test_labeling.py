@@ -22,7 +22,7 @@ def batch(rows: list[dict]) -> dict[str, np.ndarray]:
 def reader_row(index: int, image: np.ndarray, error: str = "", kind: str = "sample") -> dict:
     return {"kind": kind, "key": f"k{index}", "shard": "s.tar", "index": index, "image": image,
             "width": image.shape[1], "height": image.shape[0], "error": error,
-            "shard_samples": 3 if kind == "end" else -1, "shard_error": ""}
+            "shard_samples": 3 if kind == "end" else -1, "shard_error": "", "skipped_members": ""}
 
 
 @pytest.fixture(scope="module")

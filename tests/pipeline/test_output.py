@@ -26,7 +26,7 @@ def test_written_shards_are_finished_with_counts_and_metadata(tmp_path):
     rows = [ok_row("a", "s.tar", 2, 2, 3, [SEGMENT]), error_row("b", "s.tar", "corrupt image")]
     assert output.write_shard("s.tar", rows, manifest()) == {"samples": 2, "ok": 1, "error": 1}
     assert output.finished_shards(["s.tar", "t.tar"]) == {"s.tar"}
-    assert output.shard_counts("s.tar") == {"samples": 2, "ok": 1, "error": 1}
+    assert output.census().done == {"s.tar": {"samples": 2, "ok": 1, "error": 1}}
     table = output.read_table()
     assert table.column("key").to_pylist() == ["a", "b"]
     assert table.column("segments").to_pylist()[0][0]["counts"] == "04"

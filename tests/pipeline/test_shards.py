@@ -8,7 +8,7 @@ import webdataset as wds
 from PIL import Image
 
 from pipeline.shards import ImageFolder, shard_pattern, synthetic_sample, write_shards
-from pipeline.storage import atomic_write, resolve
+from samcp.storage import atomic_write, resolve
 from samcp.data.coco import decode_id_png
 from samcp.data.synthetic import SyntheticConfig, SyntheticCorpus
 
