@@ -2,9 +2,10 @@
 
 A local path, file://, s3://, gs://, or any fsspec URI works; s3fs reads the standard
 AWS environment variables (AWS_ENDPOINT_URL, credentials, region) itself. S3 clients
-get connect and read timeouts by default (`S3_DEFAULTS`), so a store that accepts
-connections but never answers fails in about a minute with the endpoint's name instead
-of hanging; `--storage-options '{"config_kwargs": {...}}'` overrides them.
+get connect and read timeouts and bounded retries by default (`S3_DEFAULTS`), so a
+store that accepts connections but never answers fails in about a minute with the
+endpoint's name instead of hanging; `--storage-options '{"config_kwargs": {...}}'`
+overrides them.
 """
 
 from __future__ import annotations
@@ -23,9 +24,11 @@ from typing import BinaryIO
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
-# botocore's settings for s3fs clients unless the caller sets them: an unanswered request gives
-# up after `read_timeout` seconds, retried by botocore once and by s3fs up to 5 times (~1.5 min).
-S3_DEFAULTS = {"connect_timeout": 5, "read_timeout": 8, "retries": {"max_attempts": 2, "mode": "standard"}}
+# The S3 client's settings unless the caller sets them: a request that gets no answer gives up
+# after `read_timeout` seconds; botocore tries each request twice (with backoff, which also
+# paces throttling), and s3fs retries the whole call once more: about a minute at most.
+S3_DEFAULTS = {"connect_timeout": 5, "read_timeout": 10, "retries": {"max_attempts": 2, "mode": "standard"}}
+S3_CALL_RETRIES = 2  # s3fs's own retries of a call (its default, 5, multiplies botocore's)
 S3_PROTOCOLS = ("s3", "s3a")
 
 
@@ -42,14 +45,17 @@ def storage_options_for(uri: str, storage_options: dict | None = None) -> dict:
 
 
 def resolve(uri: str, storage_options: dict | None = None) -> tuple[fsspec.AbstractFileSystem, str]:
-    """(filesystem, path without scheme) for `uri`."""
+    """(filesystem, path without scheme) for `uri`, with the defaults of `storage_options_for`."""
     fs, path = fsspec.core.url_to_fs(uri, **storage_options_for(uri, storage_options))
+    if fsspec.utils.get_protocol(uri) in S3_PROTOCOLS:
+        fs.retries = S3_CALL_RETRIES  # not a constructor option of s3fs; fsspec caches the instance
     return fs, path.rstrip("/") or path
 
 
 def open_uri(uri: str, mode: str = "rb", storage_options: dict | None = None):
-    """`fsspec.open` with the defaults of `storage_options_for`."""
-    return fsspec.open(uri, mode, **storage_options_for(uri, storage_options))
+    """The file at `uri`, opened on the filesystem of `resolve` (a context manager)."""
+    fs, path = resolve(uri, storage_options)
+    return fs.open(path, mode)
 
 
 def canonical(uri: str, storage_options: dict | None = None) -> str:
@@ -97,13 +103,15 @@ def ensure_directory(fs: fsspec.AbstractFileSystem, path: str, uri: str) -> None
         return
     bucket = path.split("/", 1)[0]
     try:
-        found = fs.exists(bucket)
-    except Exception as error:  # noqa: BLE001 - any client error: the store is unusable as given
-        raise StorageError(f"cannot reach the store of {uri}: {type(error).__name__}: {error}") from None
-    if not found:
+        fs.ls(bucket, detail=False)  # raises, unlike `exists`, which takes any failure for "absent"
+        is_file = fs.isfile(path)
+    except FileNotFoundError:
         raise StorageError(f"the bucket of {uri} does not exist: create {bucket!r} first (it is never "
-                           "created for you, so that a misspelt name fails)")
-    if fs.isfile(path):
+                           "created for you, so that a misspelt name fails)") from None
+    except Exception as error:  # noqa: BLE001 - any client error: the store is unusable as given
+        raise StorageError(f"cannot reach the store of {uri}: {type(error).__name__}: {error}"
+                           .split("\n")[0]) from None
+    if is_file:
         raise StorageError(f"{uri} is a file, not a folder")
 
 

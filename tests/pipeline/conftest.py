@@ -30,8 +30,8 @@ def labeled(tmp_path_factory):
                                     "width": im.width, "height": im.height, "error": "", "shard_samples": -1,
                                     "shard_error": "", "skipped_members": ""}, result)
                 for i, (im, result) in enumerate(zip(part, labeler.label_batch([im.image for im in part])))]
-        rows = [{k: v for k, v in r.items() if k not in ("kind", "index", "shard_samples", "shard_error", "skipped_members")}
-                for r in rows]
+        transit = ("kind", "index", "shard_samples", "shard_error", "skipped_members")
+        rows = [{k: v for k, v in r.items() if k not in transit} for r in rows]
         if shard == shards[-1]:
             rows.append(error_row("broken", shard, "corrupt image: cut"))
         output.write_shard(shard, rows, manifest)
