@@ -73,11 +73,17 @@ class LabelOutput:
     def parquet_files(self) -> list[str]:
         """The shard files: Parquet files at the top of the directory named like one
         (`shard_file_name`); nothing in folders below it."""
+        return sorted(p for p in self._top_files() if SHARD_FILE.search(p.rsplit("/", 1)[-1]))
+
+    def _top_files(self) -> list[str]:
+        """The files (not folders) at the top of the directory; none when it does not exist yet
+        (an object store has no empty folders)."""
         self.fs.invalidate_cache()  # other processes write here: never trust a cached listing
-        if not self.fs.isdir(self.root):
+        try:
+            entries = self.fs.ls(self.root, detail=True)
+        except FileNotFoundError:
             return []
-        return sorted(p for p in self.fs.ls(self.root, detail=False)
-                      if SHARD_FILE.search(p.rsplit("/", 1)[-1]) and self.fs.isfile(p))
+        return [e["name"] for e in entries if e.get("type") == "file"]
 
     def census(self, labeling: dict | None = None) -> Census:
         """Every shard file, checked from its footer: readable Parquet with this package's
@@ -142,7 +148,7 @@ class LabelOutput:
                                  f"(see {MANIFEST}); use another --output, or --overwrite to delete them "
                                  "and start over")
         if existing is None:
-            stale = [p for p in self.fs.ls(self.root, detail=False) if p.endswith(".parquet")]
+            stale = [p for p in self._top_files() if p.endswith(".parquet")]
             if stale:
                 raise OutputConflict(f"{self.uri} holds {len(stale)} Parquet files but no {MANIFEST}: not a "
                                      "labeling output; use another --output (--overwrite deletes only the "

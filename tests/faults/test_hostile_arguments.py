@@ -203,3 +203,35 @@ def test_the_label_job_refuses_a_bad_vocabulary_before_anything(tmp_path, capsys
     code = job("label_corpus").main(["--input", str(tmp_path / "s.tar"), "--output", str(tmp_path / "out"),
                                      "--vocab", str(tmp_path / "v.yaml")])
     assert code == 2 and "v.yaml:2" in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
+def test_readers_and_packers_exit_2_for_unusable_folders_and_stores(tmp_path, s3_endpoint, capsys):
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    not_labels = tmp_path / "not-labels"
+    not_labels.mkdir()
+    (tmp_path / "photos").mkdir()
+    from PIL import Image
+
+    Image.new("RGB", (32, 32)).save(tmp_path / "photos" / "p.png")
+    cases = [
+        ("export", ["--labels", str(not_labels), "--format", "hf-parquet", "--output", str(a_file)],
+         "is a file, not a folder"),
+        ("export", ["--labels", str(not_labels), "--format", "coco-panoptic", "--output",
+                    str(tmp_path / "e")],
+         "no _manifest.json"),
+        ("render", ["--labels", str(not_labels), "--output", str(a_file)], "is a file, not a folder"),
+        ("render", ["--labels", str(a_file), "--output", str(tmp_path / "r")], "no _manifest.json"),
+        ("evaluate", ["--ground-truth", str(not_labels), "--labels", str(not_labels)], "no _manifest.json"),
+        ("evaluate", ["--ground-truth", str(not_labels), "--predictions", str(not_labels)],
+         "no panoptic.json"),
+        ("make_shards", ["folder", "--images", str(tmp_path / "photos"), "--output",
+                         "s3://no-such-bucket-samcp/shards", "--no-progress"], "does not exist"),
+        ("make_shards", ["folder", "--images", str(tmp_path / "photos"), "--output", str(a_file),
+                         "--no-progress"], "is a file, not a folder"),
+    ]
+    for name, argv, message in cases:
+        code = exit_code(job(name).main, argv)
+        out, err = capsys.readouterr()
+        assert code == 2 and message in err and "Traceback" not in err, (name, argv, out[-1000:], err[-1000:])
+    assert not (tmp_path / "e").exists() and not s3fs.S3FileSystem().exists("no-such-bucket-samcp")

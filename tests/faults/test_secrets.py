@@ -26,8 +26,11 @@ def test_credentials_stay_out_of_logs_errors_and_outputs(ray_cluster, s3_endpoin
     shards = write_shards(samples, f"s3://{s3_bucket}/shards", 3, storage_options=options, progress=False)
     out = f"s3://{s3_bucket}/labels"
     texts = []
-    for inputs in ([*shards, f"s3://{s3_bucket}/shards/missing.tar"], shards):  # a failing run, then a rerun
-        args = [a for uri in inputs for a in ("--input", uri)]
+    missing = f"s3://{s3_bucket}/shards/missing.tar"
+    for attempt in range(2):  # a failing run, then a rerun once the missing shard exists (an empty tar)
+        if attempt:
+            s3fs.S3FileSystem(**options).pipe(missing, b"\0" * 1024)
+        args = [a for uri in [*shards, missing] for a in ("--input", uri)]
         done = subprocess.run([sys.executable, os.path.join(REPO, "jobs", "label_corpus.py"), *args,
                                "--output", out, "--points-per-side", "8", "--storage-options",
                                json.dumps(options), "--ray-address", ray_cluster.address],

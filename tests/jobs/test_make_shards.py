@@ -73,6 +73,23 @@ def test_folder_of_images(tmp_path):
     assert Image.open(io.BytesIO(rows[0]["png"])).size == (30, 20)
 
 
+def test_folder_packing_leaves_out_unreadable_files(tmp_path):
+    photos = tmp_path / "photos"
+    (photos / "sub").mkdir(parents=True)
+    Image.fromarray(np.full((20, 30, 3), 90, np.uint8)).save(photos / "good.png")
+    (photos / "gone.jpg").symlink_to(tmp_path / "deleted.jpg")  # broken
+    (photos / "sub" / "loop.png").symlink_to(photos / "sub" / "loop.png")  # a link to itself
+    done = run_job("folder", "--images", str(photos), "--output", str(tmp_path / "out"), "--no-progress")
+    assert done.returncode == 0, done.stderr
+    assert "left out gone.jpg" in done.stderr and "left out sub/loop.png" in done.stderr
+    assert "2 unreadable files left out" in done.stdout
+    corpus = json.loads((tmp_path / "out" / "_corpus.json").read_text())
+    assert corpus["num_samples"] == 1
+    assert {s["path"] for s in corpus["skipped"]} == {"gone.jpg", "sub/loop.png"}
+    rows = list(wds.WebDataset(str(tmp_path / "out" / "shard-000000.tar"), shardshuffle=False))
+    assert [r["__key__"] for r in rows] == ["good"]
+
+
 def test_bad_arguments_fail_clearly(tmp_path):
     done = run_job("folder", "--images", str(tmp_path / "missing"), "--output", str(tmp_path))
     assert done.returncode != 0 and "image folder not found" in done.stderr

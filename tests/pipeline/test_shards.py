@@ -8,9 +8,9 @@ import webdataset as wds
 from PIL import Image
 
 from pipeline.shards import ImageFolder, shard_pattern, synthetic_sample, write_shards
-from samcp.storage import atomic_write, resolve
 from samcp.data.coco import decode_id_png
 from samcp.data.synthetic import SyntheticConfig, SyntheticCorpus
+from samcp.storage import atomic_write, resolve
 
 
 def read_back(pattern: str) -> list[dict]:
