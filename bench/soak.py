@@ -20,9 +20,6 @@ import sys
 import threading
 import time
 
-# This folder holds bench/pipeline.py, named like the `pipeline` package; keep it off the path.
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
-
 import numpy as np
 import psutil
 

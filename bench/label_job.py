@@ -1,8 +1,8 @@
 """The labeling pipeline (Ray Data, shards -> Parquet) against the bare `Labeler` loop, and its memory.
 
-    python bench/pipeline.py speed --num-images 200 --actors 1 2     # images/s, pipeline / bare loop
-    python bench/pipeline.py memory --sizes 200 2000                 # peak memory as the corpus grows
-    python bench/pipeline.py gpu --sam-model vit_h --sam-checkpoint none --image-size 1024 \
+    python bench/label_job.py speed --num-images 200 --actors 1 2     # images/s, pipeline / bare loop
+    python bench/label_job.py memory --sizes 200 2000                 # peak memory as the corpus grows
+    python bench/label_job.py gpu --sam-model vit_h --sam-checkpoint none --image-size 1024 \
         --autocast bf16 --num-images 256 --shard-size 16    # GPU utilization over a labeling job
 
 `speed` labels the same synthetic images (held-out split, 256 px, local shards)
@@ -22,13 +22,9 @@ import argparse
 import json
 import os
 import platform
-import sys
 import tempfile
 import threading
 import time
-
-# This file is named like the `pipeline` package; keep its folder from shadowing the package.
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
 
 import psutil
 import ray
