@@ -24,7 +24,7 @@ from torch.profiler import ProfilerActivity, profile
 
 from samcp.data.synthetic import SPLIT_SEEDS, SyntheticConfig, SyntheticCorpus
 from samcp.labeler import Labeler
-from samcp.patches import AUTOCAST_DTYPES, PatchConfig, PatchGenerator
+from samcp.sam.patches import AUTOCAST_DTYPES, PatchConfig, PatchGenerator
 
 STAGES = ("sam.encode", "sam.decode", "samcp.head", "samcp.postprocess", "samcp.rle")
 

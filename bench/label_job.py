@@ -31,13 +31,13 @@ import ray
 import torch
 
 from pipeline.config import JobConfig, ModelConfig
-from pipeline.decode import decode_image
 from pipeline.job import run_label_job
 from pipeline.reader import IMAGE_FIELDS
 from pipeline.shards import synthetic_sample, write_shards
 from samcp.config_cli import optional
+from samcp.data.decode import decode_image
 from samcp.data.synthetic import SPLIT_SEEDS, SyntheticConfig, SyntheticCorpus
-from samcp.patches import AUTOCAST_DTYPES
+from samcp.sam.patches import AUTOCAST_DTYPES
 
 
 def make_shards(root: str, num_images: int, shard_size: int, image_size: int = 256) -> list[str]:

@@ -23,8 +23,8 @@ from segment_anything import SamAutomaticMaskGenerator
 
 from samcp.data.synthetic import SPLIT_SEEDS, SyntheticConfig, SyntheticCorpus
 from samcp.eval.patch_quality import pairwise_iou
-from samcp.patches import AUTOCAST_DTYPES, PatchConfig, PatchGenerator
-from samcp.sam import build_sam
+from samcp.sam.build import build_sam
+from samcp.sam.patches import AUTOCAST_DTYPES, PatchConfig, PatchGenerator
 
 
 def mean_matched_iou(a: np.ndarray, b: np.ndarray) -> float:

@@ -21,7 +21,7 @@ from samcp.labeler import Labeler
 from samcp.model.factory import save_head
 from samcp.model.head import HeadConfig
 from samcp.postprocess import PostprocessConfig
-from samcp.train import HeadTrainConfig, train_head
+from samcp.train.head import HeadTrainConfig, train_head
 
 VARIANTS: dict[str, dict] = {
     "full": {},

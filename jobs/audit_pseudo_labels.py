@@ -18,7 +18,7 @@ import json
 import sys
 
 from pipeline.labels import rows_by_key
-from pipeline.pseudo_label_audit import check_rows, format_precision_table, precision_table
+from pipeline.selftrain.audit import check_rows, format_precision_table, precision_table
 from samcp.data.coco import PanopticFolder
 from samcp.storage import add_storage_options_argument
 

@@ -47,8 +47,8 @@ def evaluate_labels(gt_dir: str, labels: str, storage_options: dict | None) -> d
 
 def evaluate_synthetic(args: argparse.Namespace) -> dict:
     from samcp.labeler import Labeler
-    from samcp.patches import PatchConfig
     from samcp.postprocess import PostprocessConfig
+    from samcp.sam.patches import PatchConfig
 
     patch_overrides = {"points_per_side": args.points_per_side, "crop_n_layers": args.crop_n_layers}
     patch_overrides = {k: v for k, v in patch_overrides.items() if v is not None}

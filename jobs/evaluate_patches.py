@@ -22,8 +22,8 @@ from samcp.config_cli import add_config_arguments, add_corpus_shift_arguments, c
 from samcp.data.attributes import PATTERNS
 from samcp.data.synthetic import SPLIT_SEEDS, SyntheticConfig, SyntheticCorpus, SyntheticImage
 from samcp.eval.patch_quality import PatchQuality
-from samcp.patches import PatchConfig, PatchGenerator
-from samcp.sam import architectures, build_sam
+from samcp.sam.build import architectures, build_sam
+from samcp.sam.patches import PatchConfig, PatchGenerator
 
 
 def ground_truth_at_mask_resolution(generator: PatchGenerator, sample: SyntheticImage) -> np.ndarray:

@@ -24,9 +24,9 @@ import json
 import sys
 
 from pipeline.config import JobConfig, ModelConfig
-from pipeline.decode import DecodeConfig
 from pipeline.inputs import InputError
 from pipeline.output import OutputConflict
+from samcp.data.decode import DecodeConfig
 from samcp.storage import StorageError, add_storage_options_argument
 from samcp.vocab import VocabularyError
 

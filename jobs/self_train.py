@@ -20,8 +20,8 @@ import json
 import sys
 
 from pipeline.config import ModelConfig
-from pipeline.pseudo_labels import ScoreFilter
-from pipeline.self_training import SelfTrainConfig, run_self_training
+from pipeline.selftrain.rounds import SelfTrainConfig, run_self_training
+from pipeline.train.examples import ScoreFilter
 
 
 def build_parser() -> argparse.ArgumentParser:

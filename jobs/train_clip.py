@@ -14,8 +14,8 @@ import os
 import sys
 
 from samcp.checkpoint import save_weights
-from samcp.clip_training import ClipTrainConfig, train_clip
 from samcp.config_cli import add_config_arguments, config_from_args
+from samcp.train.clip import ClipTrainConfig, train_clip
 
 
 def build_parser() -> argparse.ArgumentParser:

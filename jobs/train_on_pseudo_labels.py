@@ -25,8 +25,8 @@ import argparse
 import json
 import sys
 
-from pipeline.pseudo_labels import ScoreFilter
-from pipeline.pseudo_training import PseudoTrainConfig, run_pseudo_training
+from pipeline.train.examples import ScoreFilter
+from pipeline.train.trainer import PseudoTrainConfig, run_pseudo_training
 from samcp.storage import add_storage_options_argument
 
 

@@ -15,7 +15,7 @@ import sys
 
 from samcp.checkpoint import save_weights
 from samcp.config_cli import add_config_arguments, config_from_args
-from samcp.sam_training import SamTrainConfig, train_sam
+from samcp.train.sam import SamTrainConfig, train_sam
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -16,7 +16,7 @@ import sys
 from samcp.config_cli import add_config_arguments, config_from_args
 from samcp.model.factory import save_head
 from samcp.model.head import HeadConfig
-from samcp.train import HeadTrainConfig, train_head
+from samcp.train.head import HeadTrainConfig, train_head
 
 
 def build_parser() -> argparse.ArgumentParser:

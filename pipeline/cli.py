@@ -15,7 +15,7 @@ from collections import Counter
 from PIL import Image
 
 from pipeline.config import ModelConfig
-from pipeline.decode import DecodeConfig, DecodeError, decode_image
+from samcp.data.decode import DecodeConfig, DecodeError, decode_image
 from samcp.viz import overlay_panoptic, vocabulary_categories
 
 

@@ -7,16 +7,16 @@ import dataclasses
 from dataclasses import dataclass, field
 from importlib import metadata
 
-from pipeline.decode import DecodeConfig
 from samcp.checkpoint import file_sha256
+from samcp.clip.text_encoder import shipped_clip_checkpoint
 from samcp.config_cli import add_model_arguments
+from samcp.data.decode import DecodeConfig
 from samcp.labeler import Labeler
 from samcp.model.factory import build_head, check_head_fits, shipped_head_checkpoint
-from samcp.patches import AUTOCAST_DTYPES, PatchConfig
 from samcp.postprocess import PostprocessConfig
-from samcp.sam import shipped_checkpoint
+from samcp.sam.build import shipped_checkpoint
+from samcp.sam.patches import AUTOCAST_DTYPES, PatchConfig
 from samcp.storage import absolute_reference
-from samcp.text_encoder import shipped_clip_checkpoint
 from samcp.vocab import load_vocabulary
 
 

@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
-from pipeline.decode import DecodeConfig, DecodeError, decode_image
+from samcp.data.decode import DecodeConfig, DecodeError, decode_image
 from samcp.storage import open_uri
 
 IMAGE_FIELDS = ("jpg", "jpeg", "png", "webp", "tif", "tiff", "bmp")

@@ -12,16 +12,16 @@ import numpy as np
 import torch
 from torch.profiler import record_function
 
+from samcp.clip.region import RegionClassifier, head_region_encoder, region_encoder
+from samcp.clip.text_encoder import TextEncoder
 from samcp.data.coco import encode_rle
 from samcp.flip_agreement import flip_ious
 from samcp.masks import mask_bbox
 from samcp.model.factory import build_head, check_head_fits, random_head
 from samcp.model.inputs import head_inputs
-from samcp.open_vocab import RegionClassifier, head_region_encoder, region_encoder
-from samcp.patches import PatchConfig, PatchGenerator, PatchSet
 from samcp.postprocess import PanopticFusion, PanopticResult, PostprocessConfig
-from samcp.sam import build_sam
-from samcp.text_encoder import TextEncoder
+from samcp.sam.build import build_sam
+from samcp.sam.patches import PatchConfig, PatchGenerator, PatchSet
 from samcp.vocab import Vocabulary, load_vocabulary
 
 

@@ -7,7 +7,7 @@ best thing probability); those above `score_thresh` whose best affinity
 passes `affinity_thresh` compete per pixel by score (Mask2Former-style
 fusion), and a candidate that keeps less than `overlap_thresh` of its mask is
 dropped. Stuff is one segment per class: one semantic query per stuff class.
-With a region classifier (`samcp.open_vocab`), every class probability is first
+With a region classifier (`samcp.clip.region`), every class probability is first
 ensembled with the frozen CLIP's for the query's mask, with one weight for the
 classes the head was trained on (`kappa_seen`) and one for the names it never
 saw (`kappa`), as FC-CLIP weighs in- and out-of-vocabulary classes apart.
@@ -19,9 +19,9 @@ from dataclasses import dataclass, replace
 
 import torch
 
+from samcp.clip.region import ensemble
 from samcp.masks import nonempty
 from samcp.model.affinity_decoder import normalized_affinity
-from samcp.open_vocab import ensemble
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ import torch
 from torchvision.ops import box_convert
 
 from samcp.model.patch_encoder import mask_roi_grid
-from samcp.patches import PatchSet
+from samcp.sam.patches import PatchSet
 
 
 @dataclass
@@ -22,7 +22,7 @@ class PatchFeatures:
 
     embedding: (C, h, w). feature_boxes: (N, 4) xyxy in feature-map cells.
     roi_masks: (N, S, S) each patch mask inside its box. boxes: (N, 4) xyxy normalized by image size.
-    clip: (N, E) CLIP embedding of each patch's region (`samcp.open_vocab.RegionEncoder`), or None.
+    clip: (N, E) CLIP embedding of each patch's region (`samcp.clip.region.RegionEncoder`), or None.
     """
 
     embedding: torch.Tensor

@@ -83,7 +83,7 @@ def test_a_run_whose_output_is_taken_over_stops_and_the_output_holds_one_configu
 
 def test_training_reads_the_vocabulary_the_labels_were_made_with(tmp_path):
     from pipeline.config import ModelConfig
-    from pipeline.pseudo_labels import ExampleBuilder
+    from pipeline.train.examples import ExampleBuilder
 
     vocab = tmp_path / "v.yaml"
     vocab.write_text("name: mine\ntemplates: ['a picture of a {}']\nclasses:\n"

@@ -16,10 +16,10 @@ from collections import Counter
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.decode import DecodeConfig
 from pipeline.labeling import transit_table
 from pipeline.output import SUCCESS, LabelOutput, shard_file_name
 from pipeline.reader import ShardReader
+from samcp.data.decode import DecodeConfig
 from samcp.data.imageio import encode_image
 from samcp.data.synthetic import SPLIT_SEEDS, SyntheticConfig, SyntheticCorpus
 

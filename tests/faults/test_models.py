@@ -13,7 +13,7 @@ import torch
 from pipeline.shards import synthetic_sample, write_shards
 from samcp.checkpoint import save_weights
 from samcp.data.synthetic import SPLIT_SEEDS, SyntheticConfig, SyntheticCorpus
-from samcp.sam import build_sam
+from samcp.sam.build import build_sam
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

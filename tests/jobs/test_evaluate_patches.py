@@ -7,8 +7,8 @@ import numpy as np
 from jobs import evaluate_patches
 from samcp.data.synthetic import SyntheticConfig, SyntheticCorpus
 from samcp.eval.patch_quality import pairwise_iou
-from samcp.patches import PatchConfig, PatchGenerator
-from samcp.sam import build_sam
+from samcp.sam.build import build_sam
+from samcp.sam.patches import PatchConfig, PatchGenerator
 
 
 def test_scores_the_shipped_sam_with_its_own_patch_settings(tmp_path):

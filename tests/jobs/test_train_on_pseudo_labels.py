@@ -14,7 +14,7 @@ import s3fs
 from samcp.data.synthetic import SPLIT_SEEDS, SyntheticConfig, SyntheticCorpus
 from samcp.labeler import Labeler
 from samcp.model.factory import shipped_head_checkpoint
-from samcp.sam import shipped_checkpoint
+from samcp.sam.build import shipped_checkpoint
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import torch
 
-from samcp.sam import build_sam
+from samcp.sam.build import build_sam
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -8,8 +8,8 @@ import torch
 
 from pipeline.config import ModelConfig
 from samcp.checkpoint import file_sha256
+from samcp.clip.text_encoder import shipped_clip_checkpoint
 from samcp.postprocess import PostprocessConfig
-from samcp.text_encoder import shipped_clip_checkpoint
 
 
 def test_kappa_follows_the_clip_checkpoint_unless_given():

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from samcp.open_vocab import ensemble
+from samcp.clip.region import ensemble
 from samcp.postprocess import PanopticFusion, PanopticResult, PostprocessConfig, claimed_patches, query_masks
 
 BIG = 10.0

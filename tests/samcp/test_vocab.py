@@ -3,8 +3,8 @@ import dataclasses
 import pytest
 import torch
 
+from samcp.clip.text_encoder import TextEncoder, unknown_words
 from samcp.data.categories import SYNTHETIC_CATEGORIES
-from samcp.text_encoder import TextEncoder, unknown_words
 from samcp.vocab import VocabularyError, builtin_names, load_vocabulary, parse_vocabulary
 
 

@@ -6,7 +6,7 @@ from samcp.model.classifier import TextClassifier
 from samcp.model.head import HeadConfig, SamCPHead
 from samcp.model.inputs import head_inputs
 from samcp.model.patch_encoder import mask_roi_grid
-from samcp.patches import PatchSet
+from samcp.sam.patches import PatchSet
 
 
 def random_patch_set(n: int, seed: int, size: int = 64) -> PatchSet:

@@ -2,8 +2,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from samcp.sam import build_sam
-from samcp.sam_resize import resize_sam_weights
+from samcp.sam.build import build_sam
+from samcp.sam.resize import resize_sam_weights
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,6 @@
 import torch
 
-from samcp.assign import AssignConfig, assign, intersection_over_patch, thing_membership
+from samcp.train.assign import AssignConfig, assign, intersection_over_patch, thing_membership
 
 
 def rect(h, w, x0, y0, x1, y1):

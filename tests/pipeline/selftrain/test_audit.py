@@ -6,8 +6,8 @@ import pytest
 from jobs.audit_pseudo_labels import main
 from pipeline.config import ModelConfig
 from pipeline.output import LabelOutput
-from pipeline.pseudo_label_audit import check_rows, precision_table
 from pipeline.schema import error_row, ok_row
+from pipeline.selftrain.audit import check_rows, precision_table
 from samcp.data.coco import PanopticFolder, encode_rle, export_coco
 from samcp.data.synthetic import SyntheticConfig, SyntheticCorpus
 

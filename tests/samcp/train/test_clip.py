@@ -6,9 +6,9 @@ import open_clip
 import torch
 import torch.nn.functional as F
 
-from samcp.clip_training import ClipTrainConfig, multi_positive_loss, train_clip
-from samcp.open_vocab import RegionClassifier, region_encoder
-from samcp.text_encoder import TextEncoder
+from samcp.clip.region import RegionClassifier, region_encoder
+from samcp.clip.text_encoder import TextEncoder
+from samcp.train.clip import ClipTrainConfig, multi_positive_loss, train_clip
 from samcp.vocab import load_vocabulary
 
 

@@ -5,7 +5,7 @@ import s3fs
 import torch
 
 from samcp.checkpoint import load_state_dict, save_weights
-from samcp.sam import architectures, build_sam
+from samcp.sam.build import architectures, build_sam
 
 
 def test_architectures_include_registry_and_tiny():

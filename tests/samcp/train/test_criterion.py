@@ -1,7 +1,7 @@
 import torch
 
-from samcp.assign import SegmentTargets
-from samcp.criterion import CriterionConfig, affinity_losses, match, samcp_loss
+from samcp.train.assign import SegmentTargets
+from samcp.train.criterion import CriterionConfig, affinity_losses, match, samcp_loss
 
 
 def targets_two_things():

@@ -32,9 +32,9 @@ from torchvision.ops import sigmoid_focal_loss
 
 from samcp.data.categories import CATEGORY_BY_ID
 from samcp.data.synthetic import SPLIT_SEEDS, SyntheticConfig, SyntheticCorpus, SyntheticImage
-from samcp.sam import build_sam
-from samcp.sam_resize import resize_sam_weights
-from samcp.train_loop import MetricsLog, resume_state, save_state, warmup_cosine
+from samcp.sam.build import build_sam
+from samcp.sam.resize import resize_sam_weights
+from samcp.train.loop import MetricsLog, resume_state, save_state, warmup_cosine
 
 
 @dataclass(frozen=True)

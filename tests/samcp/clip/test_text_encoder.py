@@ -1,6 +1,6 @@
 import logging
 
-from samcp.text_encoder import TextEncoder
+from samcp.clip.text_encoder import TextEncoder
 
 RANDOM_INIT = "initialized randomly"
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline.decode import DecodeConfig, DecodeError, decode_image
+from samcp.data.decode import DecodeConfig, DecodeError, decode_image
 
 
 def encode(image: Image.Image, fmt: str, **options) -> bytes:

@@ -17,16 +17,16 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from samcp.assign import SegmentTargets, assign
-from samcp.criterion import CriterionConfig, samcp_loss
+from samcp.clip.region import RegionEncoder, head_region_encoder
+from samcp.clip.text_encoder import TextEncoder
 from samcp.data.synthetic import SPLIT_SEEDS, SyntheticConfig, SyntheticCorpus
 from samcp.model.head import HeadConfig, SamCPHead
 from samcp.model.inputs import PatchFeatures, collate, patch_features, pixel_boxes
-from samcp.open_vocab import RegionEncoder, head_region_encoder
-from samcp.patches import PatchConfig, PatchGenerator, PatchSet
-from samcp.sam import build_sam
-from samcp.text_encoder import TextEncoder
-from samcp.train_loop import MetricsLog, resume_state, save_state, warmup_cosine
+from samcp.sam.build import build_sam
+from samcp.sam.patches import PatchConfig, PatchGenerator, PatchSet
+from samcp.train.assign import SegmentTargets, assign
+from samcp.train.criterion import CriterionConfig, samcp_loss
+from samcp.train.loop import MetricsLog, resume_state, save_state, warmup_cosine
 from samcp.vocab import Vocabulary, load_vocabulary
 
 
@@ -88,7 +88,7 @@ def training_example(patches: PatchSet, segment_masks: torch.Tensor, segment_cla
     """Features (embedding in fp16) and targets of one image's patches against its segments.
 
     segment_masks: (G, H, W) bool with category ids `segment_classes`; ignore: (H, W) bool
-    pixels without labels (see `samcp.assign`); clip: (N, E) the patches' CLIP region embeddings.
+    pixels without labels (see `samcp.train.assign`); clip: (N, E) the patches' CLIP region embeddings.
     """
     targets = assign(patches.masks, pixel_boxes(patches), segment_masks, segment_classes,
                      [c.id for c in vocab.things], [c.id for c in vocab.stuff], ignore=ignore)

@@ -4,8 +4,8 @@ import pytest
 import torch
 from torchvision.ops import roi_align
 
-from samcp.open_vocab import RegionClassifier, ensemble, masked_crops, region_encoder
-from samcp.text_encoder import TextEncoder
+from samcp.clip.region import RegionClassifier, ensemble, masked_crops, region_encoder
+from samcp.clip.text_encoder import TextEncoder
 from samcp.vocab import load_vocabulary
 
 

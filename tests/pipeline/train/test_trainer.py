@@ -2,8 +2,8 @@ import hashlib
 
 import pytest
 
-from pipeline.pseudo_training import labeling_models
-from samcp.sam import shipped_checkpoint
+from pipeline.train.trainer import labeling_models
+from samcp.sam.build import shipped_checkpoint
 
 
 def _labeling(sam_checkpoint: str, sam_sha256: str) -> dict:

@@ -1,6 +1,6 @@
 """Retrain the SAM-CP head on pseudo-labels with Ray Train (`TorchTrainer`, DDP), streaming the data.
 
-Ray Data builds the training examples once (`pipeline.pseudo_labels`) and keeps
+Ray Data builds the training examples once (`pipeline.train.examples`) and keeps
 them in the cluster's object store, split across the training workers; each
 epoch every worker streams its share in a fresh local shuffle. Checkpoints go
 to `OUTPUT/train/` through Ray Train's storage (any fsspec URI), one per epoch,
@@ -27,25 +27,25 @@ from fsspec.implementations.local import LocalFileSystem
 
 from pipeline.cluster import init_ray
 from pipeline.config import checkpoint_file
-from pipeline.decode import DecodeConfig
 from pipeline.inputs import expand_inputs
 from pipeline.output import LabelOutput, labeling_vocabulary
-from pipeline.pseudo_labels import (
+from pipeline.train.examples import (
     ExampleBuilder,
     GroundTruthReader,
     PseudoLabelReader,
     ScoreFilter,
 )
 from samcp.checkpoint import file_sha256
-from samcp.criterion import CriterionConfig
+from samcp.clip.region import check_clip_width
+from samcp.clip.text_encoder import TextEncoder
 from samcp.data.coco import PanopticFolder
+from samcp.data.decode import DecodeConfig
 from samcp.model.factory import build_head, check_head_fits, save_head
 from samcp.model.head import HeadConfig
-from samcp.open_vocab import check_clip_width
 from samcp.storage import absolute, absolute_reference, join, resolve
-from samcp.text_encoder import TextEncoder
-from samcp.train import CachedImage, train_step
-from samcp.train_loop import warmup_cosine
+from samcp.train.criterion import CriterionConfig
+from samcp.train.head import CachedImage, train_step
+from samcp.train.loop import warmup_cosine
 
 RUN_NAME = "train"
 STATE = "state.pt"

@@ -6,8 +6,8 @@ from segment_anything import SamAutomaticMaskGenerator
 
 from samcp.data.synthetic import SPLIT_SEEDS, SyntheticConfig, SyntheticCorpus
 from samcp.eval.patch_quality import pairwise_iou
-from samcp.patches import PatchConfig, PatchGenerator
-from samcp.sam import build_sam
+from samcp.sam.build import build_sam
+from samcp.sam.patches import PatchConfig, PatchGenerator
 
 
 @pytest.fixture(scope="module")

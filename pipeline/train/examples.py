@@ -6,7 +6,7 @@ no shuffle. Segments scoring below their threshold are dropped and their
 pixels (with every pixel no segment covers) become an ignore region. Images with
 real labels (a COCO panoptic folder) can join them, read the same way. The same
 SAM that made the labels cuts each image into patches again, and each image
-becomes a `samcp.train.CachedImage` (patch features + targets, and the patches'
+becomes a `samcp.train.head.CachedImage` (patch features + targets, and the patches'
 CLIP region embeddings from the labeling CLIP for a head that reads them), serialized.
 """
 
@@ -23,16 +23,16 @@ import numpy as np
 import pyarrow.parquet as pq
 import torch
 
-from pipeline.decode import DecodeConfig
 from pipeline.labels import segment_mask
 from pipeline.output import LabelOutput, labeling_vocabulary, shard_file_name
 from pipeline.reader import ShardReader
+from samcp.clip.region import head_region_encoder
+from samcp.clip.text_encoder import TextEncoder
 from samcp.data.coco import PanopticFolder, encode_rle
-from samcp.open_vocab import head_region_encoder
-from samcp.patches import AUTOCAST_DTYPES, PatchConfig, PatchGenerator
-from samcp.sam import build_sam
-from samcp.text_encoder import TextEncoder
-from samcp.train import training_example
+from samcp.data.decode import DecodeConfig
+from samcp.sam.build import build_sam
+from samcp.sam.patches import AUTOCAST_DTYPES, PatchConfig, PatchGenerator
+from samcp.train.head import training_example
 
 
 @dataclass(frozen=True)
@@ -116,7 +116,7 @@ class GroundTruthReader:
 class ExampleBuilder:
     """Callable class for `map_batches`: SAM patches + pseudo-label targets per image, serialized.
 
-    Output rows: `{"key", "example": bytes of samcp.train.CachedImage}`; an image
+    Output rows: `{"key", "example": bytes of samcp.train.head.CachedImage}`; an image
     with no patch is left out (it has nothing to teach). With `mirror`, every image
     also comes out mirrored left-right (key `<key>:mirror`, its masks mirrored too);
     with `turn`, also turned counterclockwise by 90, 180 or 270 degrees, picked by its

@@ -4,8 +4,8 @@ import torch
 
 from samcp.checkpoint import save_weights
 from samcp.data.synthetic import SyntheticConfig, SyntheticCorpus
-from samcp.sam import build_sam
-from samcp.sam_training import (
+from samcp.sam.build import build_sam
+from samcp.train.sam import (
     ExampleCache,
     SamTrainConfig,
     assign_outputs,

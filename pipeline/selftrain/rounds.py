@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from pipeline.config import JobConfig, ModelConfig
 from pipeline.job import run_label_job
 from pipeline.labels import rows_by_key, score_rows
-from pipeline.pseudo_labels import ScoreFilter
-from pipeline.pseudo_training import PseudoTrainConfig, run_pseudo_training
+from pipeline.train.examples import ScoreFilter
+from pipeline.train.trainer import PseudoTrainConfig, run_pseudo_training
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,8 @@ import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 from torchvision.ops import generalized_box_iou, sigmoid_focal_loss
 
-from samcp.assign import SegmentTargets
 from samcp.model.affinity_decoder import claimed_union_boxes, normalized_affinity
+from samcp.train.assign import SegmentTargets
 
 
 @dataclass(frozen=True)

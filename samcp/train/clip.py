@@ -2,7 +2,7 @@
 
 Two kinds of pairs come from each training image of the compositional corpus
 (`SyntheticConfig.attributes`): the whole image with its caption ("striped ball, dotted
-kite, sky, grass"), and each segment as a masked region crop (`samcp.open_vocab.masked_crops`,
+kite, sky, grass"), and each segment as a masked region crop (`samcp.clip.region.masked_crops`,
 as the region classifier sees regions at inference) with a prompt of its class from the
 vocabulary's templates ("a photo of a striped ball."). Many regions in a batch share a
 text, so the loss is a multi-positive InfoNCE: each image's target is its own text, and each
@@ -21,10 +21,10 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from samcp.clip.region import masked_crops
+from samcp.clip.text_encoder import TextEncoder
 from samcp.data.synthetic import SPLIT_SEEDS, SyntheticConfig, SyntheticCorpus
-from samcp.open_vocab import masked_crops
-from samcp.text_encoder import TextEncoder
-from samcp.train_loop import MetricsLog, resume_state, save_state, warmup_cosine
+from samcp.train.loop import MetricsLog, resume_state, save_state, warmup_cosine
 from samcp.vocab import load_vocabulary
 
 

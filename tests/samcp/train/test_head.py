@@ -8,7 +8,7 @@ from samcp import Labeler
 from samcp.data.synthetic import SPLIT_SEEDS, SyntheticConfig, SyntheticCorpus
 from samcp.model.factory import save_head
 from samcp.model.head import HeadConfig, SamCPHead
-from samcp.train import HeadTrainConfig, train_head
+from samcp.train.head import HeadTrainConfig, train_head
 from samcp.vocab import load_vocabulary
 
 

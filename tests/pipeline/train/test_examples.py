@@ -7,15 +7,15 @@ import torch
 from pipeline.config import ModelConfig
 from pipeline.labels import segment_mask
 from pipeline.output import LabelOutput
-from pipeline.pseudo_labels import ExampleBuilder, GroundTruthReader, PseudoLabelReader, ScoreFilter
-from pipeline.pseudo_training import PseudoTrainConfig, run_pseudo_training
 from pipeline.schema import error_row, ok_row
 from pipeline.shards import synthetic_sample, write_shards
+from pipeline.train.examples import ExampleBuilder, GroundTruthReader, PseudoLabelReader, ScoreFilter
+from pipeline.train.trainer import PseudoTrainConfig, run_pseudo_training
 from samcp.data.coco import encode_rle, export_coco
 from samcp.data.synthetic import SyntheticConfig, SyntheticCorpus
 from samcp.model.factory import save_head
 from samcp.model.head import HeadConfig, SamCPHead
-from samcp.train import CachedImage
+from samcp.train.head import CachedImage
 
 
 def segment(segment_id: int, category: str, category_id: int, score: float, mask: np.ndarray) -> dict:

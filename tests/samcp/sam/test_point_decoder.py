@@ -2,8 +2,8 @@
 
 import torch
 
-from samcp.point_decoder import PointGridDecoder
-from samcp.sam import build_sam
+from samcp.sam.build import build_sam
+from samcp.sam.point_decoder import PointGridDecoder
 
 
 def test_matches_the_mask_decoder_and_filters_by_predicted_iou():

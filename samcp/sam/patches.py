@@ -4,7 +4,7 @@ Same masks as segment-anything's `SamAutomaticMaskGenerator` (point grid,
 multimask output, predicted-IoU and stability filters, box NMS, crop layers),
 but it encodes a batch of images and their crops in one forward pass, decodes
 each crop's whole point grid in large batches with the image-side work shared by the
-prompts (`samcp.point_decoder`), upsamples only the masks that pass the IoU
+prompts (`samcp.sam.point_decoder`), upsamples only the masks that pass the IoU
 filter, and never leaves torch (no RLE round trip), so it runs on the GPU end to
 end when there is one.
 """
@@ -30,8 +30,8 @@ from segment_anything.utils.transforms import ResizeLongestSide
 from torch.profiler import record_function
 from torchvision.ops import batched_nms
 
-from samcp.point_decoder import PointGridDecoder
-from samcp.sam import patch_defaults
+from samcp.sam.build import patch_defaults
+from samcp.sam.point_decoder import PointGridDecoder
 
 # Names of the dtypes SAM can run in under autocast (GPU), as the CLIs take them.
 AUTOCAST_DTYPES: dict[str, torch.dtype | None] = {"none": None, "bf16": torch.bfloat16,
@@ -67,7 +67,7 @@ class PatchConfig:
 
     @classmethod
     def for_model(cls, architecture: str, **overrides) -> PatchConfig:
-        """Defaults tuned for a SAM architecture (see `samcp.sam.patch_defaults`), then `overrides`."""
+        """Defaults tuned for a SAM architecture (see `samcp.sam.build.patch_defaults`), then `overrides`."""
         return cls(**{**patch_defaults(architecture), **overrides})
 
 

@@ -16,8 +16,8 @@ import open_clip
 import torch
 import torch.nn.functional as F
 
+from samcp.clip.text_encoder import TextEncoder
 from samcp.masks import as_float, mask_boxes, nonempty
-from samcp.text_encoder import TextEncoder
 
 
 def box_sample_grid(boxes: torch.Tensor, size: int, image_size: tuple[int, int]) -> torch.Tensor:

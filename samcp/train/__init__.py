@@ -1,0 +1,2 @@
+"""Training without Ray: the SAM-CP head (examples, loop, criterion, label assignment), the small
+SAM and the small CLIP."""
