@@ -244,7 +244,6 @@ def run_label_job(cfg: JobConfig, log: Callable[[str], None] = print) -> dict:
         f"{len(pending)} to label -> {cfg.output}")
     progress = Progress(len(pending), cfg.progress_every_s, log)
     failed: dict[str, str] = {}
-    published: set[str] = set()
     keys = KeyRegistry()
     if pending:
         init_ray(cfg.ray_address)
@@ -258,7 +257,6 @@ def run_label_job(cfg: JobConfig, log: Callable[[str], None] = print) -> dict:
                         try:
                             progress.add(publish(output, shard, rows, manifest, cfg.write_attempts, log,
                                                  skipped))
-                            published.add(shard)
                         except OSError as error:
                             end["shard_error"] = f"labels of {shard} could not be written: {error}"
                     if end["shard_error"]:
@@ -277,7 +275,8 @@ def run_label_job(cfg: JobConfig, log: Callable[[str], None] = print) -> dict:
         failed[path] = f"not a valid shard file at the end of the run: {reason}; rerun to label it again"
     unlabeled = [s for s in unlabeled if s not in final.done]
     _write_pending(output, unlabeled)
-    earlier = [s for s in unlabeled if s not in failed and s not in set(shards)]
+    inputs = set(shards)
+    earlier = [s for s in unlabeled if s not in failed and s not in inputs]
     if earlier:
         log(f"[label] {len(earlier)} shards asked for by an earlier run are still unlabeled, "
             f"e.g. {earlier[0]}: no {SUCCESS} until they are (rerun with them among the inputs, or delete "

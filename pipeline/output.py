@@ -125,7 +125,8 @@ class LabelOutput:
 
     def finished_shards(self, shards: list[str]) -> set[str]:
         """The shards among `shards` that have a valid file (see `census`)."""
-        done = self.census().done if self.read_json(MANIFEST) is not None else {}
+        manifest = self.read_json(MANIFEST)
+        done = self.census(manifest["labeling"]).done if manifest is not None else {}
         return {s for s in shards if s in done}
 
     def prepare(self, manifest: dict, overwrite: bool) -> None:
@@ -137,9 +138,10 @@ class LabelOutput:
         """
         ensure_directory(self.fs, self.root, self.uri)
         if overwrite:
-            for path in [*self.parquet_files(), *map(self.path, (SUCCESS, PENDING, MANIFEST))]:
-                if self.fs.exists(path):
-                    self.fs.rm(path)
+            for path in self.parquet_files():
+                self.fs.rm(path)
+            for name in (SUCCESS, PENDING, MANIFEST):
+                self.remove(name)
             self.write_json(MANIFEST, manifest)
             return
         existing = self._existing_manifest()
@@ -161,8 +163,8 @@ class LabelOutput:
         except ValueError:
             raise OutputConflict(f"{self.uri}/{MANIFEST} is damaged (not JSON); --overwrite deletes the "
                                  "output and starts over") from None
-        if existing is not None and not isinstance(existing.get("labeling") if isinstance(existing, dict)
-                                                   else None, dict):
+        labeling = existing.get("labeling") if isinstance(existing, dict) else None
+        if existing is not None and not isinstance(labeling, dict):
             raise OutputConflict(f"{self.uri}/{MANIFEST} is not a labeling manifest; use another --output, "
                                  "or --overwrite to delete it and start over")
         return existing

@@ -270,6 +270,8 @@ def _member_bytes(tar: tarfile.TarFile, member: tarfile.TarInfo, name: str, max_
 def _too_large(name: str, size: int, max_bytes: int) -> str:
     return (f"member {name} is {size / 2**20:.1f} MiB, above the limit of {max_bytes / 2**20:g} MiB "
             "(--max-member-mib): not read")
+
+
 def _key_and_extension(name: str) -> tuple[str, str] | None:
     """`dir/abc.seg.png` -> (`dir/abc`, `seg.png`): the key ends at the first dot of the file name."""
     folder, _, file_name = name.rpartition("/")
