@@ -20,7 +20,7 @@
 # generator_vit_h: the same for ViT-H (random weights, 1024 px, 32x32 grid), bf16 then fp32;
 # head_cost:       bench/head_cost.py, ViT-H 32x32 in bf16 + the SAM-CP head, per-stage and
 #                  per-operator profile;
-# pipeline:        bench/pipeline.py gpu, GPU utilization over a labeling job on one GPU actor.
+# pipeline:        bench/label_job.py gpu, GPU utilization over a labeling job on one GPU actor.
 # Random SAM weights predict IoUs near 0 and no stable mask, so at SAM's default thresholds the
 # ViT-H runs keep no mask: they time the encoder and the point-grid decoding, not the upsampling,
 # filtering, head and RLE of kept masks. VIT_H_THRESHOLDS can lower the thresholds (e.g.
@@ -65,10 +65,10 @@ generator_vit_h)
             --images "$BENCH_IMAGES" --batch-size "$BENCH_IMAGES" --autocast "$dtype"
     done ;;
 head_cost)
-    TAIL=24 step head_cost_vit_h 60 python3 bench/head_cost.py "${random_vit_h[@]}" --samcp-checkpoint none \
+    TAIL=24 step head_cost_vit_h 60 python3 bench/head_cost.py "${random_vit_h[@]}" --head-checkpoint none \
         --autocast bf16 --images "$((2 * BENCH_IMAGES))" --batch-size "$BENCH_IMAGES" ;;
 pipeline)
-    TAIL=6 step pipeline_gpu 240 python3 bench/pipeline.py gpu "${random_vit_h[@]}" --samcp-checkpoint none \
+    TAIL=6 step pipeline_gpu 240 python3 bench/label_job.py gpu "${random_vit_h[@]}" --head-checkpoint none \
         --autocast bf16 --num-images "$PIPELINE_IMAGES" --shard-size 16 --batch-size 8 \
         --workdir /tmp/pipeline_gpu ;;
 esac; done

@@ -22,9 +22,11 @@ import time
 import torch
 from torch.profiler import ProfilerActivity, profile
 
+from samcp.config import LabelerConfig
 from samcp.data.synthetic import SPLIT_SEEDS, SyntheticConfig, SyntheticCorpus
+from samcp.flags import add_config_arguments, config_from_args
 from samcp.labeler import Labeler
-from samcp.sam.patches import AUTOCAST_DTYPES, PatchConfig, PatchGenerator
+from samcp.provenance import provenance
 
 STAGES = ("sam.encode", "sam.decode", "samcp.head", "samcp.postprocess", "samcp.rle")
 
@@ -33,16 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, default=24)
     parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--sam-model", default="tiny")
-    parser.add_argument("--sam-checkpoint", default="shipped", help='"none" for random weights')
-    parser.add_argument("--samcp-checkpoint", default="shipped",
-                        help='"none": a random head that fits the SAM (the shipped one reads the tiny SAM)')
     parser.add_argument("--image-size", type=int, default=256)
-    parser.add_argument("--points-per-side", type=int, help="default: the SAM model's")
-    parser.add_argument("--pred-iou-thresh", type=float, help="default: the SAM model's")
-    parser.add_argument("--stability-score-thresh", type=float, help="default: the SAM model's")
-    parser.add_argument("--autocast", choices=sorted(AUTOCAST_DTYPES), default="none",
-                        help="SAM's autocast dtype (GPU)")
+    add_config_arguments(parser.add_argument_group("models"), LabelerConfig)
     return parser
 
 
@@ -74,15 +68,8 @@ def stage_profile(labeler: Labeler, images: list, batch_size: int, on_gpu: bool)
 def main() -> None:
     args = build_parser().parse_args()
 
-    checkpoint = None if args.sam_checkpoint == "none" else args.sam_checkpoint
-    head = None if args.samcp_checkpoint == "none" else args.samcp_checkpoint
-    labeler = Labeler(sam_model=args.sam_model, sam_checkpoint=checkpoint, head_checkpoint=head)
-    overrides = {name: getattr(args, name) for name in
-                 ("points_per_side", "pred_iou_thresh", "stability_score_thresh")
-                 if getattr(args, name) is not None}
-    dtype = AUTOCAST_DTYPES[args.autocast]
-    labeler.generator = PatchGenerator(labeler.sam, PatchConfig.for_model(args.sam_model, **overrides),
-                                       autocast_dtype=dtype)
+    cfg = config_from_args(LabelerConfig, args)
+    labeler = Labeler.from_config(cfg)
     corpus = SyntheticCorpus(SyntheticConfig(seed=SPLIT_SEEDS["val"], height=args.image_size,
                                              width=args.image_size))
     images = [corpus[i].image for i in range(args.images)]
@@ -128,6 +115,7 @@ def main() -> None:
     print("  top operators (self time, ms/img):")
     for name, ms in results["stages"]["top_operators_self_ms_per_image"].items():
         print(f"    {ms:8.2f}  {name}")
+    results["provenance"] = provenance(cfg.checkpoint_files(), vars(args), "val", range(args.images))
     kind = "gpu" if on_gpu else "cpu"
     path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
                         f"head_cost-{args.sam_model}-{kind}.json")

@@ -30,14 +30,16 @@ import psutil
 import ray
 import torch
 
-from pipeline.config import JobConfig, ModelConfig
+from pipeline.config import JobConfig
 from pipeline.job import run_label_job
 from pipeline.reader import IMAGE_FIELDS
 from pipeline.shards import synthetic_sample, write_shards
-from samcp.config_cli import optional
+from samcp.config import LabelerConfig
 from samcp.data.decode import decode_image
 from samcp.data.synthetic import SPLIT_SEEDS, SyntheticConfig, SyntheticCorpus
-from samcp.sam.patches import AUTOCAST_DTYPES
+from samcp.flags import add_config_arguments, config_from_args
+from samcp.labeler import Labeler
+from samcp.provenance import provenance
 
 
 def make_shards(root: str, num_images: int, shard_size: int, image_size: int = 256) -> list[str]:
@@ -46,13 +48,13 @@ def make_shards(root: str, num_images: int, shard_size: int, image_size: int = 2
     return write_shards(samples, os.path.join(root, f"shards-{num_images}"), shard_size, progress=False)
 
 
-def bare_loop(model: ModelConfig, shards: list[str], batch_size: int) -> float:
+def bare_loop(model: LabelerConfig, shards: list[str], batch_size: int) -> float:
     """Images/s of `Labeler.label_batch` over the shards' images, decoded beforehand."""
     import webdataset as wds
 
     images = [decode_image(next(s[f] for f in IMAGE_FIELDS if f in s))
               for s in wds.WebDataset(shards, shardshuffle=False, empty_check=False)]
-    labeler = model.build_labeler()
+    labeler = Labeler.from_config(model)
     labeler.label_batch(images[:batch_size])  # warm-up, as the actors' first batch
     start = time.perf_counter()
     for i in range(0, len(images), batch_size):
@@ -129,7 +131,7 @@ def label(cfg: JobConfig, log=lambda line: print(line, flush=True)) -> tuple[dic
     return summary, time.perf_counter() - start
 
 
-def speed(args: argparse.Namespace, model: ModelConfig, root: str) -> dict:
+def speed(args: argparse.Namespace, model: LabelerConfig, root: str) -> dict:
     shards = make_shards(root, args.num_images, args.shard_size)
     bare = bare_loop(model, shards, args.batch_size)
     print(f"bare Labeler loop: {bare:.3f} img/s", flush=True)
@@ -146,7 +148,7 @@ def speed(args: argparse.Namespace, model: ModelConfig, root: str) -> dict:
     return results
 
 
-def memory(args: argparse.Namespace, model: ModelConfig, root: str) -> dict:
+def memory(args: argparse.Namespace, model: LabelerConfig, root: str) -> dict:
     results = {}
     for size in args.sizes:
         shards = make_shards(root, size, args.shard_size)
@@ -169,7 +171,7 @@ def memory(args: argparse.Namespace, model: ModelConfig, root: str) -> dict:
     return results
 
 
-def gpu(args: argparse.Namespace, model: ModelConfig, root: str) -> dict:
+def gpu(args: argparse.Namespace, model: LabelerConfig, root: str) -> dict:
     shards = make_shards(root, args.num_images, args.shard_size, args.image_size)
     cfg = JobConfig(inputs=tuple(shards), output=os.path.join(root, "labels-gpu"), model=model,
                     actors=1, num_gpus_per_actor=1, batch_size=args.batch_size, overwrite=True,
@@ -206,16 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--actors", type=int, nargs="+", default=[1, 2], help="memory uses the first")
     parser.add_argument("--shard-size", type=int, default=50)
     parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--points-per-side", type=int, help="default: tuned for the SAM model")
     parser.add_argument("--image-size", type=int, default=256, help="gpu: synthetic image side")
-    parser.add_argument("--sam-model", default="tiny")
-    parser.add_argument("--sam-checkpoint", default="shipped", type=optional(str),
-                        help="'none': random weights")
-    parser.add_argument("--samcp-checkpoint", default="shipped", type=optional(str),
-                        help="'none': a random head that fits the SAM")
-    parser.add_argument("--pred-iou-thresh", type=float, help="default: the SAM model's")
-    parser.add_argument("--stability-score-thresh", type=float, help="default: the SAM model's")
-    parser.add_argument("--autocast", choices=sorted(AUTOCAST_DTYPES), default="none")
+    add_config_arguments(parser.add_argument_group("models"), LabelerConfig)
     parser.add_argument("--workdir", help="where shards and labels go (default: a temporary folder)")
     return parser
 
@@ -223,10 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main() -> None:
     args = build_parser().parse_args()
 
-    model = ModelConfig(sam_model=args.sam_model, sam_checkpoint=args.sam_checkpoint,
-                        samcp_checkpoint=args.samcp_checkpoint,
-                        points_per_side=args.points_per_side, pred_iou_thresh=args.pred_iou_thresh,
-                        stability_score_thresh=args.stability_score_thresh, autocast=args.autocast)
+    model = config_from_args(LabelerConfig, args)
     if args.mode == "speed":
         ray.init(num_cpus=os.cpu_count())
     with tempfile.TemporaryDirectory() as tmp:
@@ -235,6 +226,10 @@ def main() -> None:
     results.update(mode=args.mode, device=device, cpu=platform.processor() or platform.machine(),
                    cores=os.cpu_count(), torch_threads=torch.get_num_threads(),
                    settings={k: v for k, v in vars(args).items() if k != "workdir"})
+    files = model.checkpoint_files()
+    images = (", ".join(f"0..{n - 1}" for n in args.sizes) if args.mode == "memory"  # a corpus per size
+              else range(args.num_images))
+    results["provenance"] = provenance(files, vars(args), "val", images)
     results_dir = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
     path = os.path.join(results_dir, f"pipeline-{args.mode}-{device}.json")
     with open(path, "w") as f:

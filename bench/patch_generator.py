@@ -23,8 +23,10 @@ from segment_anything import SamAutomaticMaskGenerator
 
 from samcp.data.synthetic import SPLIT_SEEDS, SyntheticConfig, SyntheticCorpus
 from samcp.eval.patch_quality import pairwise_iou
+from samcp.provenance import provenance
 from samcp.sam.build import build_sam
 from samcp.sam.patches import AUTOCAST_DTYPES, PatchConfig, PatchGenerator
+from samcp.shipped import checkpoint_file
 
 
 def mean_matched_iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -103,6 +105,8 @@ def main() -> None:
         "speedup": official_seconds / ours_seconds,
         "mean_matched_iou": float(np.mean(agreement)),
         "mask_counts_batched_vs_official": counts,
+        "provenance": provenance({"sam": checkpoint_file("sam", args.sam_model, checkpoint)}, vars(args),
+                                 "val", range(args.images)),
     }
     print(f"official {result['official_images_per_s']:.2f} img/s   batched "
           f"{result['batched_images_per_s']:.2f} img/s   speedup x{result['speedup']:.2f}   "

@@ -23,11 +23,13 @@ import time
 import numpy as np
 import psutil
 
-from pipeline.config import JobConfig, ModelConfig
+from pipeline.config import JobConfig
 from pipeline.job import run_label_job
 from pipeline.output import SUCCESS, LabelOutput
 from pipeline.shards import synthetic_sample, write_shards
+from samcp.config import LabelerConfig
 from samcp.data.synthetic import SPLIT_SEEDS, SyntheticConfig, SyntheticCorpus
+from samcp.provenance import provenance
 
 BREAKS = {  # how a sample is broken -> the error its row must give
     "cut": "corrupt image",
@@ -120,7 +122,7 @@ def main() -> None:
     shards, expected = make_corpus(args.workdir, args.num_images, args.shard_size, args.corrupt, args.seed)
     output = LabelOutput(os.path.join(args.workdir, "labels"))
     cfg = JobConfig(inputs=tuple(shards), output=output.uri, actors=args.actors, overwrite=True,
-                    model=ModelConfig(points_per_side=args.points_per_side), ray_address="local")
+                    labeler=LabelerConfig(points_per_side=args.points_per_side), ray_address="local")
     done, kills = threading.Event(), []
     killer = threading.Thread(target=kill_actors, args=(output, len(shards), args.kills, done, kills),
                               daemon=True)
@@ -136,6 +138,8 @@ def main() -> None:
               "seconds": round(time.time() - started, 1),
               "images_per_second": summary["images_per_second"], "failed_shards": summary["failed_shards"],
               "args": vars(args), "device": f"cpu ({os.cpu_count()} cores, {platform.machine()})"}
+    result["provenance"] = provenance(cfg.labeler.checkpoint_files(), vars(args), "val",
+                                      range(args.num_images))
     print(json.dumps(result, indent=1))
     path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "soak-cpu.json")
     with open(path, "w") as f:

@@ -16,11 +16,12 @@ import json
 import os
 import sys
 
+from samcp.config import LabelerConfig
 from samcp.eval.evaluator import evaluate_on_synthetic
 from samcp.labeler import Labeler
 from samcp.model.factory import save_head
 from samcp.model.head import HeadConfig
-from samcp.postprocess import PostprocessConfig
+from samcp.provenance import provenance
 from samcp.train.head import HeadTrainConfig, train_head
 
 VARIANTS: dict[str, dict] = {
@@ -33,7 +34,7 @@ VARIANTS: dict[str, dict] = {
 
 
 def score(head_path: str, num_images: int, merge: bool) -> dict:
-    labeler = Labeler(head_checkpoint=head_path, postprocess=PostprocessConfig(merge_instances=merge))
+    labeler = Labeler.from_config(LabelerConfig(head_checkpoint=head_path, merge_instances=merge))
     return evaluate_on_synthetic(labeler, "val", num_images,
                                  desc=f"score {os.path.basename(os.path.dirname(head_path))}")
 
@@ -70,10 +71,15 @@ def main(argv: list[str] | None = None) -> int:
             key = name if merge else "no_merge"
             if key not in results:
                 results[key] = score(head_path, args.num_images, merge)["pq"]
+                files = LabelerConfig(head_checkpoint=head_path).checkpoint_files()
+                results.setdefault("provenance", {})[key] = provenance(files, vars(args), "val",
+                                                                       range(args.num_images))
                 with open(results_path, "w") as f:
                     json.dump(results, f, indent=1)
     print(f"{'variant':12s}{'PQ':>7s}{'PQ-th':>7s}{'PQ-st':>7s}")
     for key, pq in results.items():
+        if key == "provenance":
+            continue
         print(f"{key:12s}{pq['All']['pq']:7.1f}{pq['Things']['pq']:7.1f}{pq['Stuff']['pq']:7.1f}")
     return 0
 

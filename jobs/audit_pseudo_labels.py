@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--labels", required=True, help="output URI of jobs/label_corpus.py")
     parser.add_argument("--ground-truth", required=True, help="COCO panoptic folder of the same images")
-    parser.add_argument("--min-score", type=float, nargs="+", default=[0.0, 0.3, 0.5, 0.7])
+    parser.add_argument("--keep-score", type=float, nargs="+", default=[0.0, 0.3, 0.5, 0.7])
     parser.add_argument("--min-flip-iou", type=float, nargs="+", default=[0.0],
                         help="e.g. 0 0.5 0.7 0.8 (labels made with --flip-agreement)")
     add_storage_options_argument(parser)
@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 1
     try:
-        table = precision_table(checked, truth_things, args.min_score, args.min_flip_iou)
+        table = precision_table(checked, truth_things, args.keep_score, args.min_flip_iou)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

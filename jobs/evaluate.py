@@ -5,7 +5,7 @@
     # or the Parquet labels of jobs/label_corpus.py (any fsspec URI), matched by sample key
     python jobs/evaluate.py --ground-truth GT_DIR --labels OUTPUT_DIR
     # or label held-out synthetic images with the models and score them
-    python jobs/evaluate.py --synthetic-val 200 [--sam-checkpoint ... --samcp-checkpoint ...]
+    python jobs/evaluate.py --synthetic-val 200 [--sam-checkpoint ... --head-checkpoint ...]
 
 Prediction segments may carry `score` (for AP; 1.0 when missing).
 """
@@ -16,10 +16,12 @@ import argparse
 import json
 import sys
 
-from samcp.config_cli import add_corpus_shift_arguments, add_model_arguments, corpus_shift, model_arguments
+from samcp.config import LabelerConfig
 from samcp.data.coco import PanopticFolder
-from samcp.data.synthetic import SPLIT_SEEDS
+from samcp.data.synthetic import SPLIT_SEEDS, SyntheticConfig
 from samcp.eval.evaluator import PanopticEvaluator, evaluate_against_folder, evaluate_on_synthetic
+from samcp.flags import CORPUS_SHIFT, add_config_arguments, config_from_args, flag_values
+from samcp.provenance import provenance
 from samcp.storage import add_storage_options_argument
 
 
@@ -47,17 +49,10 @@ def evaluate_labels(gt_dir: str, labels: str, storage_options: dict | None) -> d
 
 def evaluate_synthetic(args: argparse.Namespace) -> dict:
     from samcp.labeler import Labeler
-    from samcp.postprocess import PostprocessConfig
-    from samcp.sam.patches import PatchConfig
 
-    patch_overrides = {"points_per_side": args.points_per_side, "crop_n_layers": args.crop_n_layers}
-    patch_overrides = {k: v for k, v in patch_overrides.items() if v is not None}
-    labeler = Labeler(**model_arguments(args),
-                      patch_config=PatchConfig.for_model(args.sam_model, **patch_overrides),
-                      postprocess=PostprocessConfig(merge_instances=args.merge, kappa=args.kappa,
-                                                    kappa_seen=args.kappa_seen))
+    labeler = Labeler.from_config(config_from_args(LabelerConfig, args))
     return evaluate_on_synthetic(labeler, args.split, args.synthetic_val, attributes=tuple(args.attributes),
-                                 **corpus_shift(args))
+                                 **flag_values(args, CORPUS_SHIFT))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -68,19 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_storage_options_argument(parser)
     parser.add_argument("--synthetic-val", type=int, help="label and score this many synthetic images")
     parser.add_argument("--split", choices=sorted(SPLIT_SEEDS), default="val")
-    add_model_arguments(parser)
-    parser.add_argument("--kappa", type=float, help="weight of the frozen CLIP classifier for class names "
-                                                    "the head never trained on (0.4 with trained CLIP "
-                                                    "weights, else 0)")
-    parser.add_argument("--kappa-seen", type=float, help="the same for the classes it was trained on "
-                                                         "(0.2 with trained CLIP weights, else 0)")
     parser.add_argument("--attributes", nargs="*", default=[],
                         help="compositional synthetic images, e.g. plain striped dotted")
-    add_corpus_shift_arguments(parser)
-    parser.add_argument("--points-per-side", type=int, help="default: tuned for --sam-model")
-    parser.add_argument("--crop-n-layers", type=int, help="SAM crop layers (default: tuned for --sam-model)")
-    parser.add_argument("--merge", action=argparse.BooleanOptionalAction, default=True,
-                        help="merge patches into instances (--no-merge: each patch its own instance)")
+    shift = parser.add_argument_group("synthetic corpus shift")
+    add_config_arguments(shift, SyntheticConfig, only=CORPUS_SHIFT)
+    add_config_arguments(parser.add_argument_group("models (--synthetic-val)"), LabelerConfig)
     parser.add_argument("--output", help="write the summary JSON here")
     return parser
 
@@ -93,10 +80,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.synthetic_val:
             summary = evaluate_synthetic(args)
+            summary["provenance"] = provenance(config_from_args(LabelerConfig, args).checkpoint_files(),
+                                               vars(args), args.split, range(args.synthetic_val))
         elif args.predictions:
             summary = evaluate_folders(args.ground_truth, args.predictions)
         else:
             summary = evaluate_labels(args.ground_truth, args.labels, args.storage_options)
+            summary["provenance"] = provenance({}, vars(args), None, f"every image of {args.ground_truth}")
     except (OSError, ValueError) as error:  # a missing folder, unusable labels, a bad file name
         print(f"error: {error}", file=sys.stderr)
         return 2

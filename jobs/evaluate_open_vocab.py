@@ -1,6 +1,6 @@
 """Open-vocabulary table: PQ of seen vs held-out class names for several CLIP ensemble weights.
 
-    python jobs/evaluate_open_vocab.py --samcp-checkpoint runs/head_seen/samcp_head.pt \\
+    python jobs/evaluate_open_vocab.py --head-checkpoint runs/head_seen/samcp_head.pt \\
         --clip-checkpoint runs/clip/open_clip_samcp-clip-tiny.pt --num-images 200
 
 The head was trained with `--seen-vocab`; the images are labeled with `--vocab` (every
@@ -10,38 +10,44 @@ class), and PQ is averaged over seen and over held-out thing classes for each ka
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 
+from samcp.config import LabelerConfig
 from samcp.eval.open_vocab import evaluate_open_vocabulary
+from samcp.flags import add_config_arguments, config_from_args
 from samcp.labeler import Labeler
-from samcp.postprocess import PostprocessConfig
+from samcp.provenance import provenance
 from samcp.vocab import load_vocabulary
+
+# The model flags this job takes from `LabelerConfig`: the two checkpoints are required here, and
+# the kappa is what it sweeps (--kappas).
+OWN = ("head_checkpoint", "clip_checkpoint", "kappa")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--samcp-checkpoint", required=True, help="head trained on the seen classes")
-    parser.add_argument("--clip-model", default="samcp-clip-tiny")
+    parser.add_argument("--head-checkpoint", required=True, help="head trained on the seen classes")
     parser.add_argument("--clip-checkpoint", required=True,
                         help="the CLIP whose text embeddings the head used")
-    parser.add_argument("--vocab", default="builtin:synthetic_attributes", help="every class")
+    models = parser.add_argument_group("models")
+    add_config_arguments(models, LabelerConfig,
+                         only=[f.name for f in dataclasses.fields(LabelerConfig) if f.name not in OWN])
+    parser.set_defaults(vocab="builtin:synthetic_attributes")
     parser.add_argument("--seen-vocab", default="builtin:synthetic_attributes_seen",
                         help="the classes the head was trained with")
     parser.add_argument("--attributes", nargs="+", default=["plain", "striped", "dotted"])
     parser.add_argument("--num-images", type=int, default=200, help="held-out (val) images")
     parser.add_argument("--kappas", type=float, nargs="+", default=[0.0, 0.4, 1.0])
-    parser.add_argument("--min-score", type=float, default=PostprocessConfig.score_thresh,
-                        help="drop segments scored below this")
     parser.add_argument("--output", help="write the results JSON here")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    labeler = Labeler(head_checkpoint=args.samcp_checkpoint, vocab=args.vocab, clip_model=args.clip_model,
-                      clip_checkpoint=args.clip_checkpoint,
-                      postprocess=PostprocessConfig(score_thresh=args.min_score, kappa=0.4))
+    cfg = config_from_args(LabelerConfig, args, kappa=0.4)
+    labeler = Labeler.from_config(cfg)
     seen = [c.name for c in load_vocabulary(args.seen_vocab).classes]
     results = evaluate_open_vocabulary(labeler, seen, args.kappas, args.num_images,
                                        tuple(args.attributes))
@@ -56,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.output:
         with open(args.output, "w") as f:
             json.dump({"settings": vars(args), "clip_region_accuracy": accuracy,
+                       "provenance": provenance(cfg.checkpoint_files(), vars(args), "val",
+                                                range(args.num_images)),
                        "results": {str(k): v for k, v in results.items()}}, f, indent=1)
     return 0
 

@@ -18,12 +18,14 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from samcp.config_cli import add_config_arguments, add_corpus_shift_arguments, config_from_args, corpus_shift
 from samcp.data.attributes import PATTERNS
 from samcp.data.synthetic import SPLIT_SEEDS, SyntheticConfig, SyntheticCorpus, SyntheticImage
 from samcp.eval.patch_quality import PatchQuality
+from samcp.flags import CORPUS_SHIFT, add_config_arguments, config_from_args, flag_values
+from samcp.provenance import provenance
 from samcp.sam.build import architectures, build_sam
 from samcp.sam.patches import PatchConfig, PatchGenerator
+from samcp.shipped import checkpoint_file
 
 
 def ground_truth_at_mask_resolution(generator: PatchGenerator, sample: SyntheticImage) -> np.ndarray:
@@ -53,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--image-size", type=int, default=256)
     parser.add_argument("--attributes", nargs="*", default=[], choices=PATTERNS,
                         help="score the compositional corpus made with these patterns (see make_shards.py)")
-    add_corpus_shift_arguments(parser)
+    add_config_arguments(parser, SyntheticConfig, only=CORPUS_SHIFT)
     parser.add_argument("--batch-size", type=int, default=4, help="images encoded together")
     parser.add_argument("--resolution-ceiling", action="store_true",
                         help="score the ground truth's own wholes and parts at SAM's mask resolution "
@@ -75,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     generator = PatchGenerator(sam, config_from_args(PatchConfig, args))
     corpus = SyntheticCorpus(SyntheticConfig(seed=SPLIT_SEEDS[args.split], height=args.image_size,
                                              width=args.image_size, attributes=tuple(args.attributes),
-                                             **corpus_shift(args)))
+                                             **flag_values(args, CORPUS_SHIFT)))
     quality = PatchQuality({c.id: c for c in corpus.categories})
     started = time.time()
     end = args.first_index + args.num_images
@@ -91,7 +93,9 @@ def main(argv: list[str] | None = None) -> int:
     summary.update(images=args.num_images, split=args.split, first_index=args.first_index,
                    sam_model=args.sam_model, sam_checkpoint=args.sam_checkpoint,
                    seconds=round(time.time() - started, 1),
-                   patch_config=vars(generator.config))
+                   patch_config=vars(generator.config),
+                   provenance=provenance({"sam": checkpoint_file("sam", args.sam_model, args.sam_checkpoint)},
+                                         vars(args), args.split, range(args.first_index, end)))
     pq = summary["oracle_pq"]
     print(f"oracle PQ  all {pq['All']['pq']:.1f}  things {pq['Things']['pq']:.1f}  "
           f"stuff {pq['Stuff']['pq']:.1f}   patches/image {summary['patches_per_image']:.1f}")

@@ -23,10 +23,12 @@ import argparse
 import json
 import sys
 
-from pipeline.config import JobConfig, ModelConfig
+from pipeline.config import JobConfig
 from pipeline.inputs import InputError
 from pipeline.output import OutputConflict
+from samcp.config import LabelerConfig
 from samcp.data.decode import DecodeConfig
+from samcp.flags import add_config_arguments, config_from_args
 from samcp.storage import StorageError, add_storage_options_argument
 from samcp.vocab import VocabularyError
 
@@ -41,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--demo", action="store_true",
                         help="label a small synthetic corpus into ./demo_output/ and print its PQ")
     parser.add_argument("--demo-images", type=int, default=16, help="synthetic images for --demo")
-    ModelConfig.add_arguments(parser)
+    add_config_arguments(parser.add_argument_group("models"), LabelerConfig)
     run = parser.add_argument_group("run")
     run.add_argument("--actors", type=int, default=1, help="labeling actors (model copies)")
     run.add_argument("--num-gpus-per-actor", type=float, default=0.0, help="0: label on CPU")
@@ -75,8 +77,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def job_config(args: argparse.Namespace) -> JobConfig:
-    model = ModelConfig.from_args(args)
-    return JobConfig(inputs=tuple(args.input), output=args.output or "", model=model, actors=args.actors,
+    return JobConfig(inputs=tuple(args.input), output=args.output or "",
+                     labeler=config_from_args(LabelerConfig, args), actors=args.actors,
                      num_gpus_per_actor=args.num_gpus_per_actor, cpus_per_actor=args.cpus_per_actor,
                      batch_size=args.batch_size, read_tasks=args.read_tasks,
                      object_store_mib=args.object_store_mib, storage_options=args.storage_options,

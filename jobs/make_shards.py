@@ -20,10 +20,10 @@ import time
 from PIL import Image
 
 from pipeline.shards import ImageFolder, shard_pattern, synthetic_sample, write_shards
-from samcp.config_cli import add_corpus_shift_arguments, corpus_shift
 from samcp.data.attributes import PATTERNS
 from samcp.data.coco import export_coco
 from samcp.data.synthetic import SyntheticConfig, SyntheticCorpus
+from samcp.flags import CORPUS_SHIFT, add_config_arguments, flag_values
 from samcp.storage import add_storage_options_argument, join, resolve
 from samcp.viz import grid, overlay_panoptic
 
@@ -68,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     synthetic.add_argument("--texture-only", action="store_true",
                            help="paint the --attributes patterns but keep the plain object classes "
                                 "(vocabulary builtin:synthetic): a texture-shifted corpus")
-    add_corpus_shift_arguments(synthetic)
+    add_config_arguments(synthetic, SyntheticConfig, only=CORPUS_SHIFT)
 
     folder = source.add_parser("folder", help="a folder of jpg/png/webp images, recursive")
     common(folder)
@@ -112,7 +112,7 @@ def make_shards(args: argparse.Namespace) -> int:
         height, width = args.image_size
         config = SyntheticConfig(seed=args.seed, height=height, width=width,
                                  attributes=tuple(args.attributes), texture_only=args.texture_only,
-                                 **corpus_shift(args))
+                                 **flag_values(args, CORPUS_SHIFT))
         corpus = SyntheticCorpus(config)
         indices = range(args.start_index, args.start_index + args.num_images)
         samples = (synthetic_sample(corpus[i], args.image_format) for i in indices)

@@ -14,7 +14,7 @@ import os
 import sys
 
 from samcp.checkpoint import save_weights
-from samcp.config_cli import add_config_arguments, config_from_args
+from samcp.flags import add_config_arguments, config_from_args
 from samcp.train.clip import ClipTrainConfig, train_clip
 
 

@@ -16,17 +16,20 @@ vocabulary and the CLIP model are those of the labeling run (its
 --sam-checkpoint names the SAM that made them when its path now holds another).
 Checkpoints go to OUTPUT/train/, one per epoch; rerunning
 the same command resumes from the latest. The result, OUTPUT/samcp_head.pt,
-loads in `jobs/label_corpus.py --samcp-checkpoint`.
+loads in `jobs/label_corpus.py --head-checkpoint`.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
-from pipeline.train.examples import ScoreFilter
-from pipeline.train.trainer import PseudoTrainConfig, run_pseudo_training
+from pipeline.train.trainer import (
+    PseudoTrainConfig,
+    add_retraining_arguments,
+    retraining_config,
+    run_pseudo_training,
+)
 from samcp.storage import add_storage_options_argument
 
 
@@ -41,27 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--sam-checkpoint",
                         help="the SAM that made the labels, when their manifest's checkpoint has changed "
                              "since (its sha256 is checked either way)")
-    parser.add_argument("--min-score", type=float, default=0.5, help="keep segments scored at least this")
-    parser.add_argument("--class-min-score", type=json.loads, default={},
-                        help='per-class thresholds as JSON, e.g. \'{"car": 0.7}\'')
-    parser.add_argument("--min-flip-iou", type=float, default=0.0,
-                        help="also keep only segments found again with IoU >= this in the mirrored "
-                             "image (labels made with label_corpus.py --flip-agreement)")
-    parser.add_argument("--ground-truth",
-                        help="COCO panoptic folder of images with real labels, trained on too")
-    parser.add_argument("--ground-truth-images", action="append", default=[],
-                        help="the shards of those images (repeatable)")
-    parser.add_argument("--workers", type=int, default=2, help="Ray Train workers (DDP)")
-    parser.add_argument("--use-gpu", action="store_true", help="one GPU per worker")
-    parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--mirror", action="store_true",
-                        help="every training image also enters mirrored left-right (one more example each)")
-    parser.add_argument("--turn", action="store_true",
-                        help="every training image also enters turned by 90, 180 or 270 degrees, "
-                             "picked by its key (one more example per image)")
-    parser.add_argument("--batch-size", type=int, default=4, help="images per worker and step")
-    parser.add_argument("--lr", type=float, default=1e-4)
-    parser.add_argument("--seed", type=int, default=0)
+    add_retraining_arguments(parser)
     add_storage_options_argument(parser)
     parser.add_argument("--ray-address", help="cluster to join (default: RAY_ADDRESS, else a local Ray)")
     return parser
@@ -69,16 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def parse_args(argv: list[str] | None = None) -> PseudoTrainConfig:
     args = build_parser().parse_args(argv)
-    return PseudoTrainConfig(labels=args.labels, images=tuple(args.images), output=args.output,
+    return retraining_config(args, labels=args.labels, images=tuple(args.images), output=args.output,
                              init=args.init, sam_checkpoint=args.sam_checkpoint,
-                             scores=ScoreFilter(args.min_score, args.class_min_score, args.min_flip_iou),
-                             ground_truth=args.ground_truth,
-                             ground_truth_images=tuple(args.ground_truth_images),
-                             workers=args.workers,
-                             use_gpu=args.use_gpu, epochs=args.epochs, mirror=args.mirror, turn=args.turn,
-                             batch_size=args.batch_size, lr=args.lr,
-                             seed=args.seed, storage_options=args.storage_options,
-                             ray_address=args.ray_address)
+                             storage_options=args.storage_options, ray_address=args.ray_address)
 
 
 def main(argv: list[str] | None = None) -> int:

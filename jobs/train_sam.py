@@ -3,7 +3,7 @@
     python jobs/train_sam.py --output runs/sam_tiny [--steps 4000 --batch-size 8 ...]
 
 Rerunning the same command resumes from `OUTPUT/last.pt`. The finished weights
-are written in fp16 to `OUTPUT/sam_<architecture>.pt`, the file the package
+are written in fp16 to `OUTPUT/sam_<sam_model>.pt`, the file the package
 ships as `samcp/assets/sam_tiny.pt`.
 """
 
@@ -14,7 +14,7 @@ import os
 import sys
 
 from samcp.checkpoint import save_weights
-from samcp.config_cli import add_config_arguments, config_from_args
+from samcp.flags import add_config_arguments, config_from_args
 from samcp.train.sam import SamTrainConfig, train_sam
 
 
@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     config = config_from_args(SamTrainConfig, args)
     sam = train_sam(config, args.output, log=lambda line: print(line, flush=True))
-    weights = os.path.join(args.output, f"sam_{config.architecture}.pt")
+    weights = os.path.join(args.output, f"sam_{config.sam_model}.pt")
     save_weights(sam, weights, half=True)
     print(f"weights: {weights} ({os.path.getsize(weights) / 1e6:.1f} MB)")
     return 0

@@ -13,7 +13,7 @@ import argparse
 import os
 import sys
 
-from samcp.config_cli import add_config_arguments, config_from_args
+from samcp.flags import add_config_arguments, config_from_args
 from samcp.model.factory import save_head
 from samcp.model.head import HeadConfig
 from samcp.train.head import HeadTrainConfig, train_head

@@ -26,8 +26,10 @@ from pipeline.cluster import init_ray
 from pipeline.config import JobConfig, package_version
 from pipeline.inputs import expand_inputs
 from pipeline.labeling import LabelActor
-from pipeline.output import PENDING, SUCCESS, LabelOutput
+from pipeline.output import MANIFEST_VERSION, PENDING, SUCCESS, LabelOutput
 from pipeline.reader import ShardReader
+from pipeline.schema import SCHEMA_VERSION
+from samcp.model_files import describe_models
 
 
 class ShardAssembler:
@@ -169,7 +171,7 @@ def build_dataset(cfg: JobConfig, shards: list[str]) -> ray.data.Dataset:
                      compute=ray.data.ActorPoolStrategy(size=readers(cfg)))
     return ds.map_batches(
         LabelActor, batch_size=cfg.batch_size, batch_format="numpy",
-        fn_constructor_kwargs={"model": cfg.model, "storage_options": cfg.storage_options,
+        fn_constructor_kwargs={"labeler": cfg.labeler, "storage_options": cfg.storage_options,
                                "torch_threads": threads},
         compute=ray.data.ActorPoolStrategy(size=cfg.actors), num_cpus=cpus,
         num_gpus=cfg.num_gpus_per_actor or None)
@@ -222,15 +224,15 @@ def run_label_job(cfg: JobConfig, log: Callable[[str], None] = print) -> dict:
     run asked for (`_pending.json`) is labeled. Ray is joined (or started) only when there is
     something to label.
     """
-    cfg = dataclasses.replace(cfg, model=cfg.model.with_absolute_paths())
+    cfg = dataclasses.replace(cfg, labeler=cfg.labeler.with_absolute_paths())
     shards = expand_inputs(list(cfg.inputs), cfg.storage_options)
     output = LabelOutput(cfg.output, cfg.storage_options)
-    labeling = {**cfg.model.describe(cfg.storage_options), "decode": dataclasses.asdict(cfg.decode)}
-    manifest = {"labeling": labeling, "package_version": package_version(),
+    # Checks every model file (a missing, corrupt or mismatched checkpoint fails now with its own
+    # message, not later as a dead actor on the cluster, and before the output is claimed).
+    labeling = {**describe_models(cfg.labeler, cfg.storage_options), "decode": dataclasses.asdict(cfg.decode)}
+    manifest = {"version": MANIFEST_VERSION, "schema_version": SCHEMA_VERSION, "labeling": labeling,
+                "package_version": package_version(),
                 "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    # Build the models once here, so a missing, corrupt or mismatched checkpoint fails now with
-    # its own message, not later as a dead actor on the cluster (and before the output is claimed).
-    cfg.model.build_labeler(cfg.storage_options, device="cpu")
     output.prepare(manifest, cfg.overwrite)
     output.remove(SUCCESS)
     census = output.census(labeling)
@@ -292,7 +294,7 @@ def run_label_job(cfg: JobConfig, log: Callable[[str], None] = print) -> dict:
         "images_per_second": round(progress.samples / max(progress.elapsed, 1e-9), 3),
         "output": cfg.output, "package_version": manifest["package_version"],
         "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "models": {k: labeling[k] for k in ("sam", "samcp_head", "clip")},
+        "models": {k: labeling[k] for k in ("sam", "head", "clip")},
         "vocabulary": {k: labeling["vocabulary"][k] for k in ("source", "name", "fingerprint")},
     }
     if not failed and not unlabeled:

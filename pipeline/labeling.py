@@ -6,10 +6,10 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from pipeline.config import ModelConfig
 from pipeline.reader import member_name
 from pipeline.schema import TRANSIT_SCHEMA, error_row, ok_row
-from samcp.labeler import LabeledImage
+from samcp.config import LabelerConfig
+from samcp.labeler import LabeledImage, Labeler
 
 
 class LabelActor:
@@ -21,11 +21,11 @@ class LabelActor:
     out-of-memory, say) is retried image by image, so one bad image fails alone.
     """
 
-    def __init__(self, model: ModelConfig, storage_options: dict | None = None,
+    def __init__(self, labeler: LabelerConfig, storage_options: dict | None = None,
                  torch_threads: int | None = None):
         if torch_threads:
             torch.set_num_threads(torch_threads)
-        self.labeler = model.build_labeler(storage_options)
+        self.labeler = Labeler.from_config(labeler, storage_options)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
         rows = [dict(zip(batch, values)) for values in zip(*batch.values())]

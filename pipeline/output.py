@@ -31,11 +31,12 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.schema import SCHEMA
+from pipeline.schema import SCHEMA, SCHEMA_VERSION
 from samcp.storage import atomic_write, ensure_directory, join, resolve
 from samcp.vocab import Vocabulary, VocabularyError, load_vocabulary
 
 MANIFEST = "_manifest.json"
+MANIFEST_VERSION = 2  # see `current_labeling` for what earlier versions wrote
 SUCCESS = "_SUCCESS"
 PENDING = "_pending.json"
 METADATA_KEY = b"samcp"
@@ -117,7 +118,7 @@ class LabelOutput:
             raise ValueError("its samcp metadata is damaged") from None
         if os.path.basename(path) != shard_file_name(shard):
             raise ValueError(f"it holds the labels of another shard ({shard})")
-        if record.get("labeling") != labeling:
+        if _differences(record, labeling):
             raise ValueError("it was made with other settings than this output's manifest")
         if counts.get("samples") != rows:
             raise ValueError(f"it has {rows} rows but its counts say {counts.get('samples')}")
@@ -126,7 +127,7 @@ class LabelOutput:
     def finished_shards(self, shards: list[str]) -> set[str]:
         """The shards among `shards` that have a valid file (see `census`)."""
         manifest = self.read_json(MANIFEST)
-        done = self.census(manifest["labeling"]).done if manifest is not None else {}
+        done = self.census(current_labeling(manifest)).done if manifest is not None else {}
         return {s for s in shards if s in done}
 
     def prepare(self, manifest: dict, overwrite: bool) -> None:
@@ -145,10 +146,15 @@ class LabelOutput:
             self.write_json(MANIFEST, manifest)
             return
         existing = self._existing_manifest()
-        if existing is not None and existing["labeling"] != manifest["labeling"]:
-            raise OutputConflict(f"{self.uri} holds labels made with other {_changed(existing, manifest)} "
+        changed = [] if existing is None else _differences(existing, current_labeling(manifest))
+        if changed:
+            raise OutputConflict(f"{self.uri} holds labels made with other {', '.join(changed)} "
                                  f"(see {MANIFEST}); use another --output, or --overwrite to delete them "
                                  "and start over")
+        if existing is not None and existing.get("version") != MANIFEST_VERSION:
+            # Written by an earlier version, with what makes today's labels: resumed in today's form.
+            created = existing.get("created", manifest.get("created"))
+            self.write_json(MANIFEST, {**manifest, "created": created})
         if existing is None:
             stale = [p for p in self._top_files() if p.endswith(".parquet")]
             if stale:
@@ -176,7 +182,8 @@ class LabelOutput:
             current = self.read_json(MANIFEST)
         except ValueError:
             current = None
-        if not isinstance(current, dict) or current.get("labeling") != manifest["labeling"]:
+        if not isinstance(current, dict) or not isinstance(current.get("labeling"), dict) \
+                or _differences(current, current_labeling(manifest)):
             raise OutputConflict(f"{self.uri} was taken over by another run with other settings while this "
                                  "one ran (--overwrite elsewhere?); this run stopped without writing more")
 
@@ -231,6 +238,8 @@ class LabelOutput:
     def manifest(self) -> dict:
         """The `_manifest.json` of a labeling output: which models, patches and vocabulary made it."""
         manifest = self.read_json(MANIFEST)
+        if isinstance(manifest, dict) and isinstance(manifest.get("labeling"), dict):
+            return {**manifest, "labeling": current_labeling(manifest)}
         if manifest is None:
             raise FileNotFoundError(f"{self.uri} has no {MANIFEST}: not the output of jobs/label_corpus.py")
         return manifest
@@ -261,6 +270,32 @@ def labeling_vocabulary(labeling: dict) -> Vocabulary:
     return vocab
 
 
-def _changed(existing: dict, manifest: dict) -> str:
-    old, new = existing["labeling"], manifest["labeling"]
-    return ", ".join(sorted(k for k in {**old, **new} if old.get(k) != new.get(k)))
+def current_labeling(record: dict) -> dict:
+    """The labeling settings of a manifest or shard footer `record`, in this version's names.
+    Version 1 (no "version": outputs written before manifests had one) named the head
+    "samcp_head" and the post-processing score threshold "score_thresh"."""
+    labeling = dict(record["labeling"])
+    if record.get("version", 1) < 2:
+        if "samcp_head" in labeling:
+            labeling["head"] = labeling.pop("samcp_head")
+        post = labeling.get("postprocess")
+        if isinstance(post, dict):
+            labeling["postprocess"] = {("min_score" if k == "score_thresh" else k): v
+                                       for k, v in post.items()}
+    return labeling
+
+
+def _differences(record: dict, labeling: dict) -> list[str]:
+    """What `record` (a manifest or footer, any version) was made with that differs from `labeling`
+    (this run's settings): the names of the settings, and the row schema if that changed."""
+    old = current_labeling(record)
+    changed = []
+    for key in sorted(k for k in {**old, **labeling} if old.get(k) != labeling.get(k)):
+        was, now = old.get(key), labeling.get(key)
+        inner = sorted(k for k in {**was, **now} if was.get(k) != now.get(k)) \
+            if isinstance(was, dict) and isinstance(now, dict) else []
+        changed.append(f"{key} ({', '.join(inner)})" if inner else key)
+    if record.get("schema_version", 1) != SCHEMA_VERSION:
+        changed.append(f"row schema (version {record.get('schema_version', 1)}, "
+                       f"this package writes {SCHEMA_VERSION})")
+    return changed

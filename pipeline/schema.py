@@ -24,6 +24,9 @@ SEGMENT_TYPE = pa.struct([
     ("flip_iou", pa.float32()),
 ])
 
+# The version of SCHEMA, recorded in every output's manifest: bumped when a column changes, so
+# that an output written with other columns is never resumed into a mix.
+SCHEMA_VERSION = 1
 SCHEMA = pa.schema([
     ("key", pa.string()),
     ("shard", pa.string()),

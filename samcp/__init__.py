@@ -1,6 +1,7 @@
 """SAM-CP: SAM patches merged and labeled by composable prompts.
 
-`samcp.Labeler().label(image)` labels one image with the shipped models.
+`samcp.Labeler.from_config().label(image)` labels one image with the shipped models;
+`samcp.LabelerConfig(...)` names other models and settings.
 """
 
 
@@ -9,4 +10,8 @@ def __getattr__(name: str):
         from samcp.labeler import Labeler
 
         return Labeler
+    if name == "LabelerConfig":
+        from samcp.config import LabelerConfig
+
+        return LabelerConfig
     raise AttributeError(f"module 'samcp' has no attribute {name!r}")

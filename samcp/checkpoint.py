@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import pickle
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -24,19 +28,28 @@ def file_sha256(uri: str, storage_options: dict | None = None, chunk_bytes: int 
     return digest.hexdigest()
 
 
-def read_checkpoint(uri: str, storage_options: dict | None = None):
+def read_checkpoint(uri: str, storage_options: dict | None = None, mmap: bool = False):
     """Whatever `uri` holds, loaded with `weights_only=True` onto the CPU.
 
+    `mmap`: map the tensors from a file instead of reading them into memory (a remote file is
+    first copied to a temporary one, in chunks), for checks that touch each tensor once.
     Raises FileNotFoundError for a missing file and ValueError for anything that
     is not a plain torch checkpoint (corrupt, truncated, or a pickle with code).
     """
     try:
+        if mmap:
+            with _local_copy(uri, storage_options) as path:
+                return _load(path, uri, mmap=True)
         with open_uri(uri, "rb", storage_options) as f:
             data = f.read()
     except FileNotFoundError:
         raise FileNotFoundError(f"checkpoint not found: {uri}") from None
+    return _load(io.BytesIO(data), uri)
+
+
+def _load(source, uri: str, mmap: bool = False):
     try:
-        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        return torch.load(source, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as error:
         if "Weights only load failed" in str(error):
             raise ValueError(f"refusing checkpoint {uri}: it holds objects other than plain weights, "
@@ -46,10 +59,24 @@ def read_checkpoint(uri: str, storage_options: dict | None = None):
         raise ValueError(f"corrupt checkpoint {uri}: {error}".split("\n")[0]) from None
 
 
-def load_state_dict(uri: str, storage_options: dict | None = None) -> dict:
+@contextmanager
+def _local_copy(uri: str, storage_options: dict | None, chunk_bytes: int = 1 << 22) -> Iterator[str]:
+    """A local path holding `uri`'s bytes: the file itself when local, else a temporary copy."""
+    if os.path.exists(uri):
+        yield uri
+        return
+    with tempfile.NamedTemporaryFile(suffix=".pt") as copy:
+        with open_uri(uri, "rb", storage_options) as f:
+            while chunk := f.read(chunk_bytes):
+                copy.write(chunk)
+        copy.flush()
+        yield copy.name
+
+
+def load_state_dict(uri: str, storage_options: dict | None = None, mmap: bool = False) -> dict:
     """The state dict saved at `uri` (see `read_checkpoint`); a dict holding the weights
     under `model` or `state_dict` is unwrapped."""
-    state = read_checkpoint(uri, storage_options)
+    state = read_checkpoint(uri, storage_options, mmap)
     for wrapper in ("model", "state_dict"):
         if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
             state = state[wrapper]
@@ -58,11 +85,9 @@ def load_state_dict(uri: str, storage_options: dict | None = None) -> dict:
     return state
 
 
-def load_weights(model: nn.Module, uri: str, architecture: str,
-                 storage_options: dict | None = None) -> None:
-    """Load `uri` into `model`, in the model's dtype; a mismatch names the architecture."""
-    state = load_state_dict(uri, storage_options)
-    expected = model.state_dict()
+def check_fits(state: dict, expected: dict, uri: str, architecture: str) -> None:
+    """Raise ValueError naming `architecture` unless the state dict `state` has exactly the keys
+    and shapes of `expected` (a model's state dict, or shapes of one built on the meta device)."""
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     wrong_shape = sorted(k for k in set(state) & set(expected) if state[k].shape != expected[k].shape)
@@ -71,7 +96,29 @@ def load_weights(model: nn.Module, uri: str, architecture: str,
                             for label, keys in (("missing", missing), ("unexpected", unexpected),
                                                 ("wrong shape", wrong_shape)) if keys)
         raise ValueError(f"checkpoint {uri} does not fit architecture {architecture!r} ({details})")
+
+
+def load_weights(model: nn.Module, uri: str, architecture: str,
+                 storage_options: dict | None = None) -> None:
+    """Load `uri` into `model`, in the model's dtype; a mismatch names the architecture."""
+    state = load_state_dict(uri, storage_options)
+    expected = model.state_dict()
+    check_fits(state, expected, uri, architecture)
     model.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()})
+
+
+def weights_fingerprint(state: dict) -> str:
+    """sha256 of a state dict's contents: names, shapes and values (floating tensors as fp32), in
+    name order. The same tensors give the same fingerprint whatever file holds them (another
+    format, fp16 or fp32 storage of fp16 values, another key order), so a model built from a file
+    has the fingerprint of that file's state dict."""
+    digest = hashlib.sha256()
+    for name in sorted(state):
+        tensor = state[name].detach().cpu()
+        tensor = tensor.float() if tensor.is_floating_point() else tensor.long()
+        digest.update(f"{name}:{tuple(tensor.shape)}:".encode())
+        digest.update(tensor.contiguous().numpy().tobytes())
+    return digest.hexdigest()
 
 
 def save_weights(model: nn.Module, uri: str, half: bool = False,

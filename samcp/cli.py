@@ -14,8 +14,10 @@ from collections import Counter
 
 from PIL import Image
 
-from pipeline.config import ModelConfig
+from samcp.config import LabelerConfig
 from samcp.data.decode import DecodeConfig, DecodeError, decode_image
+from samcp.flags import add_config_arguments, config_from_args
+from samcp.labeler import Labeler
 from samcp.viz import overlay_panoptic, vocabulary_categories
 
 
@@ -28,7 +30,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                        help="folder for the overlays and JSON (default samcp_out)")
     label.add_argument("--max-side", type=int, default=DecodeConfig.max_side,
                        help="images are downscaled to this longer side")
-    ModelConfig.add_arguments(label)
+    add_config_arguments(label.add_argument_group("models"), LabelerConfig)
     return parser.parse_args(argv)
 
 
@@ -56,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"--out {args.out} is a file, not a folder")
         decode = DecodeConfig(max_side=args.max_side)
         names = output_names(list(dict.fromkeys(args.images)), args.out)
-        labeler = ModelConfig.from_args(args).build_labeler()
+        labeler = Labeler.from_config(config_from_args(LabelerConfig, args))
         os.makedirs(args.out, exist_ok=True)
     except (OSError, ValueError) as error:  # ValueError includes VocabularyError
         print(f"error: {error}", file=sys.stderr)

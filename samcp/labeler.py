@@ -1,7 +1,7 @@
 """Label one image (or a batch) with no cluster: SAM patches -> SAM-CP head -> panoptic segments.
 
     from samcp import Labeler
-    segments = Labeler().label(image).segments   # shipped tiny models, built-in synthetic vocabulary
+    segments = Labeler.from_config().label(image).segments   # shipped tiny models, synthetic vocabulary
 """
 
 from __future__ import annotations
@@ -10,18 +10,23 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from segment_anything.modeling import Sam
 from torch.profiler import record_function
 
+from samcp.checkpoint import weights_fingerprint
 from samcp.clip.region import RegionClassifier, head_region_encoder, region_encoder
 from samcp.clip.text_encoder import TextEncoder
+from samcp.config import LabelerConfig
 from samcp.data.coco import encode_rle
 from samcp.flip_agreement import flip_ious
 from samcp.masks import mask_bbox
 from samcp.model.factory import build_head, check_head_fits, random_head
+from samcp.model.head import SamCPHead
 from samcp.model.inputs import head_inputs
 from samcp.postprocess import PanopticFusion, PanopticResult, PostprocessConfig
 from samcp.sam.build import build_sam
-from samcp.sam.patches import PatchConfig, PatchGenerator, PatchSet
+from samcp.sam.patches import AUTOCAST_DTYPES, PatchGenerator, PatchSet
+from samcp.views import mirror
 from samcp.vocab import Vocabulary, load_vocabulary
 
 
@@ -29,7 +34,7 @@ from samcp.vocab import Vocabulary, load_vocabulary
 class LabeledImage:
     """Panoptic result of one image: id_map (H, W) int32 (0 = void) and one dict per segment
     with id, category_id, category, isthing, score, area, bbox (x, y, w, h) and rle (and flip_iou
-    from a `Labeler(flip_agreement=True)`)."""
+    from a Labeler with `flip_agreement`)."""
 
     id_map: np.ndarray
     segments: list[dict]
@@ -51,56 +56,66 @@ class HeadOutputs:
 
 
 class Labeler:
-    """SAM + SAM-CP head + vocabulary, built by name like `build_sam` / `build_head`.
+    """SAM + SAM-CP head + CLIP text tower + vocabulary: images in, panoptic segments out.
 
-    Defaults are the package's shipped small models (SAM, head and the CLIP whose text
-    embeddings the head was trained with) and the built-in synthetic vocabulary; patch
-    settings default to those tuned for `sam_model`. `clip_checkpoint=None` keeps the
-    CLIP's fixed-seed random initialisation, `head_checkpoint=None` a fixed-seed random head
-    that fits the SAM (speed tests). `autocast` runs SAM in that dtype (bf16/fp16, GPU).
+    Built from its parts (each already on `device`), or by name from a `LabelerConfig` with
+    `Labeler.from_config`, the one builder:
+
+        labeler = Labeler.from_config()       # the shipped tiny models, built-in synthetic vocabulary
+        segments = labeler.label(image).segments
+
+    `generator` makes the SAM patches; `postprocess` turns head outputs into segments (kappas left
+    None get the defaults of `clip_trained`, whether the CLIP has trained weights).
     `flip_agreement` also labels each image mirrored left-right (twice the cost) and gives every
     segment a `flip_iou`: its IoU with the same-class segment found there (`samcp.flip_agreement`).
     """
 
-    def __init__(self, sam_model: str = "tiny", sam_checkpoint: str | None = "shipped",
-                 head_checkpoint: str | None = "shipped", vocab: Vocabulary | str = "builtin:synthetic",
-                 clip_model: str = "samcp-clip-tiny", clip_checkpoint: str | None = "shipped",
-                 patch_config: PatchConfig | None = None, postprocess: PostprocessConfig | None = None,
-                 device: str | None = None, storage_options: dict | None = None,
-                 autocast: torch.dtype | None = None, flip_agreement: bool = False):
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.sam = build_sam(sam_model, sam_checkpoint, storage_options).to(self.device)
-        self.vocab = load_vocabulary(vocab) if isinstance(vocab, str) else vocab
-        encoder = TextEncoder(clip_model, clip_checkpoint, storage_options, device=self.device)
-        sam_width = self.sam.prompt_encoder.embed_dim
-        head = (random_head(sam_width, encoder.dim) if head_checkpoint is None
-                else build_head(head_checkpoint, storage_options))
-        if (head.config.feature_dim, head.config.text_dim) != (sam_width, encoder.dim):
+    def __init__(self, sam: Sam, head: SamCPHead, text: TextEncoder, vocab: Vocabulary,
+                 generator: PatchGenerator, postprocess: PostprocessConfig, clip_trained: bool,
+                 flip_agreement: bool = False, device: torch.device | str = "cpu"):
+        sam_width = sam.prompt_encoder.embed_dim
+        if (head.config.feature_dim, head.config.text_dim) != (sam_width, text.dim):
             raise ValueError(f"the SAM-CP head reads {head.config.feature_dim}-channel SAM embeddings and "
-                             f"{head.config.text_dim}-wide text embeddings, but SAM {sam_model!r} gives "
-                             f"{sam_width} and CLIP {clip_model!r} {encoder.dim}: use a head trained with "
-                             "these models (jobs/train_samcp.py), or none (random weights) for speed tests")
-        check_head_fits(head, sam_model)
-        self.head = head.to(self.device)
-        text = encoder.embed(self.vocab).to(self.device)
-        is_thing = torch.tensor([c.isthing for c in self.vocab.classes])
-        self.stuff_text, self.thing_text = text[~is_thing], text[is_thing]
-        self.stuff_index = (~is_thing).nonzero()[:, 0].tolist()
-        self.thing_index = is_thing.nonzero()[:, 0].tolist()
-        self.generator = PatchGenerator(self.sam, patch_config or PatchConfig.for_model(sam_model),
-                                        autocast_dtype=autocast)
-        self.clip_trained = bool(clip_checkpoint)
+                             f"{head.config.text_dim}-wide text embeddings, but the SAM gives {sam_width} "
+                             f"and CLIP {text.model_name!r} {text.dim}: use a head trained with these "
+                             "models (jobs/train_samcp.py), or none (random weights) for speed tests")
+        self.device = torch.device(device)
+        self.sam, self.head, self.vocab, self.generator = sam, head, vocab, generator
+        embeddings = text.embed(vocab).to(self.device)
+        self.stuff_text, self.thing_text = vocab.split(embeddings)
+        self.stuff_index, self.thing_index = vocab.stuff_index, vocab.thing_index
+        self.clip_trained = clip_trained
         self.flip_agreement = flip_agreement
-        self.postprocess = (postprocess or PostprocessConfig()).with_default_kappas(self.clip_trained)
-        trained = set(self.head.trained_classes)
-        self.seen = torch.tensor([c.name in trained for c in self.vocab.classes])  # (C,) bool
+        self.postprocess = postprocess.with_default_kappas(clip_trained)
+        trained = set(head.trained_classes)
+        self.seen = torch.tensor([c.name in trained for c in vocab.classes])  # (C,) bool
         # One CLIP image tower on regions: the head's patch inputs (if it reads them) and the
         # ensemble's classifier (if a kappa > 0), so a query of one patch reuses that patch's embedding.
-        self.region_encoder = head_region_encoder(self.head.config.clip_dim, encoder)
+        self.region_encoder = head_region_encoder(head.config.clip_dim, text)
         self.region_classifier = None
         if self.postprocess.uses_clip():
-            regions = self.region_encoder or region_encoder(encoder)
-            self.region_classifier = RegionClassifier(regions, text)
+            regions = self.region_encoder or region_encoder(text)
+            self.region_classifier = RegionClassifier(regions, embeddings)
+
+    @classmethod
+    def from_config(cls, cfg: LabelerConfig | None = None, storage_options: dict | None = None,
+                    device: str | None = None) -> Labeler:
+        """The models `cfg` names (default: `LabelerConfig()`, the shipped ones) on `device`
+        (default: cuda when there is one). A head trained on another SAM (architecture or
+        weights, as it records them) is refused."""
+        cfg = cfg or LabelerConfig()
+        device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        sam = build_sam(cfg.sam_model, cfg.sam_checkpoint, storage_options).to(device)
+        text = TextEncoder(cfg.clip_model, cfg.clip_checkpoint, storage_options, device=device)
+        head = (random_head(sam.prompt_encoder.embed_dim, text.dim) if cfg.head_checkpoint is None
+                else build_head(cfg.head_checkpoint, storage_options))
+        generator = PatchGenerator(sam, cfg.patch_config(), autocast_dtype=AUTOCAST_DTYPES[cfg.autocast])
+        labeler = cls(sam, head.to(device), text, load_vocabulary(cfg.vocab), generator,
+                      cfg.postprocess_config(), clip_trained=bool(cfg.clip_checkpoint),
+                      flip_agreement=cfg.flip_agreement, device=device)
+        check_head_fits(head, cfg.sam_model, weights_fingerprint(sam.state_dict())
+                        if head.sam_weights and cfg.sam_checkpoint is not None else None)
+        return labeler
 
     def label(self, image: np.ndarray) -> LabeledImage:
         """One RGB (H, W, 3) uint8 image."""
@@ -110,7 +125,7 @@ class Labeler:
     def label_batch(self, images: list[np.ndarray]) -> list[LabeledImage]:
         if not self.flip_agreement:
             return self.label_patches(self.generator(images), images)
-        both = images + [np.ascontiguousarray(image[:, ::-1]) for image in images]
+        both = images + [mirror(image)[0] for image in images]
         labeled = self.label_patches(self.generator(both), both)
         for image, mirrored in zip(labeled, labeled[len(images):]):
             ious = flip_ious(image.id_map, {s["id"]: s["category_id"] for s in image.segments},

@@ -3,7 +3,7 @@
 Each query's mask is the union of the patches it claims (min-max normalized
 affinity >= 0.5; its best patch always). Candidates are the semantic queries
 (score = sigmoid of their own stuff logit) and the instance queries (score =
-best thing probability); those above `score_thresh` whose best affinity
+best thing probability); those above `min_score` whose best affinity
 passes `affinity_thresh` compete per pixel by score (Mask2Former-style
 fusion), and a candidate that keeps less than `overlap_thresh` of its mask is
 dropped. Stuff is one segment per class: one semantic query per stuff class.
@@ -27,7 +27,7 @@ from samcp.model.affinity_decoder import normalized_affinity
 @dataclass(frozen=True)
 class PostprocessConfig:
     # Thresholds tuned for PQ with the shipped head on train-split images 5000..5099 (docs/models.md).
-    score_thresh: float = 0.1
+    min_score: float = 0.1
     affinity_thresh: float = 0.1
     overlap_thresh: float = 0.5
     max_segments: int = 100
@@ -40,8 +40,8 @@ class PostprocessConfig:
     kappa_seen: float | None = None
 
     def __post_init__(self):
-        if not 0 <= self.score_thresh < 1:
-            raise ValueError(f"score_thresh must be in [0, 1), got {self.score_thresh}")
+        if not 0 <= self.min_score < 1:
+            raise ValueError(f"min_score must be in [0, 1), got {self.min_score}")
         for name in ("kappa", "kappa_seen"):
             value = getattr(self, name)
             if value is not None and not 0 <= value <= 1:
@@ -145,7 +145,7 @@ class PanopticFusion:
         bound = torch.cat([stuff_bound, thing_bounds.amax(-1) if thing_logits.shape[-1] else
                            thing_logits.new_zeros(len(thing_logits))])
         best_affinity = affinity.sigmoid().amax(-1)
-        maybe = ((bound > cfg.score_thresh) & (best_affinity > cfg.affinity_thresh)).nonzero()[:, 0]
+        maybe = ((bound > cfg.min_score) & (best_affinity > cfg.affinity_thresh)).nonzero()[:, 0]
         # Queries often claim the same patches (the parts of one object): each distinct set once.
         sets, set_of = torch.unique(claims[maybe], dim=0, return_inverse=True)
         self.set_masks = query_masks(sets, patch_masks)  # (D, H, W)
@@ -182,7 +182,7 @@ class PanopticFusion:
             thing_class = [-1] * len(thing_probs)
         scores = torch.cat([stuff_prob, thing_prob])
         classes = torch.tensor(self.stuff_classes + thing_class, dtype=torch.long)
-        keep = (scores[maybe] > cfg.score_thresh).nonzero()[:, 0]
+        keep = (scores[maybe] > cfg.min_score).nonzero()[:, 0]
         keep = keep[scores[maybe[keep]].argsort(descending=True)][:cfg.max_segments]
         candidates = maybe[keep]
         if len(candidates) == 0:

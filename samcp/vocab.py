@@ -72,6 +72,21 @@ class Vocabulary:
     def stuff(self) -> tuple[VocabClass, ...]:
         return tuple(c for c in self.classes if not c.isthing)
 
+    @property
+    def stuff_index(self) -> list[int]:
+        """Positions of the stuff classes in `classes`, in order."""
+        return [i for i, c in enumerate(self.classes) if not c.isthing]
+
+    @property
+    def thing_index(self) -> list[int]:
+        """Positions of the thing classes in `classes`, in order."""
+        return [i for i, c in enumerate(self.classes) if c.isthing]
+
+    def split(self, rows):
+        """(C, ...) rows in class order (text embeddings, say) -> (stuff rows, thing rows), the
+        order the head reads them in."""
+        return rows[self.stuff_index], rows[self.thing_index]
+
     def fingerprint(self) -> str:
         """sha256 of the content: names, synonyms, flags, templates (the file's name aside)."""
         content = json.dumps({"classes": [asdict(c) for c in self.classes],

@@ -78,7 +78,7 @@ def check_command(command: list[str]) -> None:
     if program in PYTHONS:
         check_python(args)
     elif program == "samcp":
-        from pipeline.cli import parse_args
+        from samcp.cli import parse_args
 
         parse_args(args)
     elif program == "ray" and args[:2] == ["job", "submit"]:

@@ -5,7 +5,7 @@ folder, PNGs named by sample key), a thing segment is right when a
 ground-truth thing of its class overlaps it with IoU > 0.5, and has a right
 mask when any ground-truth thing does. A table over score and flip-agreement
 thresholds gives precision (right / kept) and coverage (right / ground-truth
-things): the trade-off that `--min-score` and `--min-flip-iou` of
+things): the trade-off that `--keep-score` and `--min-flip-iou` of
 `jobs/train_on_pseudo_labels.py` choose.
 """
 
@@ -54,9 +54,9 @@ def check_rows(rows: dict[str, dict], truth: PanopticFolder) -> tuple[list[Check
     return checked, truth_things
 
 
-def precision_table(checked: list[CheckedSegment], truth_things: int, min_scores: list[float],
+def precision_table(checked: list[CheckedSegment], truth_things: int, keep_scores: list[float],
                     min_flip_ious: list[float]) -> list[dict]:
-    """One row per (min_score, min_flip_iou): segments kept, precision, mask precision, coverage.
+    """One row per (keep_score, min_flip_iou): segments kept, precision, mask precision, coverage.
     A min_flip_iou > 0 needs segments with flip_iou."""
     if any(t > 0 for t in min_flip_ious) and any(c.flip_iou is None for c in checked):
         raise ValueError("flip-agreement thresholds need labels made with --flip-agreement")
@@ -65,11 +65,11 @@ def precision_table(checked: list[CheckedSegment], truth_things: int, min_scores
     right = np.array([c.right for c in checked], bool)
     right_mask = np.array([c.right_mask for c in checked], bool)
     table = []
-    for min_score in min_scores:
+    for keep_score in keep_scores:
         for min_flip_iou in min_flip_ious:
-            kept = (score >= min_score) & ((flip >= min_flip_iou) if min_flip_iou > 0 else True)
+            kept = (score >= keep_score) & ((flip >= min_flip_iou) if min_flip_iou > 0 else True)
             count = int(kept.sum())
-            table.append({"min_score": min_score, "min_flip_iou": min_flip_iou, "kept": count,
+            table.append({"keep_score": keep_score, "min_flip_iou": min_flip_iou, "kept": count,
                           "precision": float(right[kept].mean()) if count else None,
                           "mask_precision": float(right_mask[kept].mean()) if count else None,
                           "coverage": float(right[kept].sum() / max(truth_things, 1))})
@@ -82,5 +82,5 @@ def format_precision_table(table: list[dict], truth_things: int) -> str:
     for r in table:
         shares = [f"{r[k]:.3f}" if r[k] is not None else "-"
                   for k in ("precision", "mask_precision", "coverage")]
-        lines.append(f"| {r['min_score']:g} | {r['min_flip_iou']:g} | {r['kept']} | {' | '.join(shares)} |")
+        lines.append(f"| {r['keep_score']:g} | {r['min_flip_iou']:g} | {r['kept']} | {' | '.join(shares)} |")
     return "\n".join(lines)

@@ -18,11 +18,11 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from pipeline.config import JobConfig, ModelConfig
+from pipeline.config import JobConfig
 from pipeline.job import run_label_job
 from pipeline.labels import rows_by_key, score_rows
-from pipeline.train.examples import ScoreFilter
 from pipeline.train.trainer import PseudoTrainConfig, run_pseudo_training
+from samcp.config import LabelerConfig
 
 
 @dataclass(frozen=True)
@@ -31,21 +31,13 @@ class SelfTrainConfig:
     eval_images: tuple[str, ...]  # held-out shards with ground truth...
     eval_ground_truth: str  # ...as a COCO panoptic folder (file names = sample keys)
     output: str  # local folder of the rounds
-    init: str = "shipped"  # the starting head
     rounds: int = 2
-    model: ModelConfig = field(default_factory=ModelConfig)  # SAM, vocabulary... (the head is per round)
-    scores: ScoreFilter = field(default_factory=ScoreFilter)
-    ground_truth: str | None = None  # labeled images trained on every round (see PseudoTrainConfig)
-    ground_truth_images: tuple[str, ...] = ()
-    workers: int = 2
-    use_gpu: bool = False
-    epochs: int = 10
-    mirror: bool = False  # retrain on every image also mirrored left-right (see PseudoTrainConfig)
-    turn: bool = False  # retrain on every image also turned by 90, 180 or 270 degrees
-    batch_size: int = 4
-    lr: float = 1e-4
-    actors: int = 1
-    ray_address: str | None = None
+    # The models that label; its head is the starting head, each round's labels come from the last.
+    labeler: LabelerConfig = field(default_factory=LabelerConfig)
+    # Each round's retraining: its labels, output and init are set per round.
+    retraining: PseudoTrainConfig = field(
+        default_factory=lambda: PseudoTrainConfig(labels="", images=(), output=""))
+    actors: int = 1  # labeling actors
 
 
 def evaluate_head(cfg: SelfTrainConfig, head: str, folder: str, log: Callable[[str], None]) -> dict:
@@ -55,9 +47,8 @@ def evaluate_head(cfg: SelfTrainConfig, head: str, folder: str, log: Callable[[s
         with open(path) as f:
             return json.load(f)
     job = JobConfig(inputs=cfg.eval_images, output=os.path.join(folder, "labels"),
-                    model=dataclasses.replace(cfg.model, samcp_checkpoint=head, flip_agreement=False),
-                    actors=cfg.actors,
-                    ray_address=cfg.ray_address)
+                    labeler=dataclasses.replace(cfg.labeler, head_checkpoint=head, flip_agreement=False),
+                    actors=cfg.actors, ray_address=cfg.retraining.ray_address)
     run_label_job(job, log)
     summary = score_rows(rows_by_key(job.output), cfg.eval_ground_truth)
     with open(path, "w") as f:
@@ -86,7 +77,7 @@ def format_table(rows: list[dict]) -> str:
 def run_self_training(cfg: SelfTrainConfig, log: Callable[[str], None] = print) -> list[dict]:
     """Run (or resume) every round; returns the table rows, round 0 being the starting head."""
     os.makedirs(cfg.output, exist_ok=True)
-    head = cfg.init
+    head = cfg.labeler.head_checkpoint
     start = evaluate_head(cfg, head, os.path.join(cfg.output, "round-0", "eval"), log)
     rows = [table_row(0, head, start, None)]
     log(f"[self-train] round 0 (starting head): PQ {rows[0]['pq']:.1f}")
@@ -94,13 +85,11 @@ def run_self_training(cfg: SelfTrainConfig, log: Callable[[str], None] = print) 
         folder = os.path.join(cfg.output, f"round-{round_index}")
         labels = os.path.join(folder, "labels")
         run_label_job(JobConfig(inputs=cfg.unlabeled, output=labels, actors=cfg.actors,
-                                model=dataclasses.replace(cfg.model, samcp_checkpoint=head),
-                                ray_address=cfg.ray_address), log)
-        trained = run_pseudo_training(PseudoTrainConfig(
-            labels=labels, images=cfg.unlabeled, output=os.path.join(folder, "train"), init=head,
-            scores=cfg.scores, ground_truth=cfg.ground_truth, ground_truth_images=cfg.ground_truth_images,
-            workers=cfg.workers, use_gpu=cfg.use_gpu, epochs=cfg.epochs, mirror=cfg.mirror, turn=cfg.turn,
-            batch_size=cfg.batch_size, lr=cfg.lr, ray_address=cfg.ray_address), log)
+                                labeler=dataclasses.replace(cfg.labeler, head_checkpoint=head),
+                                ray_address=cfg.retraining.ray_address), log)
+        trained = run_pseudo_training(dataclasses.replace(
+            cfg.retraining, labels=labels, images=cfg.unlabeled, output=os.path.join(folder, "train"),
+            init=head), log)
         head = trained["head"]
         summary = evaluate_head(cfg, head, os.path.join(folder, "eval"), log)
         rows.append(table_row(round_index, head, summary, trained["images"]))

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import io
 import json
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -26,6 +25,7 @@ import torch
 from pipeline.labels import segment_mask
 from pipeline.output import LabelOutput, labeling_vocabulary, shard_file_name
 from pipeline.reader import ShardReader
+from pipeline.selftrain.selection import ScoreFilter
 from samcp.clip.region import head_region_encoder
 from samcp.clip.text_encoder import TextEncoder
 from samcp.data.coco import PanopticFolder, encode_rle
@@ -33,26 +33,7 @@ from samcp.data.decode import DecodeConfig
 from samcp.sam.build import build_sam
 from samcp.sam.patches import AUTOCAST_DTYPES, PatchConfig, PatchGenerator
 from samcp.train.head import training_example
-
-
-@dataclass(frozen=True)
-class ScoreFilter:
-    """Which pseudo-labeled segments to learn from: score >= the class's threshold and, when
-    `min_flip_iou` > 0, flip_iou >= it (labels made with `--flip-agreement`)."""
-
-    min_score: float = 0.5
-    per_class: dict[str, float] = field(default_factory=dict)  # class name -> threshold
-    min_flip_iou: float = 0.0
-
-    def keep(self, segment: dict) -> bool:
-        if segment["score"] < self.per_class.get(segment["category"], self.min_score):
-            return False
-        if self.min_flip_iou <= 0:
-            return True
-        if segment.get("flip_iou") is None:
-            raise ValueError("--min-flip-iou needs labels made with --flip-agreement; these segments "
-                             "carry no flip_iou")
-        return segment["flip_iou"] >= self.min_flip_iou
+from samcp.views import mirror, quarters_for, turn
 
 
 @dataclass(frozen=True)
@@ -154,11 +135,10 @@ class ExampleBuilder:
             classes = [s["category_id"] for s in segments]
             views.append((str(key), image, masks, classes))
             if self.mirror:
-                views.append((f"{key}:mirror", np.ascontiguousarray(image[:, ::-1]), masks.flip(-1), classes))
+                views.append((f"{key}:mirror", *mirror(image, masks), classes))
             if self.turn:
-                quarters = 1 + zlib.crc32(str(key).encode()) % 3
-                views.append((f"{key}:turn{90 * quarters}", np.ascontiguousarray(np.rot90(image, quarters)),
-                              torch.rot90(masks, quarters, (1, 2)), classes))
+                quarters = quarters_for(str(key))
+                views.append((f"{key}:turn{90 * quarters}", *turn(image, masks, quarters), classes))
         return views
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

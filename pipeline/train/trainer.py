@@ -10,6 +10,7 @@ head is `OUTPUT/samcp_head.pt`, loadable like any head checkpoint.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import os
@@ -26,22 +27,19 @@ import torch
 from fsspec.implementations.local import LocalFileSystem
 
 from pipeline.cluster import init_ray
-from pipeline.config import checkpoint_file
 from pipeline.inputs import expand_inputs
 from pipeline.output import LabelOutput, labeling_vocabulary
-from pipeline.train.examples import (
-    ExampleBuilder,
-    GroundTruthReader,
-    PseudoLabelReader,
-    ScoreFilter,
-)
-from samcp.checkpoint import file_sha256
+from pipeline.selftrain.selection import ScoreFilter
+from pipeline.train.examples import ExampleBuilder, GroundTruthReader, PseudoLabelReader
+from samcp.checkpoint import file_sha256, load_state_dict, weights_fingerprint
 from samcp.clip.region import check_clip_width
 from samcp.clip.text_encoder import TextEncoder
 from samcp.data.coco import PanopticFolder
 from samcp.data.decode import DecodeConfig
+from samcp.flags import add_config_arguments, config_from_args
 from samcp.model.factory import build_head, check_head_fits, save_head
 from samcp.model.head import HeadConfig
+from samcp.shipped import checkpoint_file
 from samcp.storage import absolute, absolute_reference, join, resolve
 from samcp.train.criterion import CriterionConfig
 from samcp.train.head import CachedImage, train_step
@@ -49,6 +47,12 @@ from samcp.train.loop import warmup_cosine
 
 RUN_NAME = "train"
 STATE = "state.pt"
+
+
+# The retraining settings that self-training shares with a single retraining run: one flag group
+# (`add_retraining_arguments`).
+RETRAINING_FIELDS = ("ground_truth", "ground_truth_images", "workers", "use_gpu", "epochs", "mirror", "turn",
+                     "batch_size", "lr", "weight_decay", "warmup_steps", "grad_clip", "seed")
 
 
 @dataclass(frozen=True)
@@ -60,16 +64,20 @@ class PseudoTrainConfig:
     # The SAM that made the labels, when the manifest's no longer is (e.g. "shipped" was updated since).
     sam_checkpoint: str | None = None
     scores: ScoreFilter = field(default_factory=ScoreFilter)
-    # Images with real labels trained alongside (a COCO panoptic folder + its shards): they keep
-    # classes alive that the pseudo-labels miss.
-    ground_truth: str | None = None
-    ground_truth_images: tuple[str, ...] = ()
-    workers: int = 2
-    use_gpu: bool = False
+    ground_truth: str | None = field(default=None, metadata={
+        "help": "COCO panoptic folder of images with real labels, trained on too (they keep classes alive "
+                "that the pseudo-labels miss)"})
+    ground_truth_images: tuple[str, ...] = field(default=(), metadata={
+        "help": "the shards of those images", "repeat": True})
+    workers: int = field(default=2, metadata={"help": "Ray Train workers (DDP)"})
+    use_gpu: bool = field(default=False, metadata={"help": "one GPU per worker"})
     epochs: int = 10
-    mirror: bool = False  # every training image also enters mirrored left-right (+1x the examples)
-    turn: bool = False  # every training image also enters turned by 90, 180 or 270 degrees (+1x)
-    batch_size: int = 4  # images per worker and step
+    mirror: bool = field(default=False, metadata={
+        "help": "every training image also enters mirrored left-right (one more example each)"})
+    turn: bool = field(default=False, metadata={
+        "help": "every training image also enters turned by 90, 180 or 270 degrees, picked by its key "
+                "(one more example each)"})
+    batch_size: int = field(default=4, metadata={"help": "images per worker and step"})
     lr: float = 1e-4
     weight_decay: float = 1e-4
     warmup_steps: int = 20
@@ -78,6 +86,18 @@ class PseudoTrainConfig:
     storage_options: dict | None = None
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     ray_address: str | None = None
+
+
+def add_retraining_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of `RETRAINING_FIELDS` and of the pseudo-label filter (`ScoreFilter`), as groups."""
+    add_config_arguments(parser.add_argument_group("retraining"), PseudoTrainConfig, only=RETRAINING_FIELDS)
+    add_config_arguments(parser.add_argument_group("pseudo-labels kept"), ScoreFilter)
+
+
+def retraining_config(args: argparse.Namespace, **fields) -> PseudoTrainConfig:
+    """The `PseudoTrainConfig` of the flags of `add_retraining_arguments`, then `fields`."""
+    return config_from_args(PseudoTrainConfig, args, only=RETRAINING_FIELDS,
+                            scores=config_from_args(ScoreFilter, args), **fields)
 
 
 def labeling_models(labeling: dict, sam_checkpoint: str | None = None,
@@ -140,9 +160,8 @@ def train_worker(config: dict) -> None:
     optimizer = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     vocab = config["vocab"]
     clip = config["clip"]
-    text = TextEncoder(clip["model"], clip["checkpoint"], cfg.storage_options).embed(vocab)
-    is_thing = torch.tensor([c.isthing for c in vocab.classes])
-    stuff_text, thing_text = text[~is_thing].to(device), text[is_thing].to(device)
+    text = TextEncoder(clip["model"], clip["checkpoint"], cfg.storage_options).embed(vocab).to(device)
+    stuff_text, thing_text = vocab.split(text)
     start_epoch, step, history = 0, 0, []
     checkpoint = ray.train.get_checkpoint()
     if checkpoint:
@@ -205,14 +224,17 @@ def run_pseudo_training(cfg: PseudoTrainConfig, log: Callable[[str], None] = pri
     vocab = labeling_vocabulary(labeling)  # as recorded: the file may have changed since labeling
     head = build_head(cfg.init, cfg.storage_options)  # checks --init early; takes the result at the end
     check_clip_width(head.config.clip_dim, labeling["clip"]["model"])
-    check_head_fits(head, labeling["sam"]["model"])
+    sam_file = checkpoint_file("sam", labeling["sam"]["model"], labeling["sam"]["checkpoint"])
+    sam_weights = None if sam_file is None else weights_fingerprint(
+        load_state_dict(sam_file, cfg.storage_options, mmap=True))
+    check_head_fits(head, labeling["sam"]["model"], sam_weights)
     init_ray(cfg.ray_address)
     examples = build_examples(cfg, manifest, head.config, log)
     count = examples.count()
     steps_per_epoch = count // (cfg.workers * cfg.batch_size)
     if steps_per_epoch == 0:
         raise ValueError(f"{count} usable pseudo-labeled images are too few for {cfg.workers} workers "
-                         f"x batch {cfg.batch_size}; lower --min-score or label more images")
+                         f"x batch {cfg.batch_size}; lower --keep-score or label more images")
     log(f"[pseudo] {count} training images, {steps_per_epoch} steps per epoch on {cfg.workers} workers")
     storage_path, filesystem = storage(cfg)
     # CPU workers leave half a CPU to Ray Data, which streams the examples to them.
@@ -235,7 +257,8 @@ def run_pseudo_training(cfg: PseudoTrainConfig, log: Callable[[str], None] = pri
     head.load_state_dict(state["model"])
     pseudo_classes = tuple(c.name for c in vocab.classes)
     head.trained_classes = tuple(dict.fromkeys(head.trained_classes + pseudo_classes))
-    head.sam_model = labeling["sam"]["model"]  # the examples' patches and embeddings came from it
+    # The examples' patches and embeddings came from this SAM.
+    head.sam_model, head.sam_weights = labeling["sam"]["model"], sam_weights or ""
     fs, root = resolve(cfg.output, cfg.storage_options)
     head_path = join(fs, root, "samcp_head.pt")
     if not isinstance(fs, LocalFileSystem):

@@ -23,20 +23,12 @@ import torch
 import torch.nn.functional as F
 
 from samcp.checkpoint import file_sha256, load_weights
+from samcp.shipped import checkpoint_file
 from samcp.vocab import Vocabulary
 
 open_clip.add_model_config(resources.files("samcp.model_configs") / "open_clip")
 
 DEFAULT_CACHE = os.path.join(os.path.expanduser("~"), ".cache", "samcp", "text")
-SHIPPED_CLIP = {"samcp-clip-tiny": "open_clip_tiny.pt"}
-
-
-def shipped_clip_checkpoint(model_name: str) -> str:
-    """Path of the weights the package ships for open_clip architecture `model_name`."""
-    if model_name not in SHIPPED_CLIP:
-        raise ValueError(f"no shipped weights for CLIP {model_name!r} (shipped: {sorted(SHIPPED_CLIP)}): "
-                         "give its weights with --clip-checkpoint, or 'none' for a random initialisation")
-    return str(resources.files("samcp") / "assets" / SHIPPED_CLIP[model_name])
 
 
 def unknown_words(vocab: Vocabulary, tokenizer, max_pieces: int = 3) -> dict[str, list[str]]:
@@ -74,6 +66,12 @@ def _checkpoint_digest(uri: str | None, storage_options: dict | None) -> str:
     return "random-seed-0" if uri is None else file_sha256(uri, storage_options)
 
 
+def meta_clip(model_name: str) -> torch.nn.Module:
+    """open_clip architecture `model_name` on the meta device: its shapes, no memory."""
+    with _quiet_random_init(True), torch.device("meta"):
+        return open_clip.create_model(model_name, pretrained=None, device="meta")
+
+
 class TextEncoder:
     def __init__(self, model_name: str = "samcp-clip-tiny", checkpoint: str | None = None,
                  storage_options: dict | None = None, cache_dir: str | None = DEFAULT_CACHE,
@@ -83,8 +81,7 @@ class TextEncoder:
         with torch.random.fork_rng(devices=[]), _quiet_random_init(checkpoint is not None):
             torch.manual_seed(0)
             self.model = open_clip.create_model(model_name, pretrained=None, device=device).eval()
-        if checkpoint == "shipped":
-            checkpoint = shipped_clip_checkpoint(model_name)
+        checkpoint = checkpoint_file("clip", model_name, checkpoint)
         if checkpoint is not None:
             load_weights(self.model, checkpoint, model_name, storage_options)
         self.tokenizer = open_clip.get_tokenizer(model_name)

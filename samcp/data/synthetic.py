@@ -56,10 +56,14 @@ class SyntheticConfig:
     texture_only: bool = False
     # Hue interval of thing colours (HSV hue in [0, 1]): a colour-shifted corpus, e.g. (0, 0.5) for
     # a source domain and (0.5, 1) for its target. Wheels stay grey whatever the interval.
-    thing_hues: tuple[float, float] = (0.0, 1.0)
+    thing_hues: tuple[float, float] = field(default=(0.0, 1.0), metadata={
+        "help": "hue interval of thing colours in [0, 1], e.g. 0 0.5: a colour-shifted corpus",
+        "metavar": ("LOW", "HIGH")})
     # Largest rotation (radians, either way) of the classes drawn upright (all but ball, kite and
     # star, which take any angle): pi turns them every way (a rotation-shifted corpus).
-    upright_tilt: float = 0.4
+    upright_tilt: float = field(default=0.4, metadata={
+        "help": "largest rotation (radians) of the upright thing classes (all but ball, kite, star); "
+                "3.14159: any angle, a rotation-shifted corpus"})
 
     def __post_init__(self) -> None:
         if self.height < 32 or self.width < 32:

@@ -1,32 +1,37 @@
 """Save and build SAM-CP heads: a checkpoint holds its `HeadConfig`, the names of the classes it was
-trained on and the SAM architecture whose embedding it read, next to the weights."""
+trained on and the SAM architecture and weights (fingerprint) whose embedding it read, next to the
+weights."""
 
 from __future__ import annotations
 
 import dataclasses
 import io
-from importlib import resources
 
 import torch
 
 from samcp.checkpoint import load_weights, read_checkpoint
 from samcp.model.head import HeadConfig, SamCPHead
+from samcp.shipped import SHIPPED_HEAD_SAM, shipped_file
 from samcp.storage import open_uri
 
-SHIPPED_HEAD = "samcp_head_tiny.pt"
 
-
-def check_head_fits(head: SamCPHead, sam_model: str) -> None:
-    """Refuse a head with a SAM architecture other than the one it was trained on (when recorded):
-    one of the same width would run, reading an embedding it was never trained on."""
+def check_head_fits(head: SamCPHead, sam_model: str, sam_weights: str | None = None) -> None:
+    """Refuse a head trained on another SAM than `sam_model` with weights of fingerprint
+    `sam_weights` (None: not known, the architecture alone is compared). Either is compared
+    when the head records it: a SAM of the same width would run, reading an embedding the head
+    was never trained on."""
     if head.sam_model and head.sam_model != sam_model:
         raise ValueError(f"the SAM-CP head was trained on SAM {head.sam_model!r}'s embedding, "
                          f"not {sam_model!r}'s: pass a head trained on that SAM (jobs/train_samcp.py "
                          f"--sam-model {sam_model}), or none (random weights) for speed tests")
+    if head.sam_weights and sam_weights is not None and head.sam_weights != sam_weights:
+        raise ValueError(f"the SAM-CP head was trained on other {sam_model!r} SAM weights (fingerprint "
+                         f"{head.sam_weights[:12]}) than these ({sam_weights[:12]}): pass the SAM "
+                         "checkpoint it was trained with, or a head trained on this one")
 
 
 def shipped_head_checkpoint() -> str:
-    return str(resources.files("samcp") / "assets" / SHIPPED_HEAD)
+    return shipped_file("head", "samcp-head")
 
 
 def save_head(head: SamCPHead, uri: str, half: bool = True, storage_options: dict | None = None) -> None:
@@ -34,7 +39,7 @@ def save_head(head: SamCPHead, uri: str, half: bool = True, storage_options: dic
              for k, v in head.state_dict().items()}
     buffer = io.BytesIO()
     torch.save({"config": dataclasses.asdict(head.config), "trained_classes": list(head.trained_classes),
-                "sam_model": head.sam_model, "model": state}, buffer)
+                "sam_model": head.sam_model, "sam_weights": head.sam_weights, "model": state}, buffer)
     with open_uri(uri, "wb", storage_options) as f:
         f.write(buffer.getvalue())
 
@@ -65,6 +70,11 @@ def build_head(checkpoint: str = "shipped", storage_options: dict | None = None)
     sam_model = raw.get("sam_model", "")  # older checkpoints do not record it
     if not isinstance(sam_model, str):
         raise ValueError(f"{checkpoint}: 'sam_model' must be a SAM architecture name")
-    head = SamCPHead(HeadConfig(**config_dict), tuple(trained_classes), sam_model)
+    sam_weights = raw.get("sam_weights", "")  # older checkpoints do not record it
+    if not isinstance(sam_weights, str):
+        raise ValueError(f"{checkpoint}: 'sam_weights' must be a weights fingerprint")
+    if checkpoint == shipped_head_checkpoint():  # it predates heads that record their SAM weights
+        sam_model, sam_weights = SHIPPED_HEAD_SAM
+    head = SamCPHead(HeadConfig(**config_dict), tuple(trained_classes), sam_model, sam_weights)
     load_weights(head, checkpoint, "samcp-head", storage_options)
     return head.eval()

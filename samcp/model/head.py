@@ -34,14 +34,17 @@ class HeadConfig:
 
 class SamCPHead(nn.Module):
     """trained_classes: names of the vocabulary classes the head was trained on; sam_model: the SAM
-    architecture whose embedding it was trained on (empty: not recorded). Checkpoints keep both
-    (`samcp.model.factory.save_head`)."""
+    architecture whose embedding it was trained on, sam_weights: the fingerprint of those SAM
+    weights (`samcp.checkpoint.weights_fingerprint`; empty: not recorded). Checkpoints keep all
+    three (`samcp.model.factory.save_head`)."""
 
-    def __init__(self, config: HeadConfig, trained_classes: tuple[str, ...] = (), sam_model: str = ""):
+    def __init__(self, config: HeadConfig, trained_classes: tuple[str, ...] = (), sam_model: str = "",
+                 sam_weights: str = ""):
         super().__init__()
         self.config = config
         self.trained_classes = tuple(trained_classes)
         self.sam_model = sam_model
+        self.sam_weights = sam_weights
         self.encoder = PatchEncoder(config.feature_dim, config.dim, config.roi_size,
                                     config.mlp_hidden_dim, config.encoder_layers, config.num_heads,
                                     config.ffn_dim, use_mask_roi=config.use_mask_roi,

@@ -20,9 +20,9 @@ from segment_anything.modeling import (
 )
 
 from samcp.checkpoint import load_weights
+from samcp.shipped import checkpoint_file
 
 # Where the package ships the weights of the small models it trained itself.
-SHIPPED_SAM = {"tiny": "sam_tiny.pt", "tiny8": "sam_tiny8.pt"}
 
 
 @dataclass(frozen=True)
@@ -115,13 +115,6 @@ def sam_from_config(config: SamConfig) -> Sam:
     )
 
 
-def shipped_checkpoint(name: str) -> str:
-    """Path of the weights the package ships for architecture `name`."""
-    if name not in SHIPPED_SAM:
-        raise ValueError(f"no shipped weights for SAM {name!r}; shipped: {sorted(SHIPPED_SAM)}")
-    return str(resources.files("samcp") / "assets" / SHIPPED_SAM[name])
-
-
 def build_sam(architecture: str = "tiny", checkpoint: str | None = "shipped",
               storage_options: dict | None = None) -> Sam:
     """SAM in eval mode. `checkpoint`: a path or fsspec URI, "shipped" for the
@@ -130,8 +123,7 @@ def build_sam(architecture: str = "tiny", checkpoint: str | None = "shipped",
         model = sam_model_registry[architecture](checkpoint=None)
     else:
         model = sam_from_config(load_config(architecture))
-    if checkpoint == "shipped":
-        checkpoint = shipped_checkpoint(architecture)
+    checkpoint = checkpoint_file("sam", architecture, checkpoint)
     if checkpoint is not None:
         load_weights(model, checkpoint, architecture, storage_options)
     return model.eval()

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from samcp.checkpoint import load_state_dict, weights_fingerprint
 from samcp.clip.region import RegionEncoder, head_region_encoder
 from samcp.clip.text_encoder import TextEncoder
 from samcp.data.synthetic import SPLIT_SEEDS, SyntheticConfig, SyntheticCorpus
@@ -24,6 +25,7 @@ from samcp.model.head import HeadConfig, SamCPHead
 from samcp.model.inputs import PatchFeatures, collate, patch_features, pixel_boxes
 from samcp.sam.build import build_sam
 from samcp.sam.patches import PatchConfig, PatchGenerator, PatchSet
+from samcp.shipped import checkpoint_file
 from samcp.train.assign import SegmentTargets, assign
 from samcp.train.criterion import CriterionConfig, samcp_loss
 from samcp.train.loop import MetricsLog, resume_state, save_state, warmup_cosine
@@ -183,13 +185,15 @@ def train_head(cfg: HeadTrainConfig, head_config: HeadConfig, output_dir: str,
     vocab = load_vocabulary(cfg.vocab)
     encoder = TextEncoder(cfg.clip_model, cfg.clip_checkpoint, device=device)
     text = encoder.embed(vocab).to(device)
-    is_thing = torch.tensor([c.isthing for c in vocab.classes])
-    stuff_text, thing_text = text[~is_thing], text[is_thing]
+    stuff_text, thing_text = vocab.split(text)
     cache = build_cache(cfg, vocab, os.path.join(output_dir, "cache"), head_config.roi_size, device,
                         head_region_encoder(head_config.clip_dim, encoder), log)
 
     torch.manual_seed(cfg.seed)
-    head = SamCPHead(head_config, tuple(c.name for c in vocab.classes), cfg.sam_model).to(device).train()
+    sam_file = checkpoint_file("sam", cfg.sam_model, cfg.sam_checkpoint)
+    sam_weights = "" if sam_file is None else weights_fingerprint(load_state_dict(sam_file, mmap=True))
+    head = SamCPHead(head_config, tuple(c.name for c in vocab.classes), cfg.sam_model,
+                     sam_weights).to(device).train()
     optimizer = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     last = os.path.join(output_dir, "last.pt")
     start = resume_state(last, head, optimizer, device)

@@ -6,10 +6,9 @@ so it gets SAM's three multimask outputs and only the best one is trained; a
 box gets the single-mask output. Loss = 20 focal + 1 dice on the masks + MSE
 between predicted and true IoU for every output, as in the SAM paper.
 
-Two options, on by default since session 12, depart from the paper
-(`--no-nested-targets --no-low-res-loss` gives the paper's recipe, that of the
-earlier runs). `nested_targets`: a point trains one multimask output per
-ground-truth mask that contains it (a wheel and its car), matched by least
+Two options, on by default, depart from the paper (`--no-nested-targets
+--no-low-res-loss` gives the paper's recipe). `nested_targets`: a point trains
+one multimask output per ground-truth mask that contains it (a wheel and its car), matched by least
 loss, and every output's IoU target is its best IoU with any of them, so the
 IoU head ranks a good whole as high as a good part. `low_res_loss`: the losses
 compare SAM's low-res (4h, 4w) mask logits with area-averaged targets instead
@@ -39,9 +38,9 @@ from samcp.train.loop import MetricsLog, resume_state, save_state, warmup_cosine
 
 @dataclass(frozen=True)
 class SamTrainConfig:
-    architecture: str = "tiny"
+    sam_model: str = "tiny"
     init: str | None = None  # weights to start from (path or URI) instead of random ones
-    init_architecture: str | None = None  # `init` is a SAM of this patch size: resize its weights
+    init_sam_model: str | None = None  # `init` is a SAM of this patch size: resize its weights
     steps: int = 4000
     batch_size: int = 8
     prompts_per_image: int = 16
@@ -254,13 +253,13 @@ def training_step(sam: Sam, batch: list[Example], rng: np.random.Generator, cfg:
 
 def initial_sam(cfg: SamTrainConfig) -> Sam:
     """The model training starts from: `cfg.init`'s weights (random without), carried over
-    from a SAM of `cfg.init_architecture` (another patch size) when that is set."""
-    if cfg.init_architecture is None or cfg.init_architecture == cfg.architecture:
-        return build_sam(cfg.architecture, checkpoint=cfg.init)
+    from a SAM of `cfg.init_sam_model` (another patch size) when that is set."""
+    if cfg.init_sam_model is None or cfg.init_sam_model == cfg.sam_model:
+        return build_sam(cfg.sam_model, checkpoint=cfg.init)
     if cfg.init is None:
-        raise ValueError("init_architecture needs init, the weights to resize")
-    sam = build_sam(cfg.architecture, checkpoint=None)
-    resize_sam_weights(build_sam(cfg.init_architecture, checkpoint=cfg.init), sam)
+        raise ValueError("init_sam_model needs init, the weights to resize")
+    sam = build_sam(cfg.sam_model, checkpoint=None)
+    resize_sam_weights(build_sam(cfg.init_sam_model, checkpoint=cfg.init), sam)
     return sam
 
 

@@ -13,15 +13,17 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import ModelConfig
 from pipeline.export import export
 from pipeline.labeling import LabelActor
 from pipeline.labels import rows_by_key
 from pipeline.output import MANIFEST, LabelOutput, OutputConflict
 from pipeline.report import render_report
 from pipeline.shards import synthetic_sample
+from samcp.config import LabelerConfig
 from samcp.data.coco import PanopticFolder, export_coco
 from samcp.data.synthetic import SPLIT_SEEDS, SyntheticConfig, SyntheticCorpus
+from samcp.labeler import Labeler
+from samcp.model_files import describe_models
 from samcp.storage import safe_name
 
 KEYS = ["../../escape", "/tmp/samcp-hostile-abs", "a/../../b", "..", ".", "a//b", "new\nline", "x" * 300,
@@ -55,10 +57,10 @@ def hostile(tmp_path_factory):
             info = tarfile.TarInfo(f"{sample['__key__']}.jpg")
             info.size = len(sample["jpg"])
             tar.addfile(info, io.BytesIO(sample["jpg"]))
-    model = ModelConfig(points_per_side=8, vocab=str(root / "vocab.yaml"))
+    model = LabelerConfig(points_per_side=8, vocab=str(root / "vocab.yaml"))
     labeler = LabelActor(model, torch_threads=2).labeler
     results = labeler.label_batch([corpus[i % 3].image for i in range(len(KEYS))])
-    manifest = {"labeling": model.describe(), "package_version": "test", "created": ""}
+    manifest = {"labeling": describe_models(model), "package_version": "test", "created": ""}
     output = LabelOutput(str(root / "labels"))
     output.prepare(manifest, overwrite=False)
     rows = [LabelActor._output({"kind": "sample", "key": key, "shard": shards[0], "index": i, "width": 80,
@@ -185,8 +187,8 @@ def test_labels_with_a_stuff_only_or_thing_only_vocabulary(tmp_path):
                           for i, thing in enumerate(kinds))
         (tmp_path / "v.yaml").write_text(f"name: v\nclasses:\n{classes}")
         for min_score in (None, 0.0):
-            labeler = ModelConfig(vocab=str(tmp_path / "v.yaml"), points_per_side=8,
-                                  min_score=min_score).build_labeler()
+            labeler = Labeler.from_config(LabelerConfig(vocab=str(tmp_path / "v.yaml"), points_per_side=8,
+                                                        min_score=min_score))
             for result in labeler.label_batch([image, image[:40, :50]]):
                 assert all(s["category"] in {"c0", "c1"} for s in result.segments)
                 assert all(s["isthing"] == kinds[int(s["category"][1])] for s in result.segments)

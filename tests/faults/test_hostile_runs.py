@@ -75,21 +75,22 @@ def test_a_run_whose_output_is_taken_over_stops_and_the_output_holds_one_configu
     assert second.returncode == 0, second.stderr[-2000:]
     assert first.returncode == 2 and "taken over by another run" in stderr, stdout[-2000:] + stderr[-2000:]
     manifest = output.read_json(MANIFEST)
-    assert manifest["labeling"]["postprocess"]["score_thresh"] == 0.5
+    assert manifest["labeling"]["postprocess"]["min_score"] == 0.5
     census = output.census()
     assert not census.invalid and len(census.done) == len(inputs)  # every file of the second's settings
     assert output.read_json(SUCCESS)["samples"] == 40 == len(output.read_table())
 
 
 def test_training_reads_the_vocabulary_the_labels_were_made_with(tmp_path):
-    from pipeline.config import ModelConfig
     from pipeline.train.examples import ExampleBuilder
+    from samcp.config import LabelerConfig
+    from samcp.model_files import describe_models
 
     vocab = tmp_path / "v.yaml"
     vocab.write_text("name: mine\ntemplates: ['a picture of a {}']\nclasses:\n"
                      "  - {id: 1, name: ball, isthing: true, synonyms: [sphere]}\n"
                      "  - {id: 2, name: sky, isthing: false}\n")
-    labeling = ModelConfig(vocab=str(vocab), points_per_side=8).describe()
+    labeling = describe_models(LabelerConfig(vocab=str(vocab), points_per_side=8))
     recorded = labeling_vocabulary(labeling)
     vocab.write_text("name: edited\nclasses:\n  - {id: 1, name: sky, isthing: false}\n")  # edited later
     assert labeling_vocabulary(labeling) == recorded and recorded.templates == ("a picture of a {}",)

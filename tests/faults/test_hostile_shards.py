@@ -138,7 +138,7 @@ def test_every_member_ends_in_a_row_or_the_report_and_a_shard_is_one_input_howev
     with open(paths["sizes.tar"], "rb") as f:
         other = pq.read_table(f)
     record = json.loads(other.schema.metadata[b"samcp"])
-    record["labeling"]["postprocess"]["score_thresh"] = 0.99  # made with other settings
+    record["labeling"]["postprocess"]["min_score"] = 0.99  # made with other settings
     pq.write_table(other.replace_schema_metadata({b"samcp": json.dumps(record).encode()}), paths["sizes.tar"])
     third = label("--input", f"{shards}/*.tar*", "--output", out, "--ray-address", ray_cluster.address)
     assert third.returncode == 0, third.stdout[-3000:] + third.stderr[-3000:]

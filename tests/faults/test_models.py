@@ -37,11 +37,11 @@ def bad_input(tmp_path, case: str) -> tuple[list[str], str]:
         return ["--sam-checkpoint", str(path)], "corrupt checkpoint"
     if case == "wrong-architecture":
         save_weights(build_sam("tiny", checkpoint=None), str(path))
-        return ["--sam-model", "vit_b", "--sam-checkpoint", str(path), "--samcp-checkpoint", "none"], \
+        return ["--sam-model", "vit_b", "--sam-checkpoint", str(path), "--head-checkpoint", "none"], \
             "does not fit architecture 'vit_b'"
     if case == "malicious-head":
         torch.save({"weight": Exploit(str(tmp_path / "pwned"))}, path)
-        return ["--samcp-checkpoint", str(path)], "refusing checkpoint"
+        return ["--head-checkpoint", str(path)], "refusing checkpoint"
     if case == "vocabulary":
         path.write_text("classes:\n  - {id: 1, name: a, isthing: true}\n"
                         "  - {id: 1, name: b, isthing: true}\n")

@@ -71,7 +71,7 @@ def test_ray_job_submit_labels_s3_shards(ray_cluster, s3_bucket):
     assert summary["models"]["sam"]["sha256"] and summary["vocabulary"]["name"] == "synthetic"
     with fs.open(LabelOutput(output).parquet_files()[0]) as f:
         metadata = json.loads(pq.ParquetFile(f).schema_arrow.metadata[METADATA_KEY])
-    assert metadata["labeling"]["samcp_head"]["sha256"] == summary["models"]["samcp_head"]["sha256"]
+    assert metadata["labeling"]["head"]["sha256"] == summary["models"]["head"]["sha256"]
     assert metadata["created"] and metadata["package_version"]
 
 
@@ -97,7 +97,7 @@ def test_rerun_with_python_skips_finished_shards_and_refuses_other_settings(ray_
     assert "other postprocess" in refused.stderr and "--overwrite" in refused.stderr
     assert label("--min-score", "0.9", "--overwrite").returncode == 0
     manifest = LabelOutput(output).read_json(MANIFEST)
-    assert manifest["labeling"]["postprocess"]["score_thresh"] == 0.9
+    assert manifest["labeling"]["postprocess"]["min_score"] == 0.9
 
 
 def test_killed_job_then_rerun_gives_one_row_per_sample(ray_cluster, s3_bucket):
@@ -156,7 +156,7 @@ def test_a_corrupt_checkpoint_stops_the_job_before_anything_is_written(tmp_path)
     head = tmp_path / "head.pt"
     head.write_bytes(b"PK\x03\x04 not a checkpoint")
     done = subprocess.run([sys.executable, JOB, "--input", str(tmp_path / "corpus" / "*.tar"),
-                           "--output", str(tmp_path / "labels"), "--samcp-checkpoint", str(head)],
+                           "--output", str(tmp_path / "labels"), "--head-checkpoint", str(head)],
                           capture_output=True, text=True, timeout=300, cwd=REPO)
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1].startswith(f"error: corrupt checkpoint {head}")

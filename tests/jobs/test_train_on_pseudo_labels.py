@@ -11,10 +11,11 @@ import sys
 
 import s3fs
 
+from samcp.config import LabelerConfig
 from samcp.data.synthetic import SPLIT_SEEDS, SyntheticConfig, SyntheticCorpus
 from samcp.labeler import Labeler
 from samcp.model.factory import shipped_head_checkpoint
-from samcp.sam.build import shipped_checkpoint
+from samcp.shipped import shipped_file
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -38,7 +39,7 @@ def test_two_workers_train_resume_and_the_head_labels(ray_cluster, s3_bucket, tm
     run("label_corpus.py", "--input", f"{shards}/*.tar", "--output", str(labels), "--points-per-side", "8",
         "--ray-address", ray_cluster.address)
     shutil.copy(shipped_head_checkpoint(), tmp_path / "start.pt")
-    shutil.copy(shipped_checkpoint("tiny"), tmp_path / "sam.pt")  # the labeling SAM, named explicitly
+    shutil.copy(shipped_file("sam", "tiny"), tmp_path / "sam.pt")  # the labeling SAM, named explicitly
     # Relative paths, as a user in that folder would give them (Ray Train runs workers elsewhere).
     common = ["--labels", "labels", "--images", "shards/*.tar", "--output", out, "--init", "start.pt",
               "--sam-checkpoint", "sam.pt",
@@ -59,7 +60,7 @@ def test_two_workers_train_resume_and_the_head_labels(ray_cluster, s3_bucket, tm
 
     image = SyntheticCorpus(SyntheticConfig(seed=SPLIT_SEEDS["val"]))[0].image
     assert fs.ls(f"{out}/train")  # Ray Train's checkpoints, in the bucket
-    labeler = Labeler(head_checkpoint=f"{out}/samcp_head.pt")
+    labeler = Labeler.from_config(LabelerConfig(head_checkpoint=f"{out}/samcp_head.pt"))
     result = labeler.label(image)
     assert result.segments and result.id_map.shape == image.shape[:2]
     assert labeler.seen.all()  # the pseudo-labels' vocabulary is recorded as trained

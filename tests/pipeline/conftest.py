@@ -2,13 +2,14 @@
 
 import pytest
 
-from pipeline.config import ModelConfig
 from pipeline.labeling import LabelActor
 from pipeline.output import LabelOutput
 from pipeline.schema import error_row
 from pipeline.shards import synthetic_sample, write_shards
+from samcp.config import LabelerConfig
 from samcp.data.coco import export_coco
 from samcp.data.synthetic import SPLIT_SEEDS, SyntheticConfig, SyntheticCorpus
+from samcp.model_files import describe_models
 
 
 @pytest.fixture(scope="session")
@@ -20,10 +21,10 @@ def labeled(tmp_path_factory):
     images = [corpus[i] for i in range(4)]
     export_coco(images, str(root / "truth"), corpus.categories)
     shards = write_shards((synthetic_sample(im) for im in images), str(root / "shards"), 2, progress=False)
-    model = ModelConfig(points_per_side=8)
+    model = LabelerConfig(points_per_side=8)
     labeler = LabelActor(model, torch_threads=2).labeler
     output = LabelOutput(str(root / "labels"))
-    manifest = {"labeling": model.describe(), "package_version": "test", "created": ""}
+    manifest = {"labeling": describe_models(model), "package_version": "test", "created": ""}
     output.prepare(manifest, overwrite=False)
     for shard, part in zip(shards, (images[:2], images[2:])):
         rows = [LabelActor._output({"kind": "sample", "key": im.key, "shard": shard, "index": i,

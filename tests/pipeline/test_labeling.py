@@ -2,10 +2,10 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from pipeline.config import ModelConfig
 from pipeline.labeling import LabelActor
 from pipeline.reader import NO_IMAGE
 from pipeline.schema import TRANSIT_SCHEMA
+from samcp.config import LabelerConfig
 from samcp.data.synthetic import SyntheticConfig, SyntheticCorpus
 
 
@@ -27,7 +27,7 @@ def reader_row(index: int, image: np.ndarray, error: str = "", kind: str = "samp
 
 @pytest.fixture(scope="module")
 def actor():
-    return LabelActor(ModelConfig(points_per_side=8), torch_threads=1)
+    return LabelActor(LabelerConfig(points_per_side=8), torch_threads=1)
 
 
 def test_samples_are_labeled_errors_kept_and_end_rows_passed_through(actor):

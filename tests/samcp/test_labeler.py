@@ -5,7 +5,8 @@ import pytest
 import torch
 from pycocotools import mask as mask_utils
 
-from samcp import Labeler
+from samcp import Labeler, LabelerConfig
+from samcp.clip.text_encoder import TextEncoder
 from samcp.data.synthetic import SPLIT_SEEDS, SyntheticConfig, SyntheticCorpus
 from samcp.model.factory import shipped_head_checkpoint
 from samcp.vocab import load_vocabulary
@@ -18,7 +19,7 @@ def image():
 
 @pytest.fixture(scope="module")
 def labeler():
-    return Labeler()  # the shipped tiny SAM and head, built-in synthetic vocabulary
+    return Labeler.from_config()  # the shipped tiny SAM and head, built-in synthetic vocabulary
 
 
 def test_labels_one_image_with_non_overlapping_segments(labeler, image):
@@ -41,7 +42,7 @@ def test_labels_one_image_with_non_overlapping_segments(labeler, image):
 
 def test_flip_agreement_finds_the_segments_of_a_mirror_symmetric_image_again(labeler, image):
     symmetric = np.concatenate([image[:, :128], image[:, :128][:, ::-1]], axis=1)
-    checked = Labeler(flip_agreement=True).label(symmetric)
+    checked = Labeler.from_config(LabelerConfig(flip_agreement=True)).label(symmetric)
     plain = labeler.label(symmetric)
     assert [s["id"] for s in checked.segments] == [s["id"] for s in plain.segments]
     assert "flip_iou" not in plain.segments[0]
@@ -53,20 +54,21 @@ def test_a_renamed_vocabulary_renames_the_labels(labeler, image):
     vocab = load_vocabulary("builtin:synthetic")
     renamed = dataclasses.replace(vocab, classes=tuple(
         dataclasses.replace(c, name=f"{c.name}-x", synonyms=()) for c in vocab.classes))
-    other = Labeler(vocab=renamed)
+    other = Labeler(labeler.sam, labeler.head, TextEncoder("samcp-clip-tiny", "shipped"), renamed,
+                    labeler.generator, labeler.postprocess, clip_trained=True)  # built from its parts
     categories = {s["category"] for s in other.label(image).segments}
     assert categories and all(c.endswith("-x") for c in categories)
 
 
 def test_a_head_that_does_not_fit_the_sam_is_refused_and_none_gives_a_random_head_that_does():
-    with pytest.raises(ValueError, match="128-channel SAM embeddings.*vit_b.*gives 256"):
-        Labeler(sam_model="vit_b", sam_checkpoint=None, head_checkpoint=shipped_head_checkpoint(),
-                device="cpu")
+    with pytest.raises(ValueError, match="128-channel SAM embeddings.*gives 256"):
+        Labeler.from_config(LabelerConfig(sam_model="vit_b", sam_checkpoint=None,
+                                          head_checkpoint=shipped_head_checkpoint()), device="cpu")
     with pytest.raises(ValueError, match="SAM-CP head was trained on SAM 'tiny'.*not 'tiny8'"):
-        Labeler(sam_model="tiny8", device="cpu")  # same width, another embedding: refused by name
-    labeler = Labeler(sam_model="tiny", head_checkpoint=None, device="cpu")
+        Labeler.from_config(LabelerConfig(sam_model="tiny8"), device="cpu")  # same width: refused by name
+    labeler = Labeler.from_config(LabelerConfig(head_checkpoint=None), device="cpu")
     assert labeler.head.config.feature_dim == labeler.sam.prompt_encoder.embed_dim
-    twin = Labeler(sam_model="tiny", head_checkpoint=None, device="cpu")
+    twin = Labeler.from_config(LabelerConfig(head_checkpoint=None), device="cpu")
     first, second = labeler.head.state_dict(), twin.head.state_dict()
     assert all(torch.equal(first[k], second[k]) for k in first)  # fixed seed
 
@@ -78,10 +80,11 @@ def test_the_classes_a_head_trained_on_are_seen_and_a_kappa_needs_the_clip(tmp_p
     head = build_head()
     head.trained_classes = ("ball", "sky", "not in the vocabulary")
     save_head(head, str(tmp_path / "head.pt"))
-    labeler = Labeler(head_checkpoint=str(tmp_path / "head.pt"), device="cpu")
+    labeler = Labeler.from_config(LabelerConfig(head_checkpoint=str(tmp_path / "head.pt")), device="cpu")
     names = [c.name for c in labeler.vocab.classes]
     assert [names[i] for i in labeler.seen.nonzero()[:, 0].tolist()] == ["ball", "sky"]
-    random_clip = Labeler(head_checkpoint=str(tmp_path / "head.pt"), clip_checkpoint=None, device="cpu")
+    random_clip = Labeler.from_config(LabelerConfig(head_checkpoint=str(tmp_path / "head.pt"),
+                                                    clip_checkpoint=None), device="cpu")
     patches = random_clip.generator([image])[0]
     outputs = random_clip.head_outputs([patches], [image])
     assert random_clip.label_outputs([patches], outputs)[0].num_patches == len(patches)  # kappas 0: no CLIP

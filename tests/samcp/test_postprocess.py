@@ -135,7 +135,7 @@ def reference_panoptic(affinity, stuff_logits, thing_logits, patch_masks, stuff_
                                        kappas[thing_classes]).max(-1)
     scores = torch.cat([stuff_prob, thing_prob])
     classes = stuff_classes + [thing_classes[i] for i in thing_label.tolist()]
-    keep = (scores > cfg.score_thresh) & (affinity.sigmoid().amax(-1) > cfg.affinity_thresh)
+    keep = (scores > cfg.min_score) & (affinity.sigmoid().amax(-1) > cfg.affinity_thresh)
     id_map = torch.zeros(patch_masks.shape[1:], dtype=torch.int32)
     segments = []
     for q in sorted(keep.nonzero()[:, 0].tolist(), key=lambda q: -scores[q]):
@@ -159,7 +159,7 @@ def test_clip_is_asked_only_for_what_can_pass_and_changes_nothing():
     affinity, stuff_logits, thing_logits = torch.randn(14, 12) * 4, torch.randn(2), torch.randn(12, 3) * 3 - 2
     affinity[4:10] = -10.0
     affinity[torch.arange(4, 10), torch.arange(2, 8)] = 10.0  # these instance queries claim one patch
-    cfg = PostprocessConfig(kappa=0.4, kappa_seen=0.1, score_thresh=0.5)
+    cfg = PostprocessConfig(kappa=0.4, kappa_seen=0.1, min_score=0.5)
     trained = torch.zeros(10, dtype=torch.bool)
     trained[[2, 9]] = True  # one stuff and one thing class take kappa_seen
     seen = []

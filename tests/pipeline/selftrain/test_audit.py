@@ -4,12 +4,13 @@ import numpy as np
 import pytest
 
 from jobs.audit_pseudo_labels import main
-from pipeline.config import ModelConfig
 from pipeline.output import LabelOutput
 from pipeline.schema import error_row, ok_row
 from pipeline.selftrain.audit import check_rows, precision_table
+from samcp.config import LabelerConfig
 from samcp.data.coco import PanopticFolder, encode_rle, export_coco
 from samcp.data.synthetic import SyntheticConfig, SyntheticCorpus
+from samcp.model_files import describe_models
 
 
 def segment(segment_id: int, category_id: int, score: float, flip_iou: float | None,
@@ -46,7 +47,7 @@ def test_thing_segments_are_checked_against_the_ground_truth_things(audited):
     assert counted == truth_things  # the failed image's things count, uncovered
     assert [(c.right, c.right_mask) for c in checked] == [(True, True), (False, True), (False, False)]
     table = precision_table(checked, counted, [0.0, 0.5], [0.0, 0.7])
-    by_filter = {(r["min_score"], r["min_flip_iou"]): r for r in table}
+    by_filter = {(r["keep_score"], r["min_flip_iou"]): r for r in table}
     assert by_filter[0.0, 0.0]["kept"] == 3 and by_filter[0.0, 0.0]["precision"] == pytest.approx(1 / 3)
     assert by_filter[0.5, 0.0]["mask_precision"] == 1.0 and by_filter[0.5, 0.0]["precision"] == 0.5
     assert by_filter[0.0, 0.7]["kept"] == 2 and by_filter[0.5, 0.7]["precision"] == 1.0
@@ -57,7 +58,7 @@ def test_the_cli_prints_and_writes_the_table_and_refuses_flip_thresholds_without
         tmp_path, audited, capsys):
     rows, truth, truth_things = audited
     labels = LabelOutput(str(tmp_path / "labels"))
-    manifest = {"labeling": ModelConfig().describe(), "package_version": "test", "created": ""}
+    manifest = {"labeling": describe_models(LabelerConfig()), "package_version": "test", "created": ""}
     labels.prepare(manifest, overwrite=False)
     labels.write_shard("s.tar", list(rows.values()), manifest)
     argv = ["--labels", labels.uri, "--ground-truth", truth.folder]

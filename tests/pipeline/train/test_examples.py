@@ -4,17 +4,19 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.config import ModelConfig
 from pipeline.labels import segment_mask
 from pipeline.output import LabelOutput
 from pipeline.schema import error_row, ok_row
+from pipeline.selftrain.selection import ScoreFilter
 from pipeline.shards import synthetic_sample, write_shards
-from pipeline.train.examples import ExampleBuilder, GroundTruthReader, PseudoLabelReader, ScoreFilter
+from pipeline.train.examples import ExampleBuilder, GroundTruthReader, PseudoLabelReader
 from pipeline.train.trainer import PseudoTrainConfig, run_pseudo_training
+from samcp.config import LabelerConfig
 from samcp.data.coco import encode_rle, export_coco
 from samcp.data.synthetic import SyntheticConfig, SyntheticCorpus
 from samcp.model.factory import save_head
 from samcp.model.head import HeadConfig, SamCPHead
+from samcp.model_files import describe_models
 from samcp.train.head import CachedImage
 
 
@@ -35,7 +37,7 @@ def labeled_corpus(tmp_path):
             error_row(images[1].key, shard, "corrupt image"),
             ok_row(images[2].key, shard, 128, 96, 5, [segment(1, "car", 5, 0.45, bottom)])]
     labels = LabelOutput(str(tmp_path / "labels"))
-    manifest = {"labeling": ModelConfig(points_per_side=8).describe(), "package_version": "test",
+    manifest = {"labeling": describe_models(LabelerConfig(points_per_side=8)), "package_version": "test",
                 "created": ""}
     labels.prepare(manifest, overwrite=False)
     labels.write_shard(shard, rows, manifest)

@@ -3,7 +3,7 @@ import hashlib
 import pytest
 
 from pipeline.train.trainer import labeling_models
-from samcp.sam.build import shipped_checkpoint
+from samcp.shipped import shipped_file
 
 
 def _labeling(sam_checkpoint: str, sam_sha256: str) -> dict:
@@ -16,7 +16,7 @@ def test_labeling_models_accept_the_files_that_made_the_labels(tmp_path):
     sam.write_bytes(b"weights")
     labeling = _labeling(str(sam), hashlib.sha256(b"weights").hexdigest())
     assert labeling_models(labeling) == labeling
-    with open(shipped_checkpoint("tiny"), "rb") as f:
+    with open(shipped_file("sam", "tiny"), "rb") as f:
         shipped = _labeling("shipped", hashlib.sha256(f.read()).hexdigest())
     assert labeling_models(shipped)["sam"]["checkpoint"] == "shipped"
 

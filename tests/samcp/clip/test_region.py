@@ -74,16 +74,17 @@ def test_region_classifier_gives_a_distribution_per_region():
                                              ((0.0, 0.0), (0.0, 0.0)), ((1.0, 0.0), (1.0, 0.0))])
 def test_labeler_uses_the_clip_classifier_with_a_checkpoint(tmp_path, kappas, expected):
     from samcp.checkpoint import save_weights
+    from samcp.config import LabelerConfig
     from samcp.labeler import Labeler
-    from samcp.postprocess import PostprocessConfig
 
     clip = tmp_path / "clip.pt"
     save_weights(TextEncoder(cache_dir=None).model, str(clip))
-    postprocess = PostprocessConfig(kappa=kappas[0], kappa_seen=kappas[1])
-    labeler = Labeler(clip_checkpoint=str(clip), postprocess=postprocess, device="cpu")
+    cfg = LabelerConfig(clip_checkpoint=str(clip), kappa=kappas[0], kappa_seen=kappas[1])
+    labeler = Labeler.from_config(cfg, device="cpu")
     assert (labeler.postprocess.kappa, labeler.postprocess.kappa_seen) == expected
     assert (labeler.region_classifier is not None) == any(expected)
-    assert Labeler(clip_checkpoint=None, device="cpu").region_classifier is None  # random CLIP: no ensemble
+    random_clip = Labeler.from_config(LabelerConfig(clip_checkpoint=None), device="cpu")
+    assert random_clip.region_classifier is None  # random CLIP: no ensemble
 
 
 def test_the_shipped_clip_names_pattern_and_object_of_ground_truth_regions():

@@ -8,7 +8,7 @@ from jobs.evaluate_open_vocab import main
 def test_open_vocabulary_table_splits_seen_and_held_out_classes(tmp_path):
     out = tmp_path / "table.json"
     # the shipped head (trained with the plain synthetic classes) on the compositional vocabulary
-    assert main(["--samcp-checkpoint", "shipped", "--clip-checkpoint", "shipped", "--num-images", "3",
+    assert main(["--head-checkpoint", "shipped", "--clip-checkpoint", "shipped", "--num-images", "3",
                  "--kappas", "0", "1", "--output", str(out)]) == 0
     table = json.loads(out.read_text())
     accuracy = table["clip_region_accuracy"]

@@ -4,7 +4,7 @@ import shutil
 import pytest
 import torch
 
-from samcp import Labeler
+from samcp import Labeler, LabelerConfig
 from samcp.data.synthetic import SPLIT_SEEDS, SyntheticConfig, SyntheticCorpus
 from samcp.model.factory import save_head
 from samcp.model.head import HeadConfig, SamCPHead
@@ -51,12 +51,13 @@ def test_a_head_trained_on_clip_region_embeddings_labels_with_them(tmp_path):
         train_head(cfg, HeadConfig(clip_dim=32), str(tmp_path / "other"))
 
     save_head(head, str(tmp_path / "head.pt"))
-    labeler = Labeler(head_checkpoint=str(tmp_path / "head.pt"), device="cpu")
+    labeler = Labeler.from_config(LabelerConfig(head_checkpoint=str(tmp_path / "head.pt")), device="cpu")
     assert labeler.seen.all()  # trained on the labeling vocabulary: kappa_seen for every class
     image = SyntheticCorpus(SyntheticConfig(seed=SPLIT_SEEDS["val"]))[0].image
     assert labeler.label(image).num_patches > 0  # patches -> CLIP region embeddings -> head
     with pytest.raises(ValueError, match="trained on SAM 'tiny'.*not 'tiny8'"):  # recorded in the file
-        Labeler(sam_model="tiny8", head_checkpoint=str(tmp_path / "head.pt"), device="cpu")
+        Labeler.from_config(LabelerConfig(sam_model="tiny8", head_checkpoint=str(tmp_path / "head.pt")),
+                            device="cpu")
     save_head(SamCPHead(HeadConfig(clip_dim=32)), str(tmp_path / "wide.pt"))
     with pytest.raises(ValueError, match="width 32"):
-        Labeler(head_checkpoint=str(tmp_path / "wide.pt"), device="cpu")
+        Labeler.from_config(LabelerConfig(head_checkpoint=str(tmp_path / "wide.pt")), device="cpu")

@@ -59,12 +59,12 @@ def test_a_run_can_start_from_a_sam_of_another_patch_size(tmp_path):
     torch.manual_seed(0)
     source = build_sam("tiny", checkpoint=None)
     save_weights(source, str(tmp_path / "tiny.pt"))
-    sam = initial_sam(SamTrainConfig(architecture="tiny8", init=str(tmp_path / "tiny.pt"),
-                                     init_architecture="tiny"))
+    sam = initial_sam(SamTrainConfig(sam_model="tiny8", init=str(tmp_path / "tiny.pt"),
+                                     init_sam_model="tiny"))
     assert sam.image_encoder.patch_embed.proj.kernel_size == (8, 8)
     assert torch.equal(sam.mask_decoder.mask_tokens.weight, source.mask_decoder.mask_tokens.weight)
     with pytest.raises(ValueError, match="needs init"):
-        initial_sam(SamTrainConfig(architecture="tiny8", init_architecture="tiny"))
+        initial_sam(SamTrainConfig(sam_model="tiny8", init_sam_model="tiny"))
 
 
 def test_examples_made_in_worker_processes_equal_those_made_on_demand():
