@@ -23,7 +23,7 @@ import argparse
 import json
 import sys
 
-from pipeline.config import JobConfig
+from pipeline.config import RUN_FIELDS, JobConfig
 from pipeline.inputs import InputError
 from pipeline.output import OutputConflict
 from samcp.config import LabelerConfig
@@ -45,26 +45,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--demo-images", type=int, default=16, help="synthetic images for --demo")
     add_config_arguments(parser.add_argument_group("models"), LabelerConfig)
     run = parser.add_argument_group("run")
-    run.add_argument("--actors", type=int, default=1, help="labeling actors (model copies)")
-    run.add_argument("--num-gpus-per-actor", type=float, default=0.0, help="0: label on CPU")
-    run.add_argument("--cpus-per-actor", type=float,
-                     help="default: 1 with GPUs, else the cluster's CPUs shared by the actors")
-    run.add_argument("--batch-size", type=int, default=4, help="images per labeling call")
-    run.add_argument("--read-tasks", type=int,
-                     help="shard-reading actors: shards read and decoded at once "
-                          "(default: one per GPU actor, one per 8 CPU actors)")
-    run.add_argument("--object-store-mib", type=int,
-                     help="object store budget for decoded images waiting for an actor, which keeps memory "
-                          "flat (default: 64 per labeling actor)")
+    add_config_arguments(run, JobConfig, only=RUN_FIELDS)
     run.add_argument("--max-side", type=int, default=DecodeConfig.max_side,
                      help="images are downscaled to this longer side when decoded")
     run.add_argument("--max-member-mib", type=int, default=DecodeConfig.max_member_bytes // 2**20,
                      help="tar members larger than this are not read: their sample becomes an error row "
                           f"(default {DecodeConfig.max_member_bytes // 2**20})")
     add_storage_options_argument(run)
-    run.add_argument("--overwrite", action="store_true",
-                     help="delete labels already in --output and label everything again")
-    run.add_argument("--ray-address", help="cluster to join (default: RAY_ADDRESS, else a local Ray)")
     return parser
 
 
@@ -77,13 +64,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def job_config(args: argparse.Namespace) -> JobConfig:
-    return JobConfig(inputs=tuple(args.input), output=args.output or "",
-                     labeler=config_from_args(LabelerConfig, args), actors=args.actors,
-                     num_gpus_per_actor=args.num_gpus_per_actor, cpus_per_actor=args.cpus_per_actor,
-                     batch_size=args.batch_size, read_tasks=args.read_tasks,
-                     object_store_mib=args.object_store_mib, storage_options=args.storage_options,
-                     decode=decode_config(args), overwrite=args.overwrite,
-                     ray_address=args.ray_address)
+    return config_from_args(JobConfig, args, only=RUN_FIELDS, inputs=tuple(args.input),
+                            output=args.output or "", labeler=config_from_args(LabelerConfig, args),
+                            storage_options=args.storage_options, decode=decode_config(args))
 
 
 def decode_config(args: argparse.Namespace) -> DecodeConfig:

@@ -9,6 +9,10 @@ from importlib import metadata
 from samcp.config import LabelerConfig
 from samcp.data.decode import DecodeConfig
 
+# The fields a labeling job's "run" flags set (`samcp.flags`); the rest have flags of their own.
+RUN_FIELDS = ("actors", "num_gpus_per_actor", "cpus_per_actor", "batch_size", "read_tasks",
+              "object_store_mib", "overwrite", "ray_address")
+
 
 @dataclass(frozen=True)
 class JobConfig:
@@ -17,21 +21,28 @@ class JobConfig:
     inputs: tuple[str, ...]
     output: str
     labeler: LabelerConfig = field(default_factory=LabelerConfig)
-    actors: int = 1
-    num_gpus_per_actor: float = 0.0
-    cpus_per_actor: float | None = None  # None: 1 with GPUs, else the CPUs left by readers, shared
-    batch_size: int = 4  # images per labeling call
+    actors: int = field(default=1, metadata={"help": "labeling actors (model copies)"})
+    num_gpus_per_actor: float = field(default=0.0, metadata={"help": "0: label on CPU"})
+    cpus_per_actor: float | None = field(default=None, metadata={
+        "help": "default: 1 with GPUs, else the cluster's CPUs left by the readers, shared by the actors"})
+    batch_size: int = field(default=4, metadata={"help": "images per labeling call"})
     read_cpus: float = 0.25  # Ray CPUs each shard-reading actor claims
-    read_tasks: int | None = None  # shard-reading actors; None: 1 per GPU actor, 1 per 8 CPU actors
+    read_tasks: int | None = field(default=None, metadata={
+        "help": "shard-reading actors: shards read and decoded at once (default: one per GPU actor, "
+                "one per 8 CPU actors)"})
     # Ray Data's object store budget for blocks in flight (decoded images waiting for an actor):
     # reading outruns labeling, so without a bound it would buffer the corpus in the object store.
-    object_store_mib: int | None = None  # None: 64 MiB per labeling actor
+    object_store_mib: int | None = field(default=None, metadata={
+        "help": "object store budget for decoded images waiting for an actor, which keeps memory flat "
+                "(default: 64 per labeling actor)"})
     storage_options: dict | None = None
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     write_attempts: int = 5  # tries to write a shard's labels (backoff 1, 2, 4, 8 s) before it fails
-    overwrite: bool = False
+    overwrite: bool = field(default=False, metadata={
+        "help": "delete labels already in --output and label everything again"})
     progress_every_s: float = 10.0
-    ray_address: str | None = None  # None: RAY_ADDRESS (set by `ray job submit`), else a local Ray
+    ray_address: str | None = field(default=None, metadata={
+        "help": "cluster to join (default: RAY_ADDRESS, else a local Ray)"})
 
     def __post_init__(self):
         if self.actors < 1:
