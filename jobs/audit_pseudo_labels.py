@@ -4,7 +4,7 @@
 
 For a labeling output (jobs/label_corpus.py) of images that also have COCO
 panoptic ground truth (PNGs named by sample key, e.g. from make_shards.py
---coco-dir), prints how many thing segments each --min-score / --min-flip-iou
+--coco-dir), prints how many thing segments each --keep-score / --min-flip-iou
 pair keeps, the share that are right (a ground-truth thing of the same class at
 IoU > 0.5), the share with a right mask whatever the class, and the share of
 ground-truth things they cover. --min-flip-iou values above 0 need labels made

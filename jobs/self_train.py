@@ -1,6 +1,6 @@
 """Self-training: N rounds of label -> filter -> retrain -> evaluate, with PQ per round.
 
-    python jobs/self_train.py --unlabeled 'data/target/*.tar' --eval-images 'data/val/*.tar' \
+    python jobs/self_train.py --unlabeled 'data/target/*.tar' --eval-images 'data/val/*.tar' \\
         --eval-ground-truth data/val_coco --head-checkpoint runs/small_head/samcp_head.pt \\
         --rounds 2 --output runs/st
 

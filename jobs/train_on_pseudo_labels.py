@@ -2,9 +2,9 @@
 
     ray job submit --working-dir . -- python jobs/train_on_pseudo_labels.py \
         --labels s3://bucket/labels/run-1/ --images 's3://bucket/corpus/shard-{000000..000099}.tar' \
-        --init shipped --output s3://bucket/models/samcp_st1/ --min-score 0.5 --workers 8 --use-gpu
+        --init shipped --output s3://bucket/models/samcp_st1/ --keep-score 0.5 --workers 8 --use-gpu
 
-Segments scoring below --min-score (or their class's --class-min-score), or
+Segments scoring below --keep-score (or their class's --class-keep-score), or
 found again in the mirrored image with an IoU below --min-flip-iou (labels made
 with `label_corpus.py --flip-agreement`), are dropped, and their pixels, with
 every pixel no segment covers, are ignored by the loss rather than taught as

@@ -143,7 +143,9 @@ def test_pipeline_labels_score_the_same_pq_as_the_labeler(ray_cluster, tmp_path)
         script = os.path.join(REPO, "jobs", "evaluate.py")
         subprocess.run([sys.executable, script, *args, "--output", str(out)], check=True, capture_output=True,
                        cwd=REPO)
-        return json.loads(out.read_text())
+        summary = json.loads(out.read_text())
+        assert summary.pop("provenance")["command"]
+        return summary
 
     from_pipeline = evaluate("--ground-truth", str(tmp_path / "gt"), "--labels", str(tmp_path / "labels"))
     from_labeler = evaluate("--synthetic-val", str(num))

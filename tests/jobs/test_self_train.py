@@ -19,14 +19,14 @@ def test_one_round_trains_on_mirrored_and_turned_labels_scores_both_heads_and_re
         "--no-progress")
     command = ["--unlabeled", f"{tmp_path}/target/*.tar", "--eval-images", f"{tmp_path}/val/*.tar",
                "--eval-ground-truth", str(tmp_path / "val_coco"), "--output", str(tmp_path / "rounds"),
-               "--rounds", "1", "--min-score", "0.3", "--points-per-side", "8", "--epochs", "1", "--mirror",
+               "--rounds", "1", "--keep-score", "0.3", "--points-per-side", "8", "--epochs", "1", "--mirror",
                "--turn", "--workers", "2", "--batch-size", "2", "--ray-address", ray_cluster.address]
     first = run("self_train.py", *command).stdout
 
     table = json.loads((tmp_path / "rounds" / "self_training.json").read_text())
     rows = table["rows"]
-    assert [r["round"] for r in rows] == [0, 1] and table["config"]["mirror"] is True
-    assert table["config"]["turn"] is True
+    assert [r["round"] for r in rows] == [0, 1] and table["config"]["retraining"]["mirror"] is True
+    assert table["config"]["retraining"]["turn"] is True
     assert rows[0]["head"] == "shipped" and rows[1]["head"].endswith("round-1/train/samcp_head.pt")
     assert all(0 <= r["pq"] <= 100 for r in rows) and rows[1]["training_images"] > 0
     assert "| 1 |" in first and "over round 0" in first

@@ -43,7 +43,7 @@ def test_two_workers_train_resume_and_the_head_labels(ray_cluster, s3_bucket, tm
     # Relative paths, as a user in that folder would give them (Ray Train runs workers elsewhere).
     common = ["--labels", "labels", "--images", "shards/*.tar", "--output", out, "--init", "start.pt",
               "--sam-checkpoint", "sam.pt",
-              "--min-score", "0.3", "--ground-truth", "truth_coco", "--ground-truth-images", "truth/*.tar",
+              "--keep-score", "0.3", "--ground-truth", "truth_coco", "--ground-truth-images", "truth/*.tar",
               "--workers", "2", "--batch-size", "2", "--lr", "3e-4",
               "--ray-address", ray_cluster.address]
     run("train_on_pseudo_labels.py", *common, "--epochs", "3", cwd=str(tmp_path))
