@@ -16,6 +16,9 @@ from dataclasses import dataclass
 
 import pytest
 
+# One torch thread per process: two test workers (and the Ray workers and subprocesses they start)
+# share the machine's cores, and oversubscribed torch threads slow each other many times over.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 # Ray must bind to loopback and never phone home; set before anything imports ray.
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -100,7 +103,7 @@ def ray_cluster(s3_endpoint):
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 
-def stop_processes_using(marker: str, timeout: float = 30) -> None:
+def stop_processes_using(marker: str, timeout: float = 5) -> None:
     """Terminate (then kill) every process whose command line names `marker`, with its children."""
     import psutil
 
