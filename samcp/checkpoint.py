@@ -28,28 +28,32 @@ def file_sha256(uri: str, storage_options: dict | None = None, chunk_bytes: int 
     return digest.hexdigest()
 
 
-def read_checkpoint(uri: str, storage_options: dict | None = None, mmap: bool = False):
-    """Whatever `uri` holds, loaded with `weights_only=True` onto the CPU.
+def read_checkpoint(uri: str, storage_options: dict | None = None):
+    """Whatever `uri` holds, on the CPU: a torch file loaded with `weights_only=True`, or a
+    safetensors file (name ending in `.safetensors`).
 
-    `mmap`: map the tensors from a file instead of reading them into memory (a remote file is
-    first copied to a temporary one, in chunks), for checks that touch each tensor once.
-    Raises FileNotFoundError for a missing file and ValueError for anything that
-    is not a plain torch checkpoint (corrupt, truncated, or a pickle with code).
+    The tensors are mapped from the file, not read into memory (a remote file is first copied to a
+    temporary local one, in chunks), so loading them into a model holds one copy of the weights.
+    Raises FileNotFoundError for a missing file and ValueError for anything that is not plain
+    weights (corrupt, truncated, or a pickle with code).
     """
     try:
-        if mmap:
-            with _local_copy(uri, storage_options) as path:
-                return _load(path, uri, mmap=True)
-        with open_uri(uri, "rb", storage_options) as f:
-            data = f.read()
+        with _local_copy(uri, storage_options) as path:
+            if uri.endswith(".safetensors"):
+                return _load_safetensors(path, uri)
+            return _load_torch(path, uri)
     except FileNotFoundError:
         raise FileNotFoundError(f"checkpoint not found: {uri}") from None
-    return _load(io.BytesIO(data), uri)
 
 
-def _load(source, uri: str, mmap: bool = False):
+def _load_torch(path: str, uri: str):
     try:
-        return torch.load(source, map_location="cpu", weights_only=True, mmap=mmap)
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError as error:
+            if "mmap" not in str(error):  # a file in torch's legacy format cannot be mapped
+                raise
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         if "Weights only load failed" in str(error):
             raise ValueError(f"refusing checkpoint {uri}: it holds objects other than plain weights, "
@@ -59,13 +63,23 @@ def _load(source, uri: str, mmap: bool = False):
         raise ValueError(f"corrupt checkpoint {uri}: {error}".split("\n")[0]) from None
 
 
+def _load_safetensors(path: str, uri: str) -> dict:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(path, device="cpu")
+    except (SafetensorError, OSError, ValueError) as error:
+        raise ValueError(f"corrupt checkpoint {uri}: {error}".split("\n")[0]) from None
+
+
 @contextmanager
 def _local_copy(uri: str, storage_options: dict | None, chunk_bytes: int = 1 << 22) -> Iterator[str]:
     """A local path holding `uri`'s bytes: the file itself when local, else a temporary copy."""
-    if os.path.exists(uri):
+    if os.path.isfile(uri):
         yield uri
         return
-    with tempfile.NamedTemporaryFile(suffix=".pt") as copy:
+    with tempfile.NamedTemporaryFile(suffix=os.path.splitext(uri)[1]) as copy:
         with open_uri(uri, "rb", storage_options) as f:
             while chunk := f.read(chunk_bytes):
                 copy.write(chunk)
@@ -73,10 +87,10 @@ def _local_copy(uri: str, storage_options: dict | None, chunk_bytes: int = 1 << 
         yield copy.name
 
 
-def load_state_dict(uri: str, storage_options: dict | None = None, mmap: bool = False) -> dict:
+def load_state_dict(uri: str, storage_options: dict | None = None) -> dict:
     """The state dict saved at `uri` (see `read_checkpoint`); a dict holding the weights
     under `model` or `state_dict` is unwrapped."""
-    state = read_checkpoint(uri, storage_options, mmap)
+    state = read_checkpoint(uri, storage_options)
     for wrapper in ("model", "state_dict"):
         if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
             state = state[wrapper]
@@ -100,11 +114,11 @@ def check_fits(state: dict, expected: dict, uri: str, architecture: str) -> None
 
 def load_weights(model: nn.Module, uri: str, architecture: str,
                  storage_options: dict | None = None) -> None:
-    """Load `uri` into `model`, in the model's dtype; a mismatch names the architecture."""
+    """Load `uri` into `model`, in the model's dtype (each tensor is copied from the mapped file into
+    the model's own, so the weights are held once); a mismatch names the architecture."""
     state = load_state_dict(uri, storage_options)
-    expected = model.state_dict()
-    check_fits(state, expected, uri, architecture)
-    model.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()})
+    check_fits(state, model.state_dict(), uri, architecture)
+    model.load_state_dict(state)
 
 
 def weights_fingerprint(state: dict) -> str:

@@ -38,12 +38,12 @@ def describe_models(cfg: LabelerConfig, storage_options: dict | None = None) -> 
     clip = meta_clip(cfg.clip_model)
     sam_weights = None
     if files["sam"] is not None:
-        state = load_state_dict(files["sam"], storage_options, mmap=True)
+        state = load_state_dict(files["sam"], storage_options)
         check_fits(state, sam.state_dict(), files["sam"], cfg.sam_model)
         sam_weights = weights_fingerprint(state)
         del state
     if files["clip"] is not None:
-        check_fits(load_state_dict(files["clip"], storage_options, mmap=True), clip.state_dict(),
+        check_fits(load_state_dict(files["clip"], storage_options), clip.state_dict(),
                    files["clip"], cfg.clip_model)
     if files["head"] is not None:
         head = build_head(files["head"], storage_options)

@@ -226,7 +226,7 @@ def run_pseudo_training(cfg: PseudoTrainConfig, log: Callable[[str], None] = pri
     check_clip_width(head.config.clip_dim, labeling["clip"]["model"])
     sam_file = checkpoint_file("sam", labeling["sam"]["model"], labeling["sam"]["checkpoint"])
     sam_weights = None if sam_file is None else weights_fingerprint(
-        load_state_dict(sam_file, cfg.storage_options, mmap=True))
+        load_state_dict(sam_file, cfg.storage_options))
     check_head_fits(head, labeling["sam"]["model"], sam_weights)
     init_ray(cfg.ray_address)
     examples = build_examples(cfg, manifest, head.config, log)

@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-_OFFSET = 2**20  # > any segment id used here; pairs are encoded as gt * OFFSET + pred
+# Segment ids run up to 2**24 - 1 (COCO's RGB encoding); a (gt, pred) pair is encoded as
+# gt * _OFFSET + pred, which stays below 2**48 in int64.
+_OFFSET = 2**24
 
 
 @dataclass
@@ -45,6 +47,10 @@ class PanopticQuality:
         for s in pred_segments:
             if s["category_id"] not in self.isthing:
                 raise ValueError(f"predicted segment {s['id']} has unknown category {s['category_id']}")
+        for name, ids in (("ground truth", gt), ("prediction", pred)):
+            if ids.size and (ids.min() < 0 or ids.max() >= _OFFSET):
+                raise ValueError(f"{name} segment ids must lie in [0, 2**24) (COCO panoptic's RGB ids), "
+                                 f"got {ids.min()}..{ids.max()}")
         pairs, counts = np.unique(gt.astype(np.int64) * _OFFSET + pred.astype(np.int64),
                                   return_counts=True)
         gt_area: dict[int, int] = defaultdict(int)

@@ -191,7 +191,7 @@ def train_head(cfg: HeadTrainConfig, head_config: HeadConfig, output_dir: str,
 
     torch.manual_seed(cfg.seed)
     sam_file = checkpoint_file("sam", cfg.sam_model, cfg.sam_checkpoint)
-    sam_weights = "" if sam_file is None else weights_fingerprint(load_state_dict(sam_file, mmap=True))
+    sam_weights = "" if sam_file is None else weights_fingerprint(load_state_dict(sam_file))
     head = SamCPHead(head_config, tuple(c.name for c in vocab.classes), cfg.sam_model,
                      sam_weights).to(device).train()
     optimizer = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)

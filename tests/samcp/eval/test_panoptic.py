@@ -22,6 +22,20 @@ def test_perfect_prediction_scores_100():
     assert result["Things"]["n"] == result["Stuff"]["n"] == 1
 
 
+def test_ids_up_to_the_largest_coco_rgb_id_score_as_small_ids_do():
+    # COCO panoptic PNGs encode ids as RGB, so a file written by another tool may use any id below 2**24.
+    gt = np.array([[1, 1, 2, 2], [1, 1, 2, 2], [3, 3, 3, 3]])
+    gt_segments = [{"id": i, "category_id": c} for i, c in ((1, THING), (2, THING), (3, STUFF))]
+    pred = gt.copy()
+    pred[0, 2] = 1  # one thing pixel goes to the other thing: not a perfect score
+    large = {1: 2**24 - 1, 2: 2**20, 3: 2**20 + 1}
+    small = evaluate(gt, gt_segments, pred, gt_segments)
+    relabel = np.vectorize(large.get)
+    big = evaluate(relabel(gt), [{**s, "id": large[s["id"]]} for s in gt_segments], relabel(pred),
+                   [{**s, "id": large[s["id"]]} for s in gt_segments])
+    assert big == small and 0 < small["All"]["pq"] < 100
+
+
 def test_partial_overlap_counts_iou_and_misses():
     # GT thing has 10 pixels; prediction covers 6 of them plus nothing else: IoU 0.6 -> TP.
     gt = np.zeros((1, 20), int)
@@ -79,5 +93,7 @@ def test_bad_input_is_refused():
         pq.update(np.zeros((2, 2), int), [], np.zeros((3, 2), int), [])
     with pytest.raises(ValueError, match="not in its segment list"):
         pq.update(np.ones((2, 2), int), [], np.zeros((2, 2), int), [])
+    with pytest.raises(ValueError, match=r"must lie in \[0, 2\*\*24\)"):
+        pq.update(np.full((2, 2), 2**24), [{"id": 2**24, "category_id": THING}], np.zeros((2, 2), int), [])
     with pytest.raises(ValueError, match="unknown category"):
         pq.update(np.zeros((2, 2), int), [], np.zeros((2, 2), int), [{"id": 1, "category_id": 99}])

@@ -3,6 +3,7 @@ import os
 import pytest
 import s3fs
 import torch
+from safetensors.torch import save_file
 
 from samcp.checkpoint import load_state_dict, save_weights
 from samcp.sam.build import architectures, build_sam
@@ -89,3 +90,8 @@ def test_vit_b_from_s3(s3_bucket, s3_endpoint, tmp_path):
     loaded = build_sam("vit_b", checkpoint=f"s3://{s3_bucket}/models/vit_b.pt")
     expected = sam.image_encoder.patch_embed.proj.weight.half().float()
     assert torch.equal(loaded.image_encoder.patch_embed.proj.weight, expected)
+    # The same weights as safetensors (as many checkpoints are published) load the same way.
+    save_file(load_state_dict(local), str(tmp_path / "vit_b.safetensors"))
+    fs.put_file(str(tmp_path / "vit_b.safetensors"), f"{s3_bucket}/models/vit_b.safetensors")
+    again = build_sam("vit_b", checkpoint=f"s3://{s3_bucket}/models/vit_b.safetensors")
+    assert all(torch.equal(a, b) for a, b in zip(again.state_dict().values(), loaded.state_dict().values()))
