@@ -19,7 +19,7 @@ import sys
 
 from pipeline.labels import rows_by_key
 from pipeline.selftrain.audit import check_rows, format_precision_table, precision_table
-from samcp.data.coco import PanopticFolder
+from samcp.data.coco import PanopticDataset
 from samcp.storage import add_storage_options_argument
 
 
@@ -39,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     checked, truth_things = check_rows(rows_by_key(args.labels, args.storage_options),
-                                       PanopticFolder(args.ground_truth))
+                                       PanopticDataset.folder(args.ground_truth))
     if not checked and not truth_things:
         print(f"error: no labeled image of {args.labels} is annotated in {args.ground_truth}",
               file=sys.stderr)

@@ -17,23 +17,23 @@ import json
 import sys
 
 from samcp.config import LabelerConfig
-from samcp.data.coco import PanopticFolder
+from samcp.data.coco import PanopticDataset
 from samcp.data.synthetic import SPLIT_SEEDS, SyntheticConfig
-from samcp.eval.evaluator import PanopticEvaluator, evaluate_against_folder, evaluate_on_synthetic
+from samcp.eval.evaluator import PanopticEvaluator, evaluate_against, evaluate_on_synthetic
 from samcp.flags import CORPUS_SHIFT, add_config_arguments, config_from_args, flag_values
 from samcp.provenance import provenance
 from samcp.storage import add_storage_options_argument
 
 
 def evaluate_folders(gt_dir: str, pred_dir: str) -> dict:
-    predictions = PanopticFolder(pred_dir)
+    predictions = PanopticDataset.folder(pred_dir)
 
     def predict(stem: str):
         annotation = predictions.annotations.get(f"{stem}.png")
         return None if annotation is None else (predictions.ids(annotation["file_name"]),
                                                 annotation["segments_info"])
 
-    return evaluate_against_folder(PanopticFolder(gt_dir), predict)
+    return evaluate_against(PanopticDataset.folder(gt_dir), predict)
 
 
 def evaluate_labels(gt_dir: str, labels: str, storage_options: dict | None) -> dict:

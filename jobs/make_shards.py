@@ -1,12 +1,17 @@
-"""Write WebDataset shards from the synthetic generator or from a folder of images.
+"""Write WebDataset shards from the synthetic generator, a COCO panoptic dataset or a folder of images.
 
     python jobs/make_shards.py synthetic --num-images 200 --shard-size 50 --output DIR
+    python jobs/make_shards.py coco --panoptic-json s3://data/coco/annotations/panoptic_train2017.json \\
+        --images s3://data/coco/train2017 --vocab builtin:coco_panoptic --output s3://data/coco-shards/train/
     python jobs/make_shards.py folder --images PHOTOS/ --shard-size 1000 --output s3://bucket/corpus/
 
-`--output` is a directory URI (local path, s3://, any fsspec URI). Synthetic
-shards carry their ground truth (`json`, `panoptic.png`, `parts.png`);
+`--output` is a directory URI (local path, s3://, any fsspec URI); every input is a path or URI
+too. Synthetic shards carry their ground truth (`json`, `panoptic.png`, `parts.png`);
 `--coco-dir` also exports the same images as COCO panoptic + instances, and
-`--preview` draws the first 8 with their ground truth overlaid.
+`--preview` draws the first 8 with their ground truth overlaid. COCO shards carry each image as
+it is with its ground truth in the same form (`json`, the dataset's own `panoptic.png`), category
+ids mapped by name onto `--vocab` (a category the vocabulary lacks is an error, before anything is
+written); images or PNGs that cannot be read are left out and listed in `_corpus.json`.
 """
 
 from __future__ import annotations
@@ -19,13 +24,14 @@ import time
 
 from PIL import Image
 
-from pipeline.shards import ImageFolder, shard_pattern, synthetic_sample, write_shards
+from pipeline.shards import ImageFolder, PanopticSamples, shard_pattern, synthetic_sample, write_shards
 from samcp.data.attributes import PATTERNS
-from samcp.data.coco import export_coco
+from samcp.data.coco import PanopticDataset, export_coco
 from samcp.data.synthetic import SyntheticConfig, SyntheticCorpus
 from samcp.flags import CORPUS_SHIFT, add_config_arguments, flag_values
 from samcp.storage import add_storage_options_argument, join, resolve
 from samcp.viz import grid, overlay_panoptic
+from samcp.vocab import load_vocabulary
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -70,6 +76,14 @@ def build_parser() -> argparse.ArgumentParser:
                                 "(vocabulary builtin:synthetic): a texture-shifted corpus")
     add_config_arguments(synthetic, SyntheticConfig, only=CORPUS_SHIFT)
 
+    coco = source.add_parser("coco", help="a COCO panoptic dataset (json, PNG folder, image folder)")
+    common(coco)
+    coco.add_argument("--panoptic-json", required=True, help="e.g. annotations/panoptic_train2017.json")
+    coco.add_argument("--panoptic-dir", help="its PNG folder (default: the json's path without .json)")
+    coco.add_argument("--images", required=True, help="its image folder, e.g. train2017")
+    coco.add_argument("--vocab", default="builtin:coco_panoptic",
+                      help="vocabulary whose class ids the shards carry (builtin:NAME or a YAML file)")
+
     folder = source.add_parser("folder", help="a folder of jpg/png/webp images, recursive")
     common(folder)
     folder.add_argument("--images", required=True, help="folder URI to pack")
@@ -99,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         return make_shards(args)
-    except (OSError, ValueError) as error:  # a missing folder, an unusable store, a bad sample key
+    except (OSError, ValueError) as error:  # a missing folder, an unusable store, a bad key, a vocabulary
         print(f"error: {error}", file=sys.stderr)
         return 2
 
@@ -120,6 +134,16 @@ def make_shards(args: argparse.Namespace) -> int:
         manifest = {"source": "synthetic", "config": dataclasses.asdict(config),
                     "start_index": args.start_index, "image_format": args.image_format,
                     "categories": [c.to_coco() for c in corpus.categories]}
+    elif args.source == "coco":
+        dataset = PanopticDataset(args.panoptic_json, args.panoptic_dir, args.images, args.storage_options)
+        vocab = load_vocabulary(args.vocab)
+        folder = PanopticSamples(dataset, vocab.ids_for(dataset.categories))
+        if len(folder) == 0:
+            raise SystemExit(f"{args.panoptic_json} lists no annotations")
+        samples, total = iter(folder), len(folder)
+        manifest = {"source": "coco", "panoptic_json": args.panoptic_json, "panoptic_dir": dataset.png_root,
+                    "images": args.images, "vocabulary": vocab.record(args.vocab),
+                    "category_ids": {str(k): v for k, v in folder.category_ids.items()}}
     else:
         folder = ImageFolder(args.images, args.storage_options)
         if len(folder) == 0:
@@ -128,7 +152,7 @@ def make_shards(args: argparse.Namespace) -> int:
         manifest = {"source": "folder", "images": args.images}
     urls = write_shards(samples, args.output, args.shard_size, storage_options=args.storage_options,
                         total=total, progress=not args.no_progress)
-    if args.source == "folder" and folder.skipped:
+    if args.source != "synthetic" and folder.skipped:
         total -= len(folder.skipped)
         manifest["skipped"] = folder.skipped
         for skipped in folder.skipped:

@@ -6,8 +6,8 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from pipeline.output import LabelOutput
-from samcp.data.coco import PanopticFolder
-from samcp.eval.evaluator import evaluate_against_folder
+from samcp.data.coco import PanopticDataset
+from samcp.eval.evaluator import evaluate_against
 
 
 class LabelRowError(ValueError):
@@ -53,4 +53,4 @@ def rows_by_key(labels: str, storage_options: dict | None = None) -> dict[str, d
 def score_rows(rows: dict[str, dict], ground_truth: str, desc: str = "evaluate") -> dict:
     """PQ/SQ/RQ, mask AP and mIoU of label rows against a COCO panoptic folder whose PNG names
     are the sample keys (error rows and missing keys score as empty images)."""
-    return evaluate_against_folder(PanopticFolder(ground_truth), lambda key: prediction(rows.get(key)), desc)
+    return evaluate_against(PanopticDataset.folder(ground_truth), lambda key: prediction(rows.get(key)), desc)

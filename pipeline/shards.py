@@ -17,7 +17,7 @@ from itertools import islice
 import webdataset as wds
 from tqdm import tqdm
 
-from samcp.data.coco import id_to_rgb
+from samcp.data.coco import PanopticDataset, id_to_rgb
 from samcp.data.imageio import IMAGE_FORMATS, encode_image
 from samcp.data.synthetic import SyntheticImage
 from samcp.storage import atomic_write, ensure_directory, join, resolve
@@ -98,14 +98,8 @@ class ImageFolder:
         if not self.fs.isdir(base):
             raise FileNotFoundError(f"image folder not found: {root}")
         self.paths = sorted(p for p in self.fs.find(base) if _extension(p) in IMAGE_FORMATS)
-        relative = [p[len(base):].lstrip("/") for p in self.paths]
-        plain = [re.sub(r"[^A-Za-z0-9_/-]", "_", r.rsplit(".", 1)[0]) for r in relative]
-        counts = Counter(plain)
-        self.keys = [
-            f"{key}_{hashlib.sha1(rel.encode()).hexdigest()[:10]}" if counts[key] > 1 else key
-            for rel, key in zip(relative, plain)
-        ]
-        self.relative = relative
+        self.relative = [p[len(base):].lstrip("/") for p in self.paths]
+        self.keys = sample_keys(self.relative)
         self.skipped: list[dict] = []
 
     def __len__(self) -> int:
@@ -121,6 +115,60 @@ class ImageFolder:
                                                             f"{error.strerror or error}"})
                 continue
             yield {"__key__": key, ext: data, "json": json.dumps({"key": key, "source": rel}).encode()}
+
+
+def sample_keys(relative: list[str]) -> list[str]:
+    """A unique, stable sample key per relative file path: the path without its extension, with
+    characters other than letters, digits, `_`, `-` and `/` made `_`; paths that would share a key
+    all get a hash of their relative path appended."""
+    plain = [re.sub(r"[^A-Za-z0-9_/-]", "_", r.rsplit(".", 1)[0]) for r in relative]
+    counts = Counter(plain)
+    return [f"{key}_{hashlib.sha1(rel.encode()).hexdigest()[:10]}" if counts[key] > 1 else key
+            for rel, key in zip(relative, plain)]
+
+
+class PanopticSamples:
+    """The images of a COCO panoptic dataset with their ground truth, as samples in the form
+    `synthetic_sample` writes: the image file's bytes as they are, `panoptic.png` (the dataset's
+    own PNG, so segment ids are kept) and `json` (key, size, `segments_info` with each
+    `category_id` mapped onto the vocabulary's class id by `category_ids`, and the dataset's
+    names for the image and its PNG). Keys come from the PNG names (`sample_keys`).
+
+    An image or PNG that cannot be read, or an annotation whose image the json lacks, is left
+    out and listed in `skipped` (PNG name, reason) as the iteration meets it.
+    """
+
+    def __init__(self, dataset: PanopticDataset, category_ids: dict[int, int]):
+        self.dataset, self.category_ids = dataset, category_ids
+        self.names = list(dataset.annotations)
+        self.keys = sample_keys(self.names)
+        self.skipped: list[dict] = []
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __iter__(self) -> Iterator[dict]:
+        for name, key in zip(self.names, self.keys):
+            annotation = self.dataset.annotations[name]
+            segments_info = annotation.get("segments_info", [])
+            unknown = sorted(map(str, {s.get("category_id") for s in segments_info} - set(self.category_ids)))
+            try:
+                if unknown:
+                    raise ValueError(f"segments of categories the json does not list: {unknown}")
+                image_name, image = self.dataset.image(annotation)
+                png = self.dataset.png(name)
+            except (OSError, ValueError) as error:
+                self.skipped.append({"path": name, "reason": f"{type(error).__name__}: "
+                                                            f"{getattr(error, 'strerror', None) or error}"})
+                continue
+            segments = [{**s, "category_id": self.category_ids[s["category_id"]]}
+                        for s in segments_info]
+            entry = self.dataset.images[annotation["image_id"]]
+            meta = {"key": key, "width": entry.get("width"), "height": entry.get("height"),
+                    "file_name": image_name, "panoptic_file_name": name, "image_id": annotation["image_id"],
+                    "segments_info": segments}
+            ext = "jpg" if _extension(image_name) == "jpeg" else _extension(image_name)
+            yield {"__key__": key, ext: image, "panoptic.png": png, "json": json.dumps(meta).encode()}
 
 
 def _extension(path: str) -> str:

@@ -194,3 +194,15 @@ def inside(folder: str, name: str) -> str:
     if os.path.isabs(name) or os.path.commonpath([root, path]) != root:
         raise ValueError(f"refusing file name {name!r}: it leads outside {folder}")
     return path
+
+
+def member(root: str, name: str) -> str:
+    """`root/name` for a local folder or a URI, or ValueError when `name` (from a file someone else
+    wrote) would lead outside `root`: absolute, with `..`, or (locally) through a symbolic link."""
+    if "://" not in root:
+        return inside(root, name)
+    parts = name.split("/")
+    if not name or name.startswith("/") or "\\" in name or any(p in ("", ".", "..") for p in parts):
+        raise ValueError(f"refusing file name {name!r}: it leads outside {root}")
+    return f"{root.rstrip('/')}/{name}"
+

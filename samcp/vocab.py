@@ -87,6 +87,38 @@ class Vocabulary:
         order the head reads them in."""
         return rows[self.stuff_index], rows[self.thing_index]
 
+    def ids_for(self, categories) -> dict[int, int]:
+        """{dataset category id: this vocabulary's class id} for a dataset's categories (anything with
+        `id`, `name`, `isthing`, such as COCO panoptic's), matched by name: a class's own name first,
+        then its synonyms, case and spacing aside, a thing only to a thing and stuff only to stuff;
+        a name listing synonyms ("windowpane, window", as ADE20K's do) is tried whole, then name by
+        name. VocabularyError naming every category that finds no class, or more than one."""
+        def norm(text: str) -> str:
+            return " ".join(text.lower().split())
+
+        ids, lacking = {}, []
+        for category in categories:
+            isthing = bool(category.isthing)
+            kind = [c for c in self.classes if c.isthing == isthing]
+            found = []
+            for name in dict.fromkeys([norm(category.name), *map(norm, category.name.split(","))]):
+                found = [c for c in kind if norm(c.name) == name] or \
+                    [c for c in kind if name in map(norm, c.synonyms)]
+                if found:
+                    break
+            if len(found) == 1:
+                ids[category.id] = found[0].id
+            else:
+                what = "thing" if isthing else "stuff"
+                lacking.append(f"{category.name!r} ({what}, id {category.id}"
+                               f"{': ' + str(len(found)) + ' classes match' if found else ''})")
+        if lacking:
+            raise VocabularyError(f"vocabulary {self.name!r} has no single class for {len(lacking)} of the "
+                                  f"dataset's categories: {', '.join(lacking[:20])}"
+                                  f"{' ...' if len(lacking) > 20 else ''} (add them, or their names as "
+                                  "synonyms, to a vocabulary file)")
+        return ids
+
     def fingerprint(self) -> str:
         """sha256 of the content: names, synonyms, flags, templates (the file's name aside)."""
         content = json.dumps({"classes": [asdict(c) for c in self.classes],

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pipeline.labels import row_id_map
-from samcp.data.coco import PanopticFolder
+from samcp.data.coco import PanopticDataset
 from samcp.masks import id_map_ious
 
 
@@ -28,7 +28,7 @@ class CheckedSegment:
     right_mask: bool  # some ground-truth thing at IoU > 0.5
 
 
-def check_rows(rows: dict[str, dict], truth: PanopticFolder) -> tuple[list[CheckedSegment], int]:
+def check_rows(rows: dict[str, dict], truth: PanopticDataset) -> tuple[list[CheckedSegment], int]:
     """The thing segments of the rows that the ground truth annotates, checked, and the number of
     ground-truth things in those images (an `error` row's things count, uncovered)."""
     things = {c.id for c in truth.categories if c.isthing}

@@ -28,7 +28,7 @@ from pipeline.reader import ShardReader
 from pipeline.selftrain.selection import ScoreFilter
 from samcp.clip.region import head_region_encoder
 from samcp.clip.text_encoder import TextEncoder
-from samcp.data.coco import PanopticFolder, encode_rle
+from samcp.data.coco import PanopticDataset, encode_rle
 from samcp.data.decode import DecodeConfig
 from samcp.sam.build import build_sam
 from samcp.sam.patches import AUTOCAST_DTYPES, PatchConfig, PatchGenerator
@@ -75,9 +75,9 @@ class GroundTruthReader:
     decode: DecodeConfig = field(default_factory=DecodeConfig)
 
     @cached_property
-    def truth(self) -> PanopticFolder:
+    def truth(self) -> PanopticDataset:
         """The folder's annotations, read once per reading actor (not once per shard)."""
-        return PanopticFolder(self.folder)
+        return PanopticDataset.folder(self.folder)
 
     def __call__(self, row: dict) -> Iterator[dict]:
         truth = self.truth

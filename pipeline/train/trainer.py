@@ -34,7 +34,7 @@ from pipeline.train.examples import ExampleBuilder, GroundTruthReader, PseudoLab
 from samcp.checkpoint import file_sha256, load_state_dict, weights_fingerprint
 from samcp.clip.region import check_clip_width
 from samcp.clip.text_encoder import TextEncoder
-from samcp.data.coco import PanopticFolder
+from samcp.data.coco import PanopticDataset
 from samcp.data.decode import DecodeConfig
 from samcp.flags import add_config_arguments, config_from_args
 from samcp.model.factory import build_head, check_head_fits, save_head
@@ -217,7 +217,7 @@ def run_pseudo_training(cfg: PseudoTrainConfig, log: Callable[[str], None] = pri
     if bool(cfg.ground_truth) != bool(cfg.ground_truth_images):
         raise ValueError("--ground-truth and --ground-truth-images go together")
     if cfg.ground_truth:
-        PanopticFolder(cfg.ground_truth)  # a wrong folder fails now, not in a reading task
+        PanopticDataset.folder(cfg.ground_truth)  # a wrong folder fails now, not in a reading task
     manifest = LabelOutput(cfg.labels, cfg.storage_options).manifest()
     labeling = labeling_models(manifest["labeling"], cfg.sam_checkpoint, cfg.storage_options)
     manifest = {**manifest, "labeling": labeling}

@@ -19,7 +19,7 @@ from pycocotools import mask as mask_utils
 from samcp.data.categories import Category
 from samcp.data.imageio import encode_image
 from samcp.data.synthetic import SyntheticImage
-from samcp.storage import inside
+from samcp.storage import member, open_uri
 
 
 def id_to_rgb(id_map: np.ndarray) -> np.ndarray:
@@ -40,25 +40,68 @@ def decode_id_png(data: bytes) -> np.ndarray:
         return rgb_to_id(np.asarray(png.convert("RGB")))
 
 
-class PanopticFolder:
-    """A COCO panoptic folder: `panoptic.json` and the id PNGs under `panoptic/`."""
+class PanopticDataset:
+    """A COCO panoptic dataset at local paths or fsspec URIs: its json, the folder of its id PNGs
+    (default: the json's path without `.json`, COCO's layout) and the folder of its images.
 
-    def __init__(self, folder: str):
-        path = os.path.join(folder, "panoptic.json")
-        if not os.path.exists(path):
-            raise FileNotFoundError(f"no panoptic.json in {folder}")
-        with open(path) as f:
-            self.json = json.load(f)
-        self.folder = folder
+        COCO 2017:  PanopticDataset("coco/annotations/panoptic_val2017.json", image_root="coco/val2017")
+        ADE20K-150 as detectron2 prepares it:
+                    PanopticDataset("ADEChallengeData2016/ade20k_panoptic_val.json",
+                                    image_root="ADEChallengeData2016/images/validation")
+        the folders this project writes (`export_coco`):  PanopticDataset.folder(path)
+
+    `annotations` maps each PNG's file name to its json entry (`segments_info`, `image_id`);
+    `images` maps image ids to theirs (`file_name`, `width`, `height`). File names come from the
+    json, which is someone else's data: one that leads outside its folder is refused.
+    """
+
+    def __init__(self, json_uri: str, png_root: str | None = None, image_root: str | None = None,
+                 storage_options: dict | None = None):
+        try:
+            with open_uri(json_uri, "rb", storage_options) as f:
+                self.json = json.load(f)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"no COCO panoptic json at {json_uri}") from None
+        except ValueError as error:
+            raise ValueError(f"{json_uri} is not a COCO panoptic json: {error}") from None
+        missing = [k for k in ("annotations", "categories") if k not in self.json]
+        if missing:
+            raise ValueError(f"{json_uri} is not a COCO panoptic json: no {' or '.join(missing)}")
+        self.png_root = png_root or json_uri.removesuffix(".json")
+        self.image_root = image_root
+        self.storage_options = storage_options
         self.categories = [Category(c["id"], c["name"], bool(c["isthing"]), tuple(c.get("color", (0, 0, 0))))
                            for c in self.json["categories"]]
         self.annotations = {a["file_name"]: a for a in self.json["annotations"]}
+        self.images = {i["id"]: i for i in self.json.get("images", [])}
+
+    @classmethod
+    def folder(cls, path: str, storage_options: dict | None = None) -> PanopticDataset:
+        """A folder with `panoptic.json`, `panoptic/` and `images/`, as `export_coco` writes it."""
+        if "://" not in path and not os.path.isfile(os.path.join(path, "panoptic.json")):
+            raise FileNotFoundError(f"no panoptic.json in {path}")
+        return cls(f"{path.rstrip('/')}/panoptic.json", f"{path.rstrip('/')}/panoptic",
+                   f"{path.rstrip('/')}/images", storage_options)
+
+    def png(self, file_name: str) -> bytes:
+        """The bytes of one annotation's id PNG."""
+        with open_uri(member(self.png_root, file_name), "rb", self.storage_options) as f:
+            return f.read()
 
     def ids(self, file_name: str) -> np.ndarray:
-        """(H, W) int32 segment ids of one annotation's PNG. ValueError for a `file_name` that
-        leads outside the folder's `panoptic/` (the json is someone else's data)."""
-        with open(inside(os.path.join(self.folder, "panoptic"), file_name), "rb") as f:
-            return decode_id_png(f.read())
+        """(H, W) int32 segment ids of one annotation's PNG."""
+        return decode_id_png(self.png(file_name))
+
+    def image(self, annotation: dict) -> tuple[str, bytes]:
+        """(file name, encoded bytes) of the image an annotation describes."""
+        if self.image_root is None:
+            raise ValueError("this panoptic dataset was opened without its image folder")
+        entry = self.images.get(annotation["image_id"])
+        if entry is None:
+            raise ValueError(f"annotation {annotation['file_name']!r}: no image with id "
+                             f"{annotation['image_id']!r} in the json")
+        with open_uri(member(self.image_root, entry["file_name"]), "rb", self.storage_options) as f:
+            return entry["file_name"], f.read()
 
 
 def encode_rle(mask: np.ndarray) -> dict:

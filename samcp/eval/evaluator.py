@@ -9,7 +9,7 @@ import numpy as np
 from tqdm import tqdm
 
 from samcp.data.categories import Category
-from samcp.data.coco import PanopticFolder
+from samcp.data.coco import PanopticDataset
 from samcp.data.synthetic import SPLIT_SEEDS, SyntheticConfig, SyntheticCorpus
 from samcp.eval.instances import MaskAP
 from samcp.eval.panoptic import PanopticQuality
@@ -67,9 +67,9 @@ def evaluate_on_synthetic(labeler, split: str, num_images: int, desc: str = "lab
 Prediction = tuple[np.ndarray, Sequence[Mapping]]
 
 
-def evaluate_against_folder(ground_truth: PanopticFolder,
-                            predict: Callable[[str], Prediction | None], desc: str = "evaluate") -> dict:
-    """Score predictions for every image of a COCO panoptic folder.
+def evaluate_against(ground_truth: PanopticDataset,
+                     predict: Callable[[str], Prediction | None], desc: str = "evaluate") -> dict:
+    """Score predictions for every image of a COCO panoptic dataset.
 
     `predict(stem)` gets the annotation's PNG name without extension (the sample
     key for folders written by this project) and returns (id map, segments), or

@@ -20,7 +20,7 @@ from pipeline.output import MANIFEST, LabelOutput, OutputConflict
 from pipeline.report import render_report
 from pipeline.shards import synthetic_sample
 from samcp.config import LabelerConfig
-from samcp.data.coco import PanopticFolder, export_coco
+from samcp.data.coco import PanopticDataset, export_coco
 from samcp.data.synthetic import SPLIT_SEEDS, SyntheticConfig, SyntheticCorpus
 from samcp.labeler import Labeler
 from samcp.model_files import describe_models
@@ -170,7 +170,7 @@ def test_a_run_that_lost_its_output_to_another_stops(hostile, tmp_path):
 def test_ground_truth_file_names_cannot_lead_outside_the_folder(tmp_path):
     corpus = SyntheticCorpus(SyntheticConfig(seed=SPLIT_SEEDS["test"], height=64, width=80))
     export_coco([corpus[0]], str(tmp_path / "truth"), corpus.categories)
-    truth = PanopticFolder(str(tmp_path / "truth"))
+    truth = PanopticDataset.folder(str(tmp_path / "truth"))
     good = next(iter(truth.annotations))
     assert truth.ids(good).shape == (64, 80)
     (tmp_path / "secret.png").write_bytes((tmp_path / "truth" / "panoptic" / good).read_bytes())

@@ -95,3 +95,79 @@ def test_bad_arguments_fail_clearly(tmp_path):
     assert done.returncode != 0 and "image folder not found" in done.stderr
     done = run_job("synthetic", "--num-images", "0", "--output", str(tmp_path))
     assert done.returncode != 0 and "--num-images must be >= 1" in done.stderr
+
+
+def coco_layout_on_s3(tmp_path: Path, bucket: str, num_images: int) -> dict:
+    """`num_images` synthetic images exported as COCO panoptic, uploaded in COCO 2017's layout
+    (annotations/panoptic_val2017.json, annotations/panoptic_val2017/, val2017/); the json names
+    the ball category by its synonym "sphere". Returns the exported json."""
+    import s3fs
+
+    from samcp.data.coco import export_coco
+    from samcp.data.synthetic import SyntheticConfig, SyntheticCorpus
+
+    corpus = SyntheticCorpus(SyntheticConfig(seed=5, height=96, width=128))
+    export_coco((corpus[i] for i in range(num_images)), str(tmp_path / "coco"), corpus.categories)
+    panoptic = json.loads((tmp_path / "coco" / "panoptic.json").read_text())
+    for category in panoptic["categories"]:
+        category["name"] = "sphere" if category["name"] == "ball" else category["name"]
+    fs = s3fs.S3FileSystem()
+    fs.pipe(f"{bucket}/coco/annotations/panoptic_val2017.json", json.dumps(panoptic).encode())
+    fs.put(str(tmp_path / "coco" / "panoptic") + "/", f"{bucket}/coco/annotations/panoptic_val2017/",
+           recursive=True)
+    fs.put(str(tmp_path / "coco" / "images") + "/", f"{bucket}/coco/val2017/", recursive=True)
+    return panoptic
+
+
+def test_a_coco_panoptic_dataset_on_s3_packs_losslessly_with_ids_of_the_vocabulary(tmp_path, s3_bucket):
+    import s3fs
+
+    panoptic = coco_layout_on_s3(tmp_path, s3_bucket, 5)
+    # The vocabulary numbers the classes otherwise: the shards carry its ids.
+    vocab = tmp_path / "vocab.yaml"
+    classes = [{"id": 100 + c["id"], "name": "ball" if c["name"] == "sphere" else c["name"],
+                "isthing": bool(c["isthing"]), "synonyms": ["sphere"] if c["name"] == "sphere" else []}
+               for c in panoptic["categories"]]
+    vocab.write_text(json.dumps({"name": "renumbered", "classes": classes}))
+    fs = s3fs.S3FileSystem()
+    fs.rm(f"{s3_bucket}/coco/val2017/{panoptic['images'][3]['file_name']}")  # one image is missing
+    root = f"s3://{s3_bucket}/coco"
+    done = run_job("coco", "--panoptic-json", f"{root}/annotations/panoptic_val2017.json",
+                   "--images", f"{root}/val2017", "--vocab", str(vocab), "--shard-size", "2",
+                   "--output", f"s3://{s3_bucket}/shards", "--no-progress")
+    assert done.returncode == 0, done.stderr
+    assert "wrote 4 samples in 2 shards" in done.stdout and "1 unreadable files left out" in done.stdout
+    manifest = json.loads(fs.cat(f"{s3_bucket}/shards/_corpus.json"))
+    missing = panoptic["annotations"][3]["file_name"]
+    assert [s["path"] for s in manifest["skipped"]] == [missing]
+    assert manifest["vocabulary"]["name"] == "renumbered" and manifest["category_ids"]["1"] == 101
+
+    fs.get(f"{s3_bucket}/shards/", str(tmp_path / "shards") + "/", recursive=True)
+    shards = sorted(str(p) for p in (tmp_path / "shards").glob("*.tar"))
+    rows = list(wds.WebDataset(shards, shardshuffle=False))
+    by_png = {a["file_name"]: a for a in panoptic["annotations"]}
+    assert [r["__key__"] for r in rows] == [a["file_name"][:-4] for a in panoptic["annotations"]
+                                            if a["file_name"] != missing]
+    for row in rows:
+        meta = json.loads(row["json"])
+        source = by_png[meta["panoptic_file_name"]]
+        exported = tmp_path / "coco"
+        assert row["png"] == (exported / "images" / meta["file_name"]).read_bytes()
+        assert row["panoptic.png"] == (exported / "panoptic" / meta["panoptic_file_name"]).read_bytes()
+        assert meta["segments_info"] == [{**s, "category_id": 100 + s["category_id"]}
+                                         for s in source["segments_info"]]
+        assert (meta["height"], meta["width"]) == (96, 128)
+
+
+def test_coco_categories_the_vocabulary_lacks_stop_before_anything_is_written(tmp_path, s3_bucket):
+    coco_layout_on_s3(tmp_path, s3_bucket, 1)
+    root = f"s3://{s3_bucket}/coco"
+    # The default vocabulary, builtin:coco_panoptic, has no robot.
+    done = run_job("coco", "--panoptic-json", f"{root}/annotations/panoptic_val2017.json",
+                   "--images", f"{root}/val2017", "--output", str(tmp_path / "shards"))
+    assert done.returncode == 2 and "has no single class for" in done.stderr
+    assert "'robot' (thing" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "shards").exists()
+    done = run_job("coco", "--panoptic-json", f"{root}/annotations/missing.json",
+                   "--images", f"{root}/val2017", "--output", str(tmp_path / "shards"))
+    assert done.returncode == 2 and "no COCO panoptic json at" in done.stderr

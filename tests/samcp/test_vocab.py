@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from samcp.clip.text_encoder import TextEncoder, unknown_words
-from samcp.data.categories import SYNTHETIC_CATEGORIES
+from samcp.data.categories import SYNTHETIC_CATEGORIES, Category
 from samcp.vocab import VocabularyError, builtin_names, load_vocabulary, parse_vocabulary
 
 
@@ -94,3 +94,22 @@ def test_a_word_the_tokenizer_does_not_know_is_warned_about():
     assert unknown_words(load_vocabulary("builtin:coco_panoptic"), encoder.tokenizer) == {}
     with pytest.warns(UserWarning, match="'qwzxv'"):
         encoder.embed(vocab)
+
+
+def test_a_datasets_categories_map_by_name_onto_the_vocabulary_ids():
+    vocab = load_vocabulary("builtin:ade20k")
+    # ADE20K as Mask2Former prepares it numbers the classes from 0 and may list synonyms in a name.
+    dataset = [Category(0, "wall", False, (0, 0, 0)), Category(8, "Windowpane,  window", True, (0, 0, 0)),
+               Category(44, "chest of drawers, chest, bureau, dresser", True, (0, 0, 0)),
+               Category(6, "route", False, (0, 0, 0))]
+    assert vocab.ids_for(dataset) == {0: 1, 8: 9, 44: 45, 6: 7}
+    coco = load_vocabulary("builtin:coco_panoptic")
+    # "door" is the stuff class door-stuff's synonym: a door thing finds no class, and no robot.
+    with pytest.raises(VocabularyError, match=r"no single class for 2 .*'door' \(thing, id 3\), 'robot'"):
+        coco.ids_for([Category(3, "door", True, (0, 0, 0)), Category(4, "robot", True, (0, 0, 0)),
+                      Category(5, "door", False, (0, 0, 0))])
+    assert coco.ids_for([Category(5, "door", False, (0, 0, 0))]) == {5: 112}
+    twice = parse_vocabulary("name: t\nclasses:\n  - {id: 1, name: a, isthing: true, synonyms: [x]}\n"
+                             "  - {id: 2, name: b, isthing: true, synonyms: [x]}\n")
+    with pytest.raises(VocabularyError, match="2 classes match"):
+        twice.ids_for([Category(7, "x", True, (0, 0, 0))])

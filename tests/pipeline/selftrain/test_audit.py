@@ -8,7 +8,7 @@ from pipeline.output import LabelOutput
 from pipeline.schema import error_row, ok_row
 from pipeline.selftrain.audit import check_rows, precision_table
 from samcp.config import LabelerConfig
-from samcp.data.coco import PanopticFolder, encode_rle, export_coco
+from samcp.data.coco import PanopticDataset, encode_rle, export_coco
 from samcp.data.synthetic import SyntheticConfig, SyntheticCorpus
 from samcp.model_files import describe_models
 
@@ -26,7 +26,7 @@ def audited(tmp_path):
     corpus = SyntheticCorpus(SyntheticConfig(seed=4, height=96, width=128))
     images = [corpus[i] for i in range(2)]
     export_coco(images, str(tmp_path / "coco"), corpus.categories)
-    truth = PanopticFolder(str(tmp_path / "coco"))
+    truth = PanopticDataset.folder(str(tmp_path / "coco"))
     thing_ids = {c.id for c in corpus.categories if c.isthing}
     first = images[0]
     things = [s for s in first.segments if s.category_id in thing_ids]
@@ -61,7 +61,7 @@ def test_the_cli_prints_and_writes_the_table_and_refuses_flip_thresholds_without
     manifest = {"labeling": describe_models(LabelerConfig()), "package_version": "test", "created": ""}
     labels.prepare(manifest, overwrite=False)
     labels.write_shard("s.tar", list(rows.values()), manifest)
-    argv = ["--labels", labels.uri, "--ground-truth", truth.folder]
+    argv = ["--labels", labels.uri, "--ground-truth", str(tmp_path / "coco")]
     assert main([*argv, "--min-flip-iou", "0", "0.7", "--output", str(tmp_path / "audit.json")]) == 0
     assert f"coverage of {truth_things} things" in capsys.readouterr().out
     assert len(json.loads((tmp_path / "audit.json").read_text())["table"]) == 8
