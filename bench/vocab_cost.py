@@ -7,10 +7,11 @@ and 1,203 classes (the synthetic corpus, COCO panoptic, ADE20K, an LVIS-sized li
 Each size runs in a fresh process on the same images: SAM cuts them into patches once, then the
 head, post-processing and RLE (`Labeler.label_patches`) are timed after a warm-up batch, and the
 memory that stage adds at its peak is read from the process's peak resident set (reset before the
-stage and its warm-up, Linux) or, on a GPU, from torch's peak allocation. The text embeddings are computed once
-per vocabulary and model and cached (`samcp.clip.text_encoder`); their one-time cost is reported
-too. Sizes without a built-in vocabulary get generated class names ("category 1", ...), a fifth
-of them stuff. Ratios are against the first size, measured in the same run.
+stage and its warm-up, Linux) or, on a GPU, from torch's peak allocation. The text embeddings
+are computed once per vocabulary and model and cached (`samcp.clip.text_encoder`); their
+one-time cost is reported too. Sizes without a built-in vocabulary get generated class names
+("category 1", ...), a fifth of them stuff. Ratios are against the first size, measured in the
+same run.
 Writes bench/results/vocab_cost-<cpu|gpu>.json.
 """
 

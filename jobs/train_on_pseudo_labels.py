@@ -9,8 +9,9 @@ found again in the mirrored image with an IoU below --min-flip-iou (labels made
 with `label_corpus.py --flip-agreement`), are dropped, and their pixels, with
 every pixel no segment covers, are ignored by the loss rather than taught as
 background. Images with real labels can train
-alongside (--ground-truth, a COCO panoptic folder whose PNGs are named by sample
-key, with --ground-truth-images, their shards). SAM, its patch settings, the
+alongside (--ground-truth-images: shards whose samples carry their labels, as
+make_shards.py synthetic and coco write them, or, with --ground-truth, a COCO
+panoptic folder whose PNGs are named by sample key, the shards of its images). SAM, its patch settings, the
 vocabulary and the CLIP model are those of the labeling run (its
 `_manifest.json`; SAM and CLIP must still have the sha256 recorded there, and
 --sam-checkpoint names the SAM that made them when its path now holds another).

@@ -60,6 +60,9 @@ class ShardReader:
 
     storage_options: dict | None = None
     decode: DecodeConfig = field(default_factory=DecodeConfig)
+    # Members besides the image that a sample row also carries, as bytes (b"" where a sample lacks
+    # one), e.g. ("json", "panoptic.png") for ground truth inside the shards.
+    fields: tuple[str, ...] = ()
 
     def __call__(self, row: dict) -> Iterator[dict]:
         shard = row["shard"]
@@ -93,6 +96,7 @@ class ShardReader:
     def _sample_row(self, shard: str, index: int, sample: TarSample) -> dict:
         row = _row("sample", shard, index, key=sample.key)
         fields = sample.fields
+        row.update({name: fields.get(name, b"") for name in self.fields})
         if sample.duplicate_of is not None:
             row["error"] = (f"duplicate key {sample.key!r} in shard "
                             f"(first seen as sample {sample.duplicate_of})")

@@ -28,7 +28,7 @@ from pipeline.reader import ShardReader
 from pipeline.selftrain.selection import ScoreFilter
 from samcp.clip.region import head_region_encoder
 from samcp.clip.text_encoder import TextEncoder
-from samcp.data.coco import PanopticDataset, encode_rle
+from samcp.data.coco import PanopticDataset, decode_id_png, encode_rle
 from samcp.data.decode import DecodeConfig
 from samcp.sam.build import build_sam
 from samcp.sam.patches import AUTOCAST_DTYPES, PatchConfig, PatchGenerator
@@ -85,13 +85,38 @@ class GroundTruthReader:
             annotation = truth.annotations.get(f"{sample['key']}.png")
             if sample["kind"] != "sample" or sample["error"] or annotation is None:
                 continue
-            ids = truth.ids(annotation["file_name"])
-            if ids.shape != sample["image"].shape[:2]:
-                continue  # decoded at another size (--max-side): the masks would not fit
-            segments = [{"category_id": s["category_id"], "counts": encode_rle(ids == s["id"])["counts"]}
-                        for s in annotation["segments_info"] if not s.get("iscrowd")]
-            if segments:
-                yield {"key": sample["key"], "image": sample["image"], "segments": json.dumps(segments)}
+            yield from truth_rows(sample, truth.ids(annotation["file_name"]), annotation["segments_info"])
+
+
+@dataclass(frozen=True)
+class ShardTruthReader:
+    """Callable for `flat_map` over rows `{"shard": URI}`: the shard's samples that carry their own
+    ground truth (`json` with `segments_info`, `panoptic.png`, as `jobs/make_shards.py synthetic` and
+    `coco` write them), as rows like `PseudoLabelReader`'s with every segment kept; void pixels and
+    crowd segments are ignored by the loss."""
+
+    storage_options: dict | None = None
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+
+    def __call__(self, row: dict) -> Iterator[dict]:
+        reader = ShardReader(self.storage_options, self.decode, fields=("json", "panoptic.png"))
+        for sample in reader(row):
+            usable = sample["kind"] == "sample" and not sample["error"]
+            if usable and sample["json"] and sample["panoptic.png"]:
+                yield from truth_rows(sample, decode_id_png(sample["panoptic.png"]),
+                                      json.loads(sample["json"])["segments_info"])
+
+
+def truth_rows(sample: dict, ids: np.ndarray, segments_info: list[dict]) -> Iterator[dict]:
+    """The training row of a decoded sample and its ground truth ((H, W) segment ids and their
+    `segments_info`), crowd segments left out; none when the ids do not fit the image (decoded at
+    another size, `--max-side`) or no segment is left."""
+    if ids.shape != sample["image"].shape[:2]:
+        return
+    segments = [{"category_id": s["category_id"], "counts": encode_rle(ids == s["id"])["counts"]}
+                for s in segments_info if not s.get("iscrowd")]
+    if segments:
+        yield {"key": sample["key"], "image": sample["image"], "segments": json.dumps(segments)}
 
 
 class ExampleBuilder:

@@ -30,7 +30,7 @@ from pipeline.cluster import init_ray
 from pipeline.inputs import expand_inputs
 from pipeline.output import LabelOutput, labeling_vocabulary
 from pipeline.selftrain.selection import ScoreFilter
-from pipeline.train.examples import ExampleBuilder, GroundTruthReader, PseudoLabelReader
+from pipeline.train.examples import ExampleBuilder, GroundTruthReader, PseudoLabelReader, ShardTruthReader
 from samcp.checkpoint import file_sha256, load_state_dict, weights_fingerprint
 from samcp.clip.region import check_clip_width
 from samcp.clip.text_encoder import TextEncoder
@@ -51,7 +51,7 @@ STATE = "state.pt"
 
 # The retraining settings that self-training shares with a single retraining run: one flag group
 # (`add_retraining_arguments`).
-RETRAINING_FIELDS = ("ground_truth", "ground_truth_images", "workers", "use_gpu", "epochs", "mirror", "turn",
+RETRAINING_FIELDS = ("ground_truth_images", "ground_truth", "workers", "use_gpu", "epochs", "mirror", "turn",
                      "batch_size", "lr", "weight_decay", "warmup_steps", "grad_clip", "seed")
 
 
@@ -64,11 +64,12 @@ class PseudoTrainConfig:
     # The SAM that made the labels, when the manifest's no longer is (e.g. "shipped" was updated since).
     sam_checkpoint: str | None = None
     scores: ScoreFilter = field(default_factory=ScoreFilter)
-    ground_truth: str | None = field(default=None, metadata={
-        "help": "COCO panoptic folder of images with real labels, trained on too (they keep classes alive "
-                "that the pseudo-labels miss)"})
     ground_truth_images: tuple[str, ...] = field(default=(), metadata={
-        "help": "the shards of those images", "repeat": True})
+        "help": "shards of images with real labels, trained on too (they keep classes alive that the "
+                "pseudo-labels miss): the labels inside each sample (make_shards.py synthetic or coco), "
+                "or those of --ground-truth", "repeat": True})
+    ground_truth: str | None = field(default=None, metadata={
+        "help": "a COCO panoptic folder that labels the --ground-truth-images (PNGs named by sample key)"})
     workers: int = field(default=2, metadata={"help": "Ray Train workers (DDP)"})
     use_gpu: bool = field(default=False, metadata={"help": "one GPU per worker"})
     epochs: int = 10
@@ -134,10 +135,12 @@ def build_examples(cfg: PseudoTrainConfig, manifest: dict, head: HeadConfig, log
     ds = ray.data.from_items([{"shard": s} for s in shards if s in labeled], override_num_blocks=len(labeled))
     reader = PseudoLabelReader(cfg.labels, cfg.scores, cfg.storage_options, cfg.decode)
     ds = ds.flat_map(reader, num_cpus=0.25)
-    if cfg.ground_truth:
+    if cfg.ground_truth_images:
         truth = expand_inputs(list(cfg.ground_truth_images), cfg.storage_options)
-        log(f"[pseudo] with {len(truth)} shards labeled in {cfg.ground_truth}")
-        reader = GroundTruthReader(cfg.ground_truth, cfg.storage_options, cfg.decode)
+        log(f"[pseudo] with {len(truth)} shards labeled "
+            f"{'in ' + cfg.ground_truth if cfg.ground_truth else 'inside their samples'}")
+        reader = (GroundTruthReader(cfg.ground_truth, cfg.storage_options, cfg.decode) if cfg.ground_truth
+                  else ShardTruthReader(cfg.storage_options, cfg.decode))
         ds = ds.union(ray.data.from_items([{"shard": s} for s in truth], override_num_blocks=len(truth))
                       .flat_map(reader, num_cpus=0.25))
     ds = ds.map_batches(ExampleBuilder, batch_size=4, batch_format="numpy",
@@ -214,8 +217,8 @@ def run_pseudo_training(cfg: PseudoTrainConfig, log: Callable[[str], None] = pri
                               init=absolute_reference(cfg.init),
                               sam_checkpoint=absolute_reference(cfg.sam_checkpoint),
                               ground_truth=cfg.ground_truth and absolute(cfg.ground_truth))
-    if bool(cfg.ground_truth) != bool(cfg.ground_truth_images):
-        raise ValueError("--ground-truth and --ground-truth-images go together")
+    if cfg.ground_truth and not cfg.ground_truth_images:
+        raise ValueError("--ground-truth labels the shards of --ground-truth-images: name them")
     if cfg.ground_truth:
         PanopticDataset.folder(cfg.ground_truth)  # a wrong folder fails now, not in a reading task
     manifest = LabelOutput(cfg.labels, cfg.storage_options).manifest()

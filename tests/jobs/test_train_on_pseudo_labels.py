@@ -32,10 +32,10 @@ def test_two_workers_train_resume_and_the_head_labels(ray_cluster, s3_bucket, tm
     fs = s3fs.S3FileSystem()
     run("make_shards.py", "synthetic", "--num-images", "8", "--shard-size", "4", "--seed",
         str(SPLIT_SEEDS["train"]), "--output", str(shards), "--no-progress")
-    # 4 images with real labels train alongside the 8 pseudo-labeled ones.
+    # 4 images with real labels inside their samples train alongside the 8 pseudo-labeled ones.
     run("make_shards.py", "synthetic", "--num-images", "4", "--shard-size", "4", "--seed",
         str(SPLIT_SEEDS["train"]), "--start-index", "100", "--output", str(tmp_path / "truth"),
-        "--coco-dir", str(tmp_path / "truth_coco"), "--no-progress")
+        "--no-progress")
     run("label_corpus.py", "--input", f"{shards}/*.tar", "--output", str(labels), "--points-per-side", "8",
         "--ray-address", ray_cluster.address)
     shutil.copy(shipped_head_checkpoint(), tmp_path / "start.pt")
@@ -43,7 +43,7 @@ def test_two_workers_train_resume_and_the_head_labels(ray_cluster, s3_bucket, tm
     # Relative paths, as a user in that folder would give them (Ray Train runs workers elsewhere).
     common = ["--labels", "labels", "--images", "shards/*.tar", "--output", out, "--init", "start.pt",
               "--sam-checkpoint", "sam.pt",
-              "--keep-score", "0.3", "--ground-truth", "truth_coco", "--ground-truth-images", "truth/*.tar",
+              "--keep-score", "0.3", "--ground-truth-images", "truth/*.tar",
               "--workers", "2", "--batch-size", "2", "--lr", "3e-4",
               "--ray-address", ray_cluster.address]
     run("train_on_pseudo_labels.py", *common, "--epochs", "3", cwd=str(tmp_path))

@@ -9,7 +9,7 @@ from pipeline.output import LabelOutput
 from pipeline.schema import error_row, ok_row
 from pipeline.selftrain.selection import ScoreFilter
 from pipeline.shards import synthetic_sample, write_shards
-from pipeline.train.examples import ExampleBuilder, GroundTruthReader, PseudoLabelReader
+from pipeline.train.examples import ExampleBuilder, GroundTruthReader, PseudoLabelReader, ShardTruthReader
 from pipeline.train.trainer import PseudoTrainConfig, run_pseudo_training
 from samcp.config import LabelerConfig
 from samcp.data.coco import encode_rle, export_coco
@@ -101,7 +101,7 @@ def test_mirror_adds_each_image_mirrored_with_its_mirrored_labels(tmp_path):
     assert mirrored.targets.ignored_patches.any() and not mirrored.targets.ignored_patches.all()
 
 
-def test_ground_truth_reader_takes_every_segment_of_annotated_samples(tmp_path):
+def test_ground_truth_readers_take_every_segment_of_a_folder_or_of_the_samples_themselves(tmp_path):
     corpus = SyntheticCorpus(SyntheticConfig(seed=4, height=96, width=128))
     images = [corpus[i] for i in range(3)]
     shard, = write_shards([synthetic_sample(image) for image in images], str(tmp_path / "shards"), 3,
@@ -115,6 +115,14 @@ def test_ground_truth_reader_takes_every_segment_of_annotated_samples(tmp_path):
         for segment, truth in zip(segments, image.segments):
             mask = segment_mask(segment["counts"], 96, 128)
             np.testing.assert_array_equal(mask, image.panoptic == truth.id)
+    # The same labels read from inside the shard's samples: all three images carry theirs.
+    inside = list(ShardTruthReader()({"shard": shard}))
+    assert [r["key"] for r in inside] == [image.key for image in images]
+    assert [r["segments"] for r in inside[:2]] == [r["segments"] for r in rows]
+    assert all(np.array_equal(a["image"], b["image"]) for a, b in zip(inside, rows))
+    unlabeled, = write_shards([{"__key__": "x", "png": synthetic_sample(images[0], "png")["png"]}],
+                              str(tmp_path / "plain"), 1, progress=False)
+    assert list(ShardTruthReader()({"shard": unlabeled})) == []  # a sample without labels teaches nothing
 
 
 def test_examples_carry_clip_region_embeddings_for_a_head_that_reads_them(tmp_path):
@@ -129,13 +137,18 @@ def test_examples_carry_clip_region_embeddings_for_a_head_that_reads_them(tmp_pa
     assert features.clip.float().norm(dim=-1).gt(0.99).all()  # normalized embeddings, no empty rows
 
 
-def test_a_head_reading_clip_embeddings_of_another_width_is_refused_before_ray_starts(tmp_path):
+def test_a_head_reading_clip_embeddings_of_another_width_or_a_lone_truth_folder_is_refused_before_ray_starts(
+        tmp_path):
     shard, labels, _, _ = labeled_corpus(tmp_path)
     head = tmp_path / "clip_head.pt"
     save_head(SamCPHead(HeadConfig(clip_dim=32)), str(head))  # the labeling CLIP gives 64
     cfg = PseudoTrainConfig(labels=labels.uri, images=(shard,), output=str(tmp_path / "run"), init=str(head))
     with pytest.raises(ValueError, match="width 32"):
         run_pseudo_training(cfg)
+    folder_alone = PseudoTrainConfig(labels=labels.uri, images=(shard,), output=str(tmp_path / "run"),
+                                     ground_truth=str(tmp_path))
+    with pytest.raises(ValueError, match="--ground-truth labels the shards of --ground-truth-images"):
+        run_pseudo_training(folder_alone)
 
 
 def test_turn_adds_each_image_turned_by_its_key_with_its_turned_labels(tmp_path):
