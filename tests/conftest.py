@@ -88,8 +88,13 @@ def ray_cluster(s3_endpoint):
     ray = os.path.join(os.path.dirname(sys.executable), "ray")
     temp_dir = tempfile.mkdtemp(prefix="samcp-ray-", dir="/tmp")  # short: Ray's socket paths live here
     port, dashboard = free_port(), free_port()
+    # Ports of its own for every server Ray would otherwise start on a fixed default (the job agent
+    # on 52365, the client server on 10001), so that the clusters of two test workers never meet.
+    ports = [f"--{name}={free_port()}" for name in (
+        "dashboard-agent-listen-port", "dashboard-agent-grpc-port", "runtime-env-agent-port",
+        "metrics-export-port", "ray-client-server-port")]
     started = subprocess.run(
-        [ray, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=2",
+        [ray, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=2", *ports,
          "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}",
          "--disable-usage-stats", f"--temp-dir={temp_dir}"],
         capture_output=True, text=True, timeout=120)

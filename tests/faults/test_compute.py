@@ -78,11 +78,22 @@ def test_a_labeling_actor_killed_mid_job_is_restarted(ray_cluster, tmp_path):
 # What `ray start --address` does; the CLI itself refuses to add a node while Ray is kept to
 # loopback (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0), but the node it starts is the same.
 START_NODE = """
+import socket
 import sys
 from ray._private.node import Node
 from ray._private.parameter import RayParams
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+# Its own agent ports: the defaults may be taken by another test worker's cluster.
 Node(RayParams(gcs_address=sys.argv[1], node_ip_address="127.0.0.1", num_cpus=2,
-               resources={"second_node": 1}), head=False, shutdown_at_exit=False, spawn_reaper=False)
+               resources={"second_node": 1}, dashboard_agent_listen_port=free_port(),
+               metrics_agent_port=free_port(), runtime_env_agent_port=free_port(),
+               metrics_export_port=free_port()),
+     head=False, shutdown_at_exit=False, spawn_reaper=False)
 """
 
 
