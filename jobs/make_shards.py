@@ -137,25 +137,25 @@ def make_shards(args: argparse.Namespace) -> int:
     elif args.source == "coco":
         dataset = PanopticDataset(args.panoptic_json, args.panoptic_dir, args.images, args.storage_options)
         vocab = load_vocabulary(args.vocab)
-        folder = PanopticSamples(dataset, vocab.ids_for(dataset.categories))
-        if len(folder) == 0:
+        files = PanopticSamples(dataset, vocab.ids_for(dataset.categories))
+        if len(files) == 0:
             raise SystemExit(f"{args.panoptic_json} lists no annotations")
-        samples, total = iter(folder), len(folder)
+        samples, total = iter(files), len(files)
         manifest = {"source": "coco", "panoptic_json": args.panoptic_json, "panoptic_dir": dataset.png_root,
                     "images": args.images, "vocabulary": vocab.record(args.vocab),
-                    "category_ids": {str(k): v for k, v in folder.category_ids.items()}}
+                    "category_ids": {str(k): v for k, v in files.category_ids.items()}}
     else:
-        folder = ImageFolder(args.images, args.storage_options)
-        if len(folder) == 0:
+        files = ImageFolder(args.images, args.storage_options)
+        if len(files) == 0:
             raise SystemExit(f"no jpg/png/webp images under {args.images}")
-        samples, total = iter(folder), len(folder)
+        samples, total = iter(files), len(files)
         manifest = {"source": "folder", "images": args.images}
     urls = write_shards(samples, args.output, args.shard_size, storage_options=args.storage_options,
                         total=total, progress=not args.no_progress)
-    if args.source != "synthetic" and folder.skipped:
-        total -= len(folder.skipped)
-        manifest["skipped"] = folder.skipped
-        for skipped in folder.skipped:
+    if args.source != "synthetic" and files.skipped:
+        total -= len(files.skipped)
+        manifest["skipped"] = files.skipped
+        for skipped in files.skipped:
             print(f"left out {skipped['path']}: cannot be read ({skipped['reason']})", file=sys.stderr)
     manifest.update(num_samples=total, num_shards=len(urls), shard_size=args.shard_size,
                     pattern=shard_pattern(args.output, len(urls)))

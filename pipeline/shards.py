@@ -155,7 +155,7 @@ class PanopticSamples:
             try:
                 if unknown:
                     raise ValueError(f"segments of categories the json does not list: {unknown}")
-                image_name, image = self.dataset.image(annotation)
+                entry, image = self.dataset.image(annotation)
                 png = self.dataset.png(name)
             except (OSError, ValueError) as error:
                 self.skipped.append({"path": name, "reason": f"{type(error).__name__}: "
@@ -163,11 +163,10 @@ class PanopticSamples:
                 continue
             segments = [{**s, "category_id": self.category_ids[s["category_id"]]}
                         for s in segments_info]
-            entry = self.dataset.images[annotation["image_id"]]
             meta = {"key": key, "width": entry.get("width"), "height": entry.get("height"),
-                    "file_name": image_name, "panoptic_file_name": name, "image_id": annotation["image_id"],
-                    "segments_info": segments}
-            ext = "jpg" if _extension(image_name) == "jpeg" else _extension(image_name)
+                    "file_name": entry["file_name"], "panoptic_file_name": name,
+                    "image_id": annotation["image_id"], "segments_info": segments}
+            ext = "jpg" if _extension(entry["file_name"]) == "jpeg" else _extension(entry["file_name"])
             yield {"__key__": key, ext: image, "panoptic.png": png, "json": json.dumps(meta).encode()}
 
 

@@ -92,8 +92,8 @@ class PanopticDataset:
         """(H, W) int32 segment ids of one annotation's PNG."""
         return decode_id_png(self.png(file_name))
 
-    def image(self, annotation: dict) -> tuple[str, bytes]:
-        """(file name, encoded bytes) of the image an annotation describes."""
+    def image(self, annotation: dict) -> tuple[dict, bytes]:
+        """(its `images` entry, encoded bytes) of the image an annotation describes."""
         if self.image_root is None:
             raise ValueError("this panoptic dataset was opened without its image folder")
         entry = self.images.get(annotation["image_id"])
@@ -101,7 +101,7 @@ class PanopticDataset:
             raise ValueError(f"annotation {annotation['file_name']!r}: no image with id "
                              f"{annotation['image_id']!r} in the json")
         with open_uri(member(self.image_root, entry["file_name"]), "rb", self.storage_options) as f:
-            return entry["file_name"], f.read()
+            return entry, f.read()
 
 
 def encode_rle(mask: np.ndarray) -> dict:

@@ -16,9 +16,15 @@ def anonymous_mib() -> float:
         return next(int(line.split()[1]) for line in f if line.startswith("RssAnon:")) / 1024
 
 
-def test_weights_are_mapped_from_the_file_not_copied_into_memory(tmp_path):
-    path = str(tmp_path / "big.pt")
-    torch.save({f"w{i}": torch.randn(1024, 1024) for i in range(32)}, path)  # 128 MiB of fp32
+@pytest.mark.parametrize("name", ["big.pt", "big.safetensors"])
+def test_weights_are_mapped_from_the_file_not_copied_into_memory(tmp_path, name):
+    path = str(tmp_path / name)
+    weights = {f"w{i}": torch.randn(1024, 1024) for i in range(32)}  # 128 MiB of fp32
+    if name.endswith(".safetensors"):
+        save_file(weights, path)
+    else:
+        torch.save(weights, path)
+    del weights
     before = anonymous_mib()
     state = read_checkpoint(path)
     total = sum(float(t.sum()) for t in state.values())  # every page read

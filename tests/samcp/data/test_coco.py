@@ -58,8 +58,9 @@ def test_a_panoptic_dataset_reads_from_any_uri_and_keeps_to_its_folders(tmp_path
     for name, annotation in remote.annotations.items():
         np.testing.assert_array_equal(remote.ids(name), local.ids(name))
         assert remote.image(annotation) == local.image(annotation)
-        assert remote.image(annotation)[1] == (tmp_path / "images" / remote.images[annotation["image_id"]]
-                                               ["file_name"]).read_bytes()
+        entry, image = remote.image(annotation)
+        assert entry == remote.images[annotation["image_id"]]
+        assert image == (tmp_path / "images" / entry["file_name"]).read_bytes()
     # File names come from someone else's json: none may lead out of its folder.
     for bad in ("../panoptic_val.json", "/etc/passwd", "a/../../x.png", ""):
         with pytest.raises(ValueError, match="refusing file name"):
