@@ -21,7 +21,7 @@ import dataclasses
 import sys
 
 from pipeline.selftrain.rounds import SelfTrainConfig, run_self_training
-from pipeline.train.trainer import add_retraining_arguments, retraining_config
+from pipeline.train.pseudo import add_retraining_arguments, retraining_config
 from samcp.config import LabelerConfig
 from samcp.flags import add_config_arguments, config_from_args
 

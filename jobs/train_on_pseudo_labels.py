@@ -25,7 +25,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from pipeline.train.trainer import (
+from pipeline.train.pseudo import (
     PseudoTrainConfig,
     add_retraining_arguments,
     retraining_config,

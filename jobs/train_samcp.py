@@ -1,39 +1,94 @@
-"""Train the SAM-CP head on the synthetic corpus (SAM frozen); resumable, fixed seed.
+"""Train a SAM-CP head on labeled images (SAM and CLIP frozen): a patch cache, then Ray Train.
 
-    python jobs/train_samcp.py --output runs/samcp [--steps 2000 --train-images 1000 ...]
+    python jobs/make_shards.py synthetic --num-images 2000 --output data/train
+    python jobs/train_samcp.py --images 'data/train/*.tar' --output runs/head
 
-Rerunning the same command reuses the patch cache and resumes from
-`OUTPUT/last.pt`. The finished head is written in fp16 to
-`OUTPUT/samcp_head.pt` (the package ships one as `samcp/assets/samcp_head_tiny.pt`).
+The images come as WebDataset shards (any fsspec URI) whose samples carry their panoptic
+ground truth (`jobs/make_shards.py synthetic` or `coco`, e.g. COCO 2017 or ADE20K packed
+with their labels), or, with --ground-truth, a COCO panoptic folder whose PNGs are named
+by sample key. SAM (--sam-model, --sam-checkpoint and the patch flags) cuts every image
+into patches once: the patch cache (--cache, default OUTPUT/cache) holds what the head
+reads and its targets, per input shard, and a rerun finishes only the missing shards.
+Ray Train then streams the cache each epoch to --workers DDP workers (--use-gpu: one GPU
+each, bf16 autocast), checkpoints to OUTPUT/train/ every --checkpoint-every steps and at
+each epoch's end, and a rerun of the same command resumes from the latest. With --val
+shards, the metrics get the PQ of their first --val-images images after every epoch.
+The head (OUTPUT/samcp_head.pt) loads in `jobs/label_corpus.py --head-checkpoint`, with
+the same SAM, CLIP and vocabulary.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
+from pipeline.train.cache import CacheConfig, LabelSource, run_cache_job
+from pipeline.train.trainer import TrainConfig, run_training
+from samcp.clip.region import check_clip_width
+from samcp.config import PATCH_FIELDS, LabelerConfig
 from samcp.flags import add_config_arguments, config_from_args
-from samcp.model.factory import save_head
 from samcp.model.head import HeadConfig
-from samcp.train.head import HeadTrainConfig, train_head
+from samcp.model_files import describe_models
+from samcp.storage import StorageError, add_storage_options_argument, child
+from samcp.train.criterion import CriterionConfig
+
+MODEL_FIELDS = ("vocab", "sam_model", "sam_checkpoint", "clip_model", "clip_checkpoint", "autocast",
+                *PATCH_FIELDS)
+CACHE_FIELDS = ("mirror", "turn", "actors", "num_gpus_per_actor", "cache_batch_size")
+TRAIN_FIELDS = ("init", "val", "val_images", "workers", "use_gpu", "epochs", "steps", "batch_size", "lr",
+                "weight_decay", "schedule", "warmup_steps", "grad_clip", "seed", "checkpoint_every")
+HEAD_FIELDS = tuple(f for f in HeadConfig.__dataclass_fields__ if f not in ("feature_dim", "text_dim"))
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--output", required=True, help="run directory (cache, checkpoints, metrics)")
-    add_config_arguments(parser, HeadTrainConfig)
-    add_config_arguments(parser.add_argument_group("head architecture"), HeadConfig)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--images", action="append", required=True,
+                        help="shards of labeled images: URI, glob or brace pattern (repeatable)")
+    parser.add_argument("--ground-truth", help="a COCO panoptic folder labeling the --images (PNGs named by "
+                                               "sample key; default: the labels inside each sample)")
+    parser.add_argument("--output", required=True, help="run URI: checkpoints, metrics.json, samcp_head.pt")
+    parser.add_argument("--cache", help="patch cache URI (default: OUTPUT/cache)")
+    add_config_arguments(parser.add_argument_group("models (frozen)"), LabelerConfig, only=MODEL_FIELDS)
+    add_config_arguments(parser.add_argument_group("patch cache"), CacheConfig, only=CACHE_FIELDS)
+    add_config_arguments(parser.add_argument_group("training"), TrainConfig, only=TRAIN_FIELDS)
+    add_config_arguments(parser.add_argument_group("head architecture (a new head)"), HeadConfig,
+                         only=HEAD_FIELDS)
+    add_config_arguments(parser.add_argument_group("loss weights"), CriterionConfig)
+    add_storage_options_argument(parser)
+    parser.add_argument("--ray-address", help="cluster to join (default: RAY_ADDRESS, else a local Ray)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    head = train_head(config_from_args(HeadTrainConfig, args), config_from_args(HeadConfig, args),
-                      args.output, log=lambda line: print(line, flush=True))
-    path = os.path.join(args.output, "samcp_head.pt")
-    save_head(head, path)
-    print(f"head: {path} ({os.path.getsize(path) / 1e6:.1f} MB)")
+    log = lambda line: print(line, flush=True)  # noqa: E731
+    head = config_from_args(HeadConfig, args, only=HEAD_FIELDS)
+    cache = args.cache or child(args.output, "cache", args.storage_options)
+    train = config_from_args(TrainConfig, args, only=TRAIN_FIELDS, cache=cache, output=args.output,
+                             criterion=config_from_args(CriterionConfig, args),
+                             storage_options=args.storage_options, ray_address=args.ray_address)
+    try:
+        models = config_from_args(LabelerConfig, args, only=MODEL_FIELDS, head_checkpoint=None)
+        labeling = describe_models(models.with_absolute_paths(), args.storage_options)
+        check_clip_width(head.clip_dim, models.clip_model)
+        source = LabelSource("coco" if args.ground_truth else "truth", tuple(args.images), args.ground_truth)
+        summary = run_cache_job(config_from_args(CacheConfig, args, only=CACHE_FIELDS, cache=cache,
+                                                 roi_size=head.roi_size, clip_dim=head.clip_dim,
+                                                 storage_options=args.storage_options,
+                                                 ray_address=args.ray_address), labeling, [source], log)
+        if summary["failed"]:
+            print(f"error: {len(summary['failed'])} shards could not be cached (listed above); rerun the "
+                  "same command once they are fixed", file=sys.stderr)
+            return 1
+        result = run_training(train, head, log)
+    except (FileNotFoundError, ValueError, StorageError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    last = result["history"][-1]
+    print(f"step {last['step']}: loss {last['loss']:.4f}" + (f", val PQ {last['val_pq']:.1f}"
+                                                             if "val_pq" in last else ""))
+    print(f"head: {result['head']} (trained on {result['images']} cached examples)")
     return 0
 
 

@@ -85,6 +85,13 @@ def join(fs: fsspec.AbstractFileSystem, *parts: str) -> str:
     return fs.sep.join(p.rstrip(fs.sep) for p in parts)
 
 
+def child(uri: str, name: str, storage_options: dict | None = None) -> str:
+    """The URI of `name` inside the folder `uri` (local paths stay paths)."""
+    fs, path = resolve(uri, storage_options)
+    inner = join(fs, path, name)
+    return inner if isinstance(fs, LocalFileSystem) else fs.unstrip_protocol(inner)
+
+
 def ensure_directory(fs: fsspec.AbstractFileSystem, path: str, uri: str) -> None:
     """Make the folder `path` (`uri` as the user gave it, for messages) ready to write into.
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pipeline.config import JobConfig
 from pipeline.job import run_label_job
 from pipeline.labels import rows_by_key, score_rows
-from pipeline.train.trainer import PseudoTrainConfig, run_pseudo_training
+from pipeline.train.pseudo import PseudoTrainConfig, run_pseudo_training
 from samcp.config import LabelerConfig
 
 

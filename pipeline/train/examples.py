@@ -51,17 +51,23 @@ class PseudoLabelReader:
         with output.fs.open(output.path(shard_file_name(row["shard"])), "rb") as f:
             columns = ["key", "status", "width", "height", "segments"]
             table = pq.read_table(io.BytesIO(f.read()), columns=columns)
-        labeled = {r["key"]: r for r in table.to_pylist() if r["status"] == "ok"}
-        for sample in ShardReader(self.storage_options, self.decode)(row):
+        labeled = {r["key"]: r for r in table.to_pylist()}
+        for sample in samples(ShardReader(self.storage_options, self.decode)(row)):
             label = labeled.get(sample["key"])
-            if sample["kind"] != "sample" or sample["error"] or label is None:
-                continue
-            if (label["height"], label["width"]) != sample["image"].shape[:2]:
-                continue  # decoded at another size than when labeled (other --max-side): masks would not fit
-            kept = [{"category_id": s["category_id"], "counts": s["counts"]}
-                    for s in label["segments"] if self.scores.keep(s)]
-            if kept:
-                yield {"key": sample["key"], "image": sample["image"], "segments": json.dumps(kept)}
+            if "skip" in sample:
+                yield sample
+            elif label is None:
+                yield skip(sample, "no row in the labels")
+            elif label["status"] != "ok":
+                yield skip(sample, "labeled as an error")
+            elif (label["height"], label["width"]) != sample["image"].shape[:2]:
+                # decoded at another size than when labeled (other --max-side): masks would not fit
+                yield skip(sample, "decoded at another size than labeled")
+            else:
+                kept = [{"category_id": s["category_id"], "counts": s["counts"]}
+                        for s in label["segments"] if self.scores.keep(s)]
+                yield ({"key": sample["key"], "image": sample["image"], "segments": json.dumps(kept)} if kept
+                       else skip(sample, "no segment kept"))
 
 
 @dataclass(frozen=True)
@@ -81,11 +87,14 @@ class GroundTruthReader:
 
     def __call__(self, row: dict) -> Iterator[dict]:
         truth = self.truth
-        for sample in ShardReader(self.storage_options, self.decode)(row):
+        for sample in samples(ShardReader(self.storage_options, self.decode)(row)):
             annotation = truth.annotations.get(f"{sample['key']}.png")
-            if sample["kind"] != "sample" or sample["error"] or annotation is None:
-                continue
-            yield from truth_rows(sample, truth.ids(annotation["file_name"]), annotation["segments_info"])
+            if "skip" in sample:
+                yield sample
+            elif annotation is None:
+                yield skip(sample, "no ground truth")
+            else:
+                yield truth_row(sample, truth.ids(annotation["file_name"]), annotation["segments_info"])
 
 
 @dataclass(frozen=True)
@@ -100,42 +109,74 @@ class ShardTruthReader:
 
     def __call__(self, row: dict) -> Iterator[dict]:
         reader = ShardReader(self.storage_options, self.decode, fields=("json", "panoptic.png"))
-        for sample in reader(row):
-            usable = sample["kind"] == "sample" and not sample["error"]
-            if usable and sample["json"] and sample["panoptic.png"]:
-                yield from truth_rows(sample, decode_id_png(sample["panoptic.png"]),
-                                      json.loads(sample["json"])["segments_info"])
+        for sample in samples(reader(row)):
+            if "skip" in sample:
+                yield sample
+            elif not (sample["json"] and sample["panoptic.png"]):
+                yield skip(sample, "no ground truth")
+            else:
+                try:
+                    ids = decode_id_png(sample["panoptic.png"])
+                    segments_info = json.loads(sample["json"])["segments_info"]
+                except (ValueError, KeyError, TypeError, OSError):
+                    yield skip(sample, "unreadable ground truth")
+                else:
+                    yield truth_row(sample, ids, segments_info)
 
 
-def truth_rows(sample: dict, ids: np.ndarray, segments_info: list[dict]) -> Iterator[dict]:
+class ShardUnreadable(RuntimeError):
+    """A shard could not be read to its end: none of its samples is trained on (rerun once fixed)."""
+
+
+def samples(rows: Iterator[dict]) -> Iterator[dict]:
+    """The sample rows of a `ShardReader`, each either decoded or `skip`ped with the reason; raises
+    ShardUnreadable, after them, when the shard could not be read to its end."""
+    for row in rows:
+        if row["kind"] == "end":
+            if row["shard_error"]:
+                raise ShardUnreadable(row["shard_error"])
+        elif row["error"]:
+            yield skip(row, f"unreadable sample: {row['error']}")
+        else:
+            yield row
+
+
+def skip(sample: dict, reason: str) -> dict:
+    """The row of a sample that is not trained on, and why."""
+    return {"key": sample["key"], "skip": reason}
+
+
+def truth_row(sample: dict, ids: np.ndarray, segments_info: list[dict]) -> dict:
     """The training row of a decoded sample and its ground truth ((H, W) segment ids and their
-    `segments_info`), crowd segments left out; none when the ids do not fit the image (decoded at
+    `segments_info`), crowd segments left out; a skip when the ids do not fit the image (decoded at
     another size, `--max-side`) or no segment is left."""
     if ids.shape != sample["image"].shape[:2]:
-        return
+        return skip(sample, "ground truth of another size")
     segments = [{"category_id": s["category_id"], "counts": encode_rle(ids == s["id"])["counts"]}
                 for s in segments_info if not s.get("iscrowd")]
-    if segments:
-        yield {"key": sample["key"], "image": sample["image"], "segments": json.dumps(segments)}
+    if not segments:
+        return skip(sample, "no segment in the ground truth")
+    return {"key": sample["key"], "image": sample["image"], "segments": json.dumps(segments)}
 
 
 class ExampleBuilder:
-    """Callable class for `map_batches`: SAM patches + pseudo-label targets per image, serialized.
+    """SAM patches + targets per image and view, serialized: what the patch cache stores.
 
-    Output rows: `{"key", "example": bytes of samcp.train.head.CachedImage}`; an image
-    with no patch is left out (it has nothing to teach). With `mirror`, every image
-    also comes out mirrored left-right (key `<key>:mirror`, its masks mirrored too);
-    with `turn`, also turned counterclockwise by 90, 180 or 270 degrees, picked by its
-    key (key `<key>:turn<degrees>`). The cached examples hold SAM's features, so
-    augmentation happens here, with SAM run on each view, or not at all.
+    `build` turns rows `{"key", "image", "segments"}` (a reader's) into one row per view,
+    `{"key", "example": bytes of samcp.train.head.CachedImage}`, or `{"key", "skip": reason}`
+    for a view with no patch (it has nothing to teach). With `mirror`, every image also comes
+    out mirrored left-right (key `<key>:mirror`, its masks mirrored too); with `turn`, also
+    turned counterclockwise by 90, 180 or 270 degrees, picked by its key (key
+    `<key>:turn<degrees>`). The examples hold SAM's features, so augmentation happens here,
+    with SAM run on each view, or not at all.
     """
 
-    def __init__(self, manifest: dict, roi_size: int, clip_dim: int = 0, storage_options: dict | None = None,
+    def __init__(self, labeling: dict, roi_size: int, clip_dim: int = 0, storage_options: dict | None = None,
                  torch_threads: int | None = None, mirror: bool = False, turn: bool = False):
-        """clip_dim: the head's `HeadConfig.clip_dim` (0: no CLIP region embeddings)."""
+        """labeling: the models and settings of a labeling manifest (`samcp.model_files.describe_models`);
+        clip_dim: the head's `HeadConfig.clip_dim` (0: no CLIP region embeddings)."""
         if torch_threads:
             torch.set_num_threads(torch_threads)
-        labeling = manifest["labeling"]
         sam, clip = labeling["sam"], labeling["clip"]
         device = "cuda" if torch.cuda.is_available() else "cpu"
         self.sam = build_sam(sam["model"], sam["checkpoint"], storage_options).to(device)
@@ -150,27 +191,28 @@ class ExampleBuilder:
         self.roi_size = roi_size
         self.mirror, self.turn = mirror, turn
 
-    def views(self, batch: dict[str, np.ndarray]) -> list[tuple[str, np.ndarray, torch.Tensor, list[int]]]:
+    def views(self, rows: list[dict]) -> list[tuple[str, np.ndarray, torch.Tensor, list[int]]]:
         """(key, (H, W, 3) image, (S, H, W) bool segment masks, S class ids) per image and view."""
         views = []
-        for key, segments, image in zip(batch["key"], batch["segments"], batch["image"]):
-            segments = json.loads(segments)
+        for row in rows:
+            key, image, segments = str(row["key"]), row["image"], json.loads(row["segments"])
             height, width = image.shape[:2]
             masks = torch.from_numpy(np.stack([segment_mask(s["counts"], height, width) for s in segments]))
             classes = [s["category_id"] for s in segments]
-            views.append((str(key), image, masks, classes))
+            views.append((key, image, masks, classes))
             if self.mirror:
                 views.append((f"{key}:mirror", *mirror(image, masks), classes))
             if self.turn:
-                quarters = quarters_for(str(key))
+                quarters = quarters_for(key)
                 views.append((f"{key}:turn{90 * quarters}", *turn(image, masks, quarters), classes))
         return views
 
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        keys, examples = [], []
-        views = self.views(batch)
+    def build(self, rows: list[dict]) -> list[dict]:
+        built = []
+        views = self.views(rows)
         for (key, image, masks, classes), patches in zip(views, self.generator([v[1] for v in views])):
             if len(patches) == 0:
+                built.append({"key": key, "skip": "no SAM patch"})
                 continue
             clip = None
             if self.region_encoder is not None:  # a copy: Ray's image is a read-only view
@@ -178,8 +220,5 @@ class ExampleBuilder:
             example = training_example(patches.to("cpu"), masks, classes, self.vocab,
                                        self.sam.image_encoder.img_size, self.roi_size,
                                        ignore=~masks.any(0), clip=clip)
-            keys.append(key)
-            examples.append(example.to_bytes())
-        column = np.empty(len(examples), dtype=object)
-        column[:] = examples
-        return {"key": np.array(keys, dtype=object), "example": column}
+            built.append({"key": key, "example": example.to_bytes()})
+        return built

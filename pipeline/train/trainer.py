@@ -1,279 +1,271 @@
-"""Retrain the SAM-CP head on pseudo-labels with Ray Train (`TorchTrainer`, DDP), streaming the data.
+"""The SAM-CP head's trainer: Ray Train (`TorchTrainer`, DDP) over a patch cache streamed from storage.
 
-Ray Data builds the training examples once (`pipeline.train.examples`) and keeps
-them in the cluster's object store, split across the training workers; each
-epoch every worker streams its share in a fresh local shuffle. Checkpoints go
-to `OUTPUT/train/` through Ray Train's storage (any fsspec URI), one per epoch,
-and a rerun with the same `--output` resumes from the latest. The finished
-head is `OUTPUT/samcp_head.pt`, loadable like any head checkpoint.
+Every training job of the project ends here (`jobs/train_samcp.py` on ground truth,
+`jobs/train_on_pseudo_labels.py` and self-training on pseudo-labels): the examples of a
+patch cache (`pipeline.train.cache`, any fsspec URI) are read by Ray Data each epoch, in
+a fresh block order and local shuffle, and split across the workers as they stream;
+never held whole in the object store or in one process. AdamW with warm-up and cosine
+decay, bf16 autocast on GPU, the losses of `samcp.train.criterion`. Every
+`--checkpoint-every` steps and at each epoch's end the state goes to `OUTPUT/train/`
+through Ray Train's storage (any fsspec URI); a rerun with the same `--output` resumes
+from the latest, also after a killed run. With `--val` shards (ground truth inside),
+rank 0 labels their first `--val-images` images after every epoch and the metrics log
+gets their PQ. The finished head is `OUTPUT/samcp_head.pt`, `OUTPUT/metrics.json`
+holds the metrics.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
+import math
 import os
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+import open_clip
 import pyarrow.fs
 import ray
 import ray.train
 import ray.train.torch
 import torch
+import torch.distributed as dist
 from fsspec.implementations.local import LocalFileSystem
 
 from pipeline.cluster import init_ray
-from pipeline.inputs import expand_inputs
-from pipeline.output import LabelOutput, labeling_vocabulary
-from pipeline.selftrain.selection import ScoreFilter
-from pipeline.train.examples import ExampleBuilder, GroundTruthReader, PseudoLabelReader, ShardTruthReader
-from samcp.checkpoint import file_sha256, load_state_dict, weights_fingerprint
+from pipeline.output import labeling_vocabulary
+from pipeline.train.cache import CacheFolder
+from pipeline.train.validation import Validator
+from samcp.checkpoint import load_state_dict, weights_fingerprint
 from samcp.clip.region import check_clip_width
 from samcp.clip.text_encoder import TextEncoder
-from samcp.data.coco import PanopticDataset
-from samcp.data.decode import DecodeConfig
-from samcp.flags import add_config_arguments, config_from_args
 from samcp.model.factory import build_head, check_head_fits, save_head
-from samcp.model.head import HeadConfig
+from samcp.model.head import HeadConfig, SamCPHead
+from samcp.sam.build import build_sam
 from samcp.shipped import checkpoint_file
-from samcp.storage import absolute, absolute_reference, join, resolve
+from samcp.storage import absolute, absolute_reference, child, join, resolve
 from samcp.train.criterion import CriterionConfig
 from samcp.train.head import CachedImage, train_step
-from samcp.train.loop import warmup_cosine
+from samcp.train.loop import SCHEDULES
 
 RUN_NAME = "train"
 STATE = "state.pt"
 
 
-# The retraining settings that self-training shares with a single retraining run: one flag group
-# (`add_retraining_arguments`).
-RETRAINING_FIELDS = ("ground_truth_images", "ground_truth", "workers", "use_gpu", "epochs", "mirror", "turn",
-                     "batch_size", "lr", "weight_decay", "warmup_steps", "grad_clip", "seed")
-
-
 @dataclass(frozen=True)
-class PseudoTrainConfig:
-    labels: str  # output URI of jobs/label_corpus.py
-    images: tuple[str, ...]  # the shards that were labeled (URIs, globs, brace patterns)
-    output: str  # run URI: checkpoints, metrics, the final head
-    init: str = "shipped"  # head checkpoint to start from
-    # The SAM that made the labels, when the manifest's no longer is (e.g. "shipped" was updated since).
-    sam_checkpoint: str | None = None
-    scores: ScoreFilter = field(default_factory=ScoreFilter)
-    ground_truth_images: tuple[str, ...] = field(default=(), metadata={
-        "help": "shards of images with real labels, trained on too (they keep classes alive that the "
-                "pseudo-labels miss): the labels inside each sample (make_shards.py synthetic or coco), "
-                "or those of --ground-truth", "repeat": True})
-    ground_truth: str | None = field(default=None, metadata={
-        "help": "a COCO panoptic folder that labels the --ground-truth-images (PNGs named by sample key)"})
+class TrainConfig:
+    """One training run of the head on a patch cache. Each field is the flag of the same name."""
+
+    cache: str = field(metadata={"help": "the patch cache to train on (folder URI)"})
+    output: str = field(metadata={"help": "run URI: checkpoints, metrics.json, samcp_head.pt"})
+    init: str | None = field(default=None, metadata={
+        "help": "head checkpoint to start from (default: a new head of the architecture flags)"})
+    val: tuple[str, ...] = field(default=(), metadata={
+        "help": "shards with ground truth inside (make_shards.py synthetic or coco): PQ of their first "
+                "--val-images images after every epoch, in the metrics", "repeat": True})
+    val_images: int = field(default=16, metadata={"help": "images of --val scored after every epoch"})
     workers: int = field(default=2, metadata={"help": "Ray Train workers (DDP)"})
-    use_gpu: bool = field(default=False, metadata={"help": "one GPU per worker"})
-    epochs: int = 10
-    mirror: bool = field(default=False, metadata={
-        "help": "every training image also enters mirrored left-right (one more example each)"})
-    turn: bool = field(default=False, metadata={
-        "help": "every training image also enters turned by 90, 180 or 270 degrees, picked by its key "
-                "(one more example each)"})
-    batch_size: int = field(default=4, metadata={"help": "images per worker and step"})
-    lr: float = 1e-4
+    use_gpu: bool = field(default=False, metadata={"help": "one GPU per worker (bf16 autocast)"})
+    epochs: int = field(default=12, metadata={"help": "passes over the cache (unless --steps)"})
+    steps: int | None = field(default=None, metadata={
+        "help": "optimizer steps in all (default: --epochs passes over the cache)"})
+    batch_size: int = field(default=8, metadata={"help": "images per worker and step"})
+    lr: float = 2e-4
     weight_decay: float = 1e-4
-    warmup_steps: int = 20
-    grad_clip: float = 1.0
+    schedule: str = field(default="step", metadata={
+        "help": "learning rate after warm-up: step (x0.1 at 8/12 and 11/12 of the run) or cosine",
+        "choices": sorted(SCHEDULES)})
+    warmup_steps: int = 100
+    grad_clip: float = field(default=0.1, metadata={"help": "gradient norm clip"})
     seed: int = 0
+    checkpoint_every: int = field(default=200, metadata={"help": "steps between checkpoints"})
+    criterion: CriterionConfig = field(default_factory=CriterionConfig)
     storage_options: dict | None = None
-    decode: DecodeConfig = field(default_factory=DecodeConfig)
     ray_address: str | None = None
 
 
-def add_retraining_arguments(parser: argparse.ArgumentParser) -> None:
-    """The flags of `RETRAINING_FIELDS` and of the pseudo-label filter (`ScoreFilter`), as groups."""
-    add_config_arguments(parser.add_argument_group("retraining"), PseudoTrainConfig, only=RETRAINING_FIELDS)
-    add_config_arguments(parser.add_argument_group("pseudo-labels kept"), ScoreFilter)
+@dataclass(frozen=True)
+class Plan:
+    """The step counts of a run, the same on every worker (DDP steps together)."""
+
+    examples: int
+    steps_per_epoch: int
+    total_steps: int
+
+    @property
+    def epochs(self) -> int:
+        return math.ceil(self.total_steps / self.steps_per_epoch)
 
 
-def retraining_config(args: argparse.Namespace, **fields) -> PseudoTrainConfig:
-    """The `PseudoTrainConfig` of the flags of `add_retraining_arguments`, then `fields`."""
-    return config_from_args(PseudoTrainConfig, args, only=RETRAINING_FIELDS,
-                            scores=config_from_args(ScoreFilter, args), **fields)
-
-
-def labeling_models(labeling: dict, sam_checkpoint: str | None = None,
-                    storage_options: dict | None = None) -> dict:
-    """The manifest's `labeling` with SAM at `sam_checkpoint` (when given), after checking that SAM
-    and CLIP are still the files that made the labels (their sha256 in the manifest): the examples
-    must be cut into the same patches, with the same CLIP, as the labels were."""
-    labeling = {**labeling, "sam": {**labeling["sam"],
-                                    "checkpoint": sam_checkpoint or labeling["sam"]["checkpoint"]}}
-    for part, flag in (("sam", "--sam-checkpoint"), ("clip", None)):
-        model = labeling[part]
-        if model["checkpoint"] in (None, "none") or not model.get("sha256"):
-            continue  # random weights, or a manifest from before sha256 was recorded
-        digest = file_sha256(checkpoint_file(part, model["model"], model["checkpoint"]), storage_options)
-        if digest != model["sha256"]:
-            fix = f"; pass the {part.upper()} checkpoint that made them with {flag}" if flag else ""
-            raise ValueError(f"the labels were made with a {part.upper()} checkpoint of sha256 "
-                             f"{model['sha256'][:12]}..., but {model['checkpoint']!r} is now "
-                             f"{digest[:12]}...{fix}")
-    return labeling
-
-
-def build_examples(cfg: PseudoTrainConfig, manifest: dict, head: HeadConfig, log: Callable[[str], None]):
-    """The materialized dataset of serialized training examples (one row per usable image)."""
-    shards = expand_inputs(list(cfg.images), cfg.storage_options)
-    labeled = LabelOutput(cfg.labels, cfg.storage_options).finished_shards(shards)
-    missing = [s for s in shards if s not in labeled]
-    if missing:
-        log(f"[pseudo] {len(missing)} of {len(shards)} shards have no labels in {cfg.labels} "
-            f"and are left out, e.g. {missing[0]}")
-    if not labeled:
-        raise ValueError(f"none of the {len(shards)} shards has labels in {cfg.labels}")
-    cpus = max(1.0, ray.cluster_resources().get("CPU", 1.0) - 0.25)
-    ds = ray.data.from_items([{"shard": s} for s in shards if s in labeled], override_num_blocks=len(labeled))
-    reader = PseudoLabelReader(cfg.labels, cfg.scores, cfg.storage_options, cfg.decode)
-    ds = ds.flat_map(reader, num_cpus=0.25)
-    if cfg.ground_truth_images:
-        truth = expand_inputs(list(cfg.ground_truth_images), cfg.storage_options)
-        log(f"[pseudo] with {len(truth)} shards labeled "
-            f"{'in ' + cfg.ground_truth if cfg.ground_truth else 'inside their samples'}")
-        reader = (GroundTruthReader(cfg.ground_truth, cfg.storage_options, cfg.decode) if cfg.ground_truth
-                  else ShardTruthReader(cfg.storage_options, cfg.decode))
-        ds = ds.union(ray.data.from_items([{"shard": s} for s in truth], override_num_blocks=len(truth))
-                      .flat_map(reader, num_cpus=0.25))
-    ds = ds.map_batches(ExampleBuilder, batch_size=4, batch_format="numpy",
-                        fn_constructor_kwargs={"manifest": manifest, "roi_size": head.roi_size,
-                                               "clip_dim": head.clip_dim,
-                                               "storage_options": cfg.storage_options,
-                                               "torch_threads": max(1, round(cpus)),
-                                               "mirror": cfg.mirror, "turn": cfg.turn},
-                        compute=ray.data.ActorPoolStrategy(size=1), num_cpus=cpus,
-                        num_gpus=1 if cfg.use_gpu else None)
-    return ds.materialize()
+def plan(cfg: TrainConfig, examples: int) -> Plan:
+    steps_per_epoch = examples // (cfg.workers * cfg.batch_size)
+    if steps_per_epoch == 0:
+        raise ValueError(f"the cache's {examples} examples are too few for {cfg.workers} workers x batch "
+                         f"{cfg.batch_size}: cache more images, or lower --workers or --batch-size")
+    return Plan(examples, steps_per_epoch, cfg.steps or cfg.epochs * steps_per_epoch)
 
 
 def train_worker(config: dict) -> None:
-    """Ray Train's per-worker loop: DDP over the head, one checkpoint per epoch (rank 0 writes it)."""
-    cfg: PseudoTrainConfig = config["cfg"]
+    """Ray Train's per-worker loop: DDP over the head; rank 0 writes the checkpoints and scores --val."""
+    cfg: TrainConfig = config["cfg"]
+    steps: Plan = config["plan"]
+    labeling = config["labeling"]
     device = ray.train.torch.get_device()
     torch.manual_seed(cfg.seed)
-    head = build_head(cfg.init, cfg.storage_options).train()
+    head = config["head"].to(device).train()
     optimizer = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    vocab = config["vocab"]
-    clip = config["clip"]
-    text = TextEncoder(clip["model"], clip["checkpoint"], cfg.storage_options).embed(vocab).to(device)
-    stuff_text, thing_text = vocab.split(text)
-    start_epoch, step, history = 0, 0, []
+    vocab = labeling_vocabulary(labeling)
+    text = TextEncoder(labeling["clip"]["model"], labeling["clip"]["checkpoint"], cfg.storage_options,
+                       device=device)
+    stuff_text, thing_text = vocab.split(text.embed(vocab).to(device))
+    step, history = 0, []
     checkpoint = ray.train.get_checkpoint()
     if checkpoint:
         with checkpoint.as_directory() as folder:
             state = torch.load(os.path.join(folder, STATE), map_location="cpu", weights_only=True)
         head.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        start_epoch, step, history = state["epoch"], state["step"], json.loads(state["history"])
+        step, history = state["step"], json.loads(state["history"])
     model = ray.train.torch.prepare_model(head)
-    steps_per_epoch = config["steps_per_epoch"]
-    total_steps = steps_per_epoch * cfg.epochs
-    shard = ray.train.get_dataset_shard("train")
-    criterion = CriterionConfig()
     rank = ray.train.get_context().get_world_rank()
-    for epoch in range(start_epoch, cfg.epochs):
-        losses = []
+    validator = Validator(labeling, cfg.val, cfg.val_images, cfg.storage_options, device) \
+        if cfg.val and rank == 0 else None
+    shard = ray.train.get_dataset_shard("train")
+    losses: list[dict[str, float]] = []
+    while step < steps.total_steps:
+        epoch, done_in_epoch = divmod(step, steps.steps_per_epoch)
         batches = shard.iter_batches(batch_size=cfg.batch_size, batch_format="numpy",
                                      local_shuffle_buffer_size=4 * cfg.batch_size,
                                      local_shuffle_seed=cfg.seed * 1000 + epoch)
-        for _, batch in zip(range(steps_per_epoch), batches):  # equal steps on every worker (DDP)
+        # Equal steps on every worker (DDP); a resumed epoch passes over the batches it trained on.
+        for index, batch in zip(range(steps.steps_per_epoch), batches):
+            if index < done_in_epoch:
+                continue
             examples = [CachedImage.from_bytes(data) for data in batch["example"]]
-            lr = warmup_cosine(cfg.lr, cfg.warmup_steps, total_steps, step)
-            losses.append(train_step(model, optimizer, examples, stuff_text, thing_text, criterion, lr,
+            lr = SCHEDULES[cfg.schedule](cfg.lr, cfg.warmup_steps, steps.total_steps, step)
+            losses.append(train_step(model, optimizer, examples, stuff_text, thing_text, cfg.criterion, lr,
                                      cfg.grad_clip, device))
             step += 1
-        metrics = {"epoch": epoch + 1, "step": step,
-                   **{k: float(np.mean([loss[k] for loss in losses])) for k in losses[0]}}
-        history.append(metrics)
-        with tempfile.TemporaryDirectory() as folder:
-            reported = None
-            if rank == 0:
-                torch.save({"model": head.state_dict(), "optimizer": optimizer.state_dict(),
-                            "epoch": epoch + 1, "step": step, "history": json.dumps(history)},
-                           os.path.join(folder, STATE))
-                reported = ray.train.Checkpoint.from_directory(folder)
-            ray.train.report(metrics, checkpoint=reported)
+            epoch_end = index + 1 == steps.steps_per_epoch or step == steps.total_steps
+            if step % cfg.checkpoint_every == 0 or epoch_end:
+                metrics = {"epoch": epoch + 1, "step": step, "lr": lr, **mean_over_workers(losses, device)}
+                if epoch_end and validator is not None:
+                    metrics["val_pq"] = validator.pq(head.eval())
+                    head.train()
+                losses = []
+                history.append(metrics)
+                report(metrics, rank, head, optimizer, step, history)
+            if step == steps.total_steps:
+                break
 
 
-def storage(cfg: PseudoTrainConfig) -> tuple[str, pyarrow.fs.FileSystem | None]:
-    """(storage_path, filesystem) for Ray Train: the fsspec filesystem of `cfg.output`, wrapped."""
-    fs, path = resolve(cfg.output, cfg.storage_options)
+def mean_over_workers(losses: list[dict[str, float]], device: torch.device) -> dict[str, float]:
+    """Each loss averaged over the steps since the last report and over every worker."""
+    names = sorted(losses[0])
+    values = torch.tensor([float(np.mean([loss[k] for loss in losses])) for k in names], device=device)
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(values)
+        values /= dist.get_world_size()
+    return dict(zip(names, values.tolist()))
+
+
+def report(metrics: dict, rank: int, head: torch.nn.Module, optimizer: torch.optim.Optimizer, step: int,
+           history: list[dict]) -> None:
+    """Report the metrics from every worker, and the checkpoint from rank 0."""
+    with tempfile.TemporaryDirectory() as folder:
+        checkpoint = None
+        if rank == 0:
+            torch.save({"model": head.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+                        "history": json.dumps(history)}, os.path.join(folder, STATE))
+            checkpoint = ray.train.Checkpoint.from_directory(folder)
+        ray.train.report(metrics, checkpoint=checkpoint)
+
+
+def storage(output: str, storage_options: dict | None) -> tuple[str, pyarrow.fs.FileSystem | None]:
+    """(storage_path, filesystem) for Ray Train and Ray Data: an fsspec filesystem, wrapped."""
+    fs, path = resolve(output, storage_options)
     if isinstance(fs, LocalFileSystem):
         return os.path.abspath(path), None
     return path, pyarrow.fs.PyFileSystem(pyarrow.fs.FSSpecHandler(fs))
 
 
-def run_pseudo_training(cfg: PseudoTrainConfig, log: Callable[[str], None] = print) -> dict:
-    """Train; returns the per-epoch metrics and the path of the final head."""
-    cfg = dataclasses.replace(cfg, labels=absolute(cfg.labels), output=absolute(cfg.output),
-                              init=absolute_reference(cfg.init),
-                              sam_checkpoint=absolute_reference(cfg.sam_checkpoint),
-                              ground_truth=cfg.ground_truth and absolute(cfg.ground_truth))
-    if cfg.ground_truth and not cfg.ground_truth_images:
-        raise ValueError("--ground-truth labels the shards of --ground-truth-images: name them")
-    if cfg.ground_truth:
-        PanopticDataset.folder(cfg.ground_truth)  # a wrong folder fails now, not in a reading task
-    manifest = LabelOutput(cfg.labels, cfg.storage_options).manifest()
-    labeling = labeling_models(manifest["labeling"], cfg.sam_checkpoint, cfg.storage_options)
-    manifest = {**manifest, "labeling": labeling}
-    vocab = labeling_vocabulary(labeling)  # as recorded: the file may have changed since labeling
-    head = build_head(cfg.init, cfg.storage_options)  # checks --init early; takes the result at the end
-    check_clip_width(head.config.clip_dim, labeling["clip"]["model"])
-    sam_file = checkpoint_file("sam", labeling["sam"]["model"], labeling["sam"]["checkpoint"])
-    sam_weights = None if sam_file is None else weights_fingerprint(
+def starting_head(cfg: TrainConfig, head_config: HeadConfig, labeling: dict, examples: dict) -> SamCPHead:
+    """The head to train: `cfg.init`'s, or a new one of `head_config` with the SAM's and CLIP's widths;
+    refused when it does not read what the cache holds (SAM, RoI size, CLIP region embeddings)."""
+    sam, clip = labeling["sam"], labeling["clip"]
+    sam_file = checkpoint_file("sam", sam["model"], sam["checkpoint"])
+    sam_weights = "" if sam_file is None else weights_fingerprint(
         load_state_dict(sam_file, cfg.storage_options))
-    check_head_fits(head, labeling["sam"]["model"], sam_weights)
+    if cfg.init:
+        head = build_head(cfg.init, cfg.storage_options)
+    else:
+        with torch.device("meta"):
+            width = build_sam(sam["model"], None).prompt_encoder.embed_dim
+        head_config = dataclasses.replace(head_config, feature_dim=width,
+                                          text_dim=open_clip.get_model_config(clip["model"])["embed_dim"])
+        head = SamCPHead(head_config)
+    check_clip_width(head.config.clip_dim, clip["model"])
+    check_head_fits(head, sam["model"], sam_weights or None)
+    for name in ("roi_size", "clip_dim"):
+        if getattr(head.config, name) != examples[name]:
+            raise ValueError(f"the head reads {name} {getattr(head.config, name)}, the cache holds "
+                             f"{examples[name]}: build a cache for this head (--{name.replace('_', '-')})")
+    classes = tuple(c.name for c in labeling_vocabulary(labeling).classes)
+    head.trained_classes = tuple(dict.fromkeys(head.trained_classes + classes))
+    head.sam_model, head.sam_weights = sam["model"], sam_weights  # the examples' embeddings came from it
+    return head
+
+
+def run_training(cfg: TrainConfig, head_config: HeadConfig | None = None,
+                 log: Callable[[str], None] = print) -> dict:
+    """Train (or resume) on `cfg.cache`; returns the metrics, the plan and the path of the final head."""
+    cfg = dataclasses.replace(cfg, cache=absolute(cfg.cache), output=absolute(cfg.output),
+                              init=absolute_reference(cfg.init), val=tuple(absolute(v) for v in cfg.val))
+    folder = CacheFolder(cfg.cache, cfg.storage_options)
+    manifest = folder.manifest()
+    finished = folder.finished()
+    labeling = manifest["labeling"]
+    head = starting_head(cfg, head_config or HeadConfig(), labeling, manifest["examples"])
+    examples = finished["examples"]
+    steps = plan(cfg, examples)
+    log(f"[train] {examples} cached examples, {steps.steps_per_epoch} steps per epoch on {cfg.workers} "
+        f"workers, {steps.total_steps} steps ({steps.epochs} epochs)")
     init_ray(cfg.ray_address)
-    examples = build_examples(cfg, manifest, head.config, log)
-    count = examples.count()
-    steps_per_epoch = count // (cfg.workers * cfg.batch_size)
-    if steps_per_epoch == 0:
-        raise ValueError(f"{count} usable pseudo-labeled images are too few for {cfg.workers} workers "
-                         f"x batch {cfg.batch_size}; lower --keep-score or label more images")
-    log(f"[pseudo] {count} training images, {steps_per_epoch} steps per epoch on {cfg.workers} workers")
-    storage_path, filesystem = storage(cfg)
-    # CPU workers leave half a CPU to Ray Data, which streams the examples to them.
-    cpus = 1.0 if cfg.use_gpu else min(1.0, (ray.cluster_resources().get("CPU", 1.0) - 0.5) / cfg.workers)
+    _, cache_fs = storage(cfg.cache, cfg.storage_options)
+    paths = [folder.path(name) for name in finished["files"]]
+    dataset = ray.data.read_parquet(paths, filesystem=cache_fs, columns=["example"],
+                                    num_cpus=0.25).randomize_block_order()
+    storage_path, filesystem = storage(cfg.output, cfg.storage_options)
+    # CPU workers leave a CPU to Ray Data, which lists the cache files and streams the examples to them.
+    cpus = 1.0 if cfg.use_gpu else min(1.0, (ray.cluster_resources().get("CPU", 2.0) - 1.0) / cfg.workers)
     trainer = ray.train.torch.TorchTrainer(
         train_worker,
-        train_loop_config={"cfg": cfg, "vocab": vocab,
-                           "clip": {"model": labeling["clip"]["model"],
-                                    "checkpoint": labeling["clip"]["checkpoint"]},
-                           "steps_per_epoch": steps_per_epoch},
+        train_loop_config={"cfg": cfg, "plan": steps, "labeling": labeling, "head": head},
         scaling_config=ray.train.ScalingConfig(num_workers=cfg.workers, use_gpu=cfg.use_gpu,
                                                resources_per_worker={"CPU": cpus}),
         run_config=ray.train.RunConfig(name=RUN_NAME, storage_path=storage_path,
                                        storage_filesystem=filesystem,
                                        checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2)),
-        datasets={"train": examples})
+        datasets={"train": dataset})
     result = trainer.fit()
-    with result.checkpoint.as_directory() as folder:
-        state = torch.load(os.path.join(folder, STATE), map_location="cpu", weights_only=True)
+    with result.checkpoint.as_directory() as checkpoint:
+        state = torch.load(os.path.join(checkpoint, STATE), map_location="cpu", weights_only=True)
     head.load_state_dict(state["model"])
-    pseudo_classes = tuple(c.name for c in vocab.classes)
-    head.trained_classes = tuple(dict.fromkeys(head.trained_classes + pseudo_classes))
-    # The examples' patches and embeddings came from this SAM.
-    head.sam_model, head.sam_weights = labeling["sam"]["model"], sam_weights or ""
     fs, root = resolve(cfg.output, cfg.storage_options)
-    head_path = join(fs, root, "samcp_head.pt")
-    if not isinstance(fs, LocalFileSystem):
-        head_path = fs.unstrip_protocol(head_path)
+    head_path = child(cfg.output, "samcp_head.pt", cfg.storage_options)
     save_head(head, head_path, storage_options=cfg.storage_options)
     history = json.loads(state["history"])
+    described = {"train": describe(cfg), "head": dataclasses.asdict(head.config), "plan": dataclasses.asdict(steps),
+                 "cache": {k: manifest[k] for k in ("examples", "sources")}}
     with fs.open(join(fs, root, "metrics.json"), "w") as f:
-        json.dump({"history": history, "images": count, "config": _describe(cfg)}, f, indent=1)
-    return {"history": history, "images": count, "head": head_path}
+        json.dump({"history": history, "images": examples, "config": described}, f, indent=1)
+    return {"history": history, "images": examples, "head": head_path, "plan": steps}
 
 
-def _describe(cfg: PseudoTrainConfig) -> dict:
+def describe(cfg) -> dict:
+    """A config as JSON, without its storage options (they may hold credentials)."""
     described = dataclasses.asdict(cfg)
-    described.pop("storage_options")  # may hold credentials
+    described.pop("storage_options")
     return described

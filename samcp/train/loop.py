@@ -19,6 +19,17 @@ def warmup_cosine(base_lr: float, warmup_steps: int, total_steps: int, step: int
     return base_lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
+def warmup_step(base_lr: float, warmup_steps: int, total_steps: int, step: int) -> float:
+    """Linear warm-up to `base_lr`, then x0.1 at 8/12 and again at 11/12 of `total_steps` (the
+    reference's 12-epoch schedule, decays after epochs 8 and 11, at any length)."""
+    if step < warmup_steps:
+        return base_lr * (step + 1) / warmup_steps
+    return base_lr * 0.1 ** ((step >= total_steps * 8 // 12) + (step >= total_steps * 11 // 12))
+
+
+SCHEDULES = {"cosine": warmup_cosine, "step": warmup_step}
+
+
 def save_state(path: str, model: torch.nn.Module, optimizer: torch.optim.Optimizer, step: int,
                config: dict) -> None:
     """Write the resumable training state atomically (temp file, then rename)."""

@@ -10,7 +10,7 @@ from pipeline.schema import error_row, ok_row
 from pipeline.selftrain.selection import ScoreFilter
 from pipeline.shards import synthetic_sample, write_shards
 from pipeline.train.examples import ExampleBuilder, GroundTruthReader, PseudoLabelReader, ShardTruthReader
-from pipeline.train.trainer import PseudoTrainConfig, run_pseudo_training
+from pipeline.train.pseudo import PseudoTrainConfig, run_pseudo_training
 from samcp.config import LabelerConfig
 from samcp.data.coco import encode_rle, export_coco
 from samcp.data.synthetic import SyntheticConfig, SyntheticCorpus

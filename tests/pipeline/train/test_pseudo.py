@@ -2,7 +2,7 @@ import hashlib
 
 import pytest
 
-from pipeline.train.trainer import labeling_models
+from pipeline.train.pseudo import labeling_models
 from samcp.shipped import shipped_file
 
 
