@@ -1,8 +1,13 @@
 """Ablation table of the SAM-CP head: train one head per variant on the same patch cache,
 label the same validation images, and print PQ per variant.
 
-    python jobs/ablate_samcp.py --output runs/ablation --cache runs/samcp_long/cache \\
-        --train-images 700 --steps 4000 --num-images 200 [--variants full no_dca ...]
+    python jobs/make_shards.py synthetic --num-images 700 --image-format png --output data/train700
+    python jobs/ablate_samcp.py --images 'data/train700/*.tar' --output runs/ablation \\
+        --steps 4000 --num-images 200 [--variants full no_dca ...]
+
+The shipped SAM and CLIP cut the --images (shards with their ground truth inside) into
+patches once (OUTPUT/cache, or --cache); every variant trains on that cache through
+the one trainer (`pipeline.train.trainer`, 1 worker, batch 8, cosine schedule).
 
 Variants: full, no_dca, no_ar (no affinity refinement), no_mask_roi, omega0 (no patch
 self-attention); `full` is also scored with instance merging off (each patch its own
@@ -16,13 +21,14 @@ import json
 import os
 import sys
 
+from pipeline.train.cache import CacheConfig, LabelSource, run_cache_job
+from pipeline.train.trainer import TrainConfig, run_training
 from samcp.config import LabelerConfig
 from samcp.eval.evaluator import evaluate_on_synthetic
 from samcp.labeler import Labeler
-from samcp.model.factory import save_head
 from samcp.model.head import HeadConfig
+from samcp.model_files import describe_models
 from samcp.provenance import provenance
-from samcp.train.head import HeadTrainConfig, train_head
 
 VARIANTS: dict[str, dict] = {
     "full": {},
@@ -42,8 +48,9 @@ def score(head_path: str, num_images: int, merge: bool) -> dict:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--output", required=True)
-    parser.add_argument("--cache", help="an existing patch cache directory to reuse (linked)")
-    parser.add_argument("--train-images", type=int, default=700)
+    parser.add_argument("--images", action="append", required=True,
+                        help="training shards with their ground truth inside (repeatable)")
+    parser.add_argument("--cache", help="patch cache URI (default: OUTPUT/cache)")
     parser.add_argument("--steps", type=int, default=4000)
     parser.add_argument("--lr", type=float, default=3e-4)
     parser.add_argument("--num-images", type=int, default=200, help="validation images scored")
@@ -56,17 +63,20 @@ def main(argv: list[str] | None = None) -> int:
 
     results_path = os.path.join(args.output, "ablation.json")
     results = json.load(open(results_path)) if os.path.exists(results_path) else {}
-    train_cfg = HeadTrainConfig(train_images=args.train_images, steps=args.steps, lr=args.lr)
+    cache = args.cache or os.path.join(args.output, "cache")
+    log = lambda line: print(line, flush=True)  # noqa: E731
+    summary = run_cache_job(CacheConfig(cache, roi_size=HeadConfig.roi_size),
+                            describe_models(LabelerConfig(head_checkpoint=None)),
+                            [LabelSource("truth", tuple(args.images))], log)
+    if summary["failed"]:
+        print("error: some shards could not be cached (listed above)", file=sys.stderr)
+        return 1
     for name in args.variants:
         run = os.path.join(args.output, name)
-        os.makedirs(run, exist_ok=True)
-        if args.cache and not os.path.exists(os.path.join(run, "cache")):
-            os.symlink(os.path.abspath(args.cache), os.path.join(run, "cache"))
         head_path = os.path.join(run, "samcp_head.pt")
         if not os.path.exists(head_path):
-            head = train_head(train_cfg, HeadConfig(**VARIANTS[name]), run,
-                              log=lambda line: print(line, flush=True))
-            save_head(head, head_path)
+            run_training(TrainConfig(cache, run, workers=1, steps=args.steps, batch_size=8, lr=args.lr,
+                                     schedule="cosine", grad_clip=1.0), HeadConfig(**VARIANTS[name]), log)
         for merge in ([True, False] if name == "full" else [True]):
             key = name if merge else "no_merge"
             if key not in results:

@@ -120,7 +120,7 @@ def train_worker(config: dict) -> None:
     text = TextEncoder(labeling["clip"]["model"], labeling["clip"]["checkpoint"], cfg.storage_options,
                        device=device)
     stuff_text, thing_text = vocab.split(text.embed(vocab).to(device))
-    step, history = 0, []
+    step, history, resumed_at = 0, [], []
     checkpoint = ray.train.get_checkpoint()
     if checkpoint:
         with checkpoint.as_directory() as folder:
@@ -128,6 +128,7 @@ def train_worker(config: dict) -> None:
         head.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         step, history = state["step"], json.loads(state["history"])
+        resumed_at = json.loads(state["resumed_at"]) + [step]
     model = ray.train.torch.prepare_model(head)
     rank = ray.train.get_context().get_world_rank()
     validator = Validator(labeling, cfg.val, cfg.val_images, cfg.storage_options, device) \
@@ -156,7 +157,7 @@ def train_worker(config: dict) -> None:
                     head.train()
                 losses = []
                 history.append(metrics)
-                report(metrics, rank, head, optimizer, step, history)
+                report(metrics, rank, head, optimizer, step, history, resumed_at)
             if step == steps.total_steps:
                 break
 
@@ -172,13 +173,15 @@ def mean_over_workers(losses: list[dict[str, float]], device: torch.device) -> d
 
 
 def report(metrics: dict, rank: int, head: torch.nn.Module, optimizer: torch.optim.Optimizer, step: int,
-           history: list[dict]) -> None:
-    """Report the metrics from every worker, and the checkpoint from rank 0."""
+           history: list[dict], resumed_at: list[int]) -> None:
+    """Report the metrics from every worker, and the checkpoint from rank 0 (`resumed_at`: the steps
+    at which this run was resumed)."""
     with tempfile.TemporaryDirectory() as folder:
         checkpoint = None
         if rank == 0:
             torch.save({"model": head.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
-                        "history": json.dumps(history)}, os.path.join(folder, STATE))
+                        "history": json.dumps(history), "resumed_at": json.dumps(resumed_at)},
+                       os.path.join(folder, STATE))
             checkpoint = ray.train.Checkpoint.from_directory(folder)
         ray.train.report(metrics, checkpoint=checkpoint)
 
@@ -257,10 +260,12 @@ def run_training(cfg: TrainConfig, head_config: HeadConfig | None = None,
     head_path = child(cfg.output, "samcp_head.pt", cfg.storage_options)
     save_head(head, head_path, storage_options=cfg.storage_options)
     history = json.loads(state["history"])
-    described = {"train": describe(cfg), "head": dataclasses.asdict(head.config), "plan": dataclasses.asdict(steps),
+    described = {"train": describe(cfg), "head": dataclasses.asdict(head.config),
+                 "plan": dataclasses.asdict(steps),
                  "cache": {k: manifest[k] for k in ("examples", "sources")}}
     with fs.open(join(fs, root, "metrics.json"), "w") as f:
-        json.dump({"history": history, "images": examples, "config": described}, f, indent=1)
+        json.dump({"history": history, "images": examples, "resumed_at": json.loads(state["resumed_at"]),
+                   "config": described}, f, indent=1)
     return {"history": history, "images": examples, "head": head_path, "plan": steps}
 
 

@@ -26,8 +26,9 @@ class Validator:
     labels them with SAM, CLIP and vocabulary of `labeling` (a patch cache's) and the default
     post-processing, and scores them."""
 
-    def __init__(self, labeling: dict, shards: tuple[str, ...], num_images: int, storage_options: dict | None = None,
-                 device: torch.device | str = "cpu", batch_size: int = 4):
+    def __init__(self, labeling: dict, shards: tuple[str, ...], num_images: int,
+                 storage_options: dict | None = None, device: torch.device | str = "cpu",
+                 batch_size: int = 4):
         sam, clip = labeling["sam"], labeling["clip"]
         self.device, self.batch_size = torch.device(device), batch_size
         self.sam = build_sam(sam["model"], sam["checkpoint"], storage_options).to(self.device)

@@ -94,7 +94,7 @@ def test_training_reads_the_vocabulary_the_labels_were_made_with(tmp_path):
     recorded = labeling_vocabulary(labeling)
     vocab.write_text("name: edited\nclasses:\n  - {id: 1, name: sky, isthing: false}\n")  # edited later
     assert labeling_vocabulary(labeling) == recorded and recorded.templates == ("a picture of a {}",)
-    builder = ExampleBuilder({"labeling": labeling}, roi_size=7)
+    builder = ExampleBuilder(labeling, roi_size=7)
     assert builder.vocab == recorded and [c.name for c in builder.vocab.classes] == ["ball", "sky"]
     old_style = {**labeling, "vocabulary": {k: v for k, v in labeling["vocabulary"].items()
                                             if k in ("source", "name", "fingerprint", "classes")}}

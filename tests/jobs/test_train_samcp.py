@@ -1,0 +1,70 @@
+"""jobs/train_samcp.py end to end: labeled shards -> patch cache in S3 (moto) -> 2 Ray Train workers on a
+real local Ray cluster, killed mid-run and resumed, -> a head that labels."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import s3fs
+
+from samcp.config import LabelerConfig
+from samcp.data.synthetic import SPLIT_SEEDS, SyntheticConfig, SyntheticCorpus
+from samcp.labeler import Labeler
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def job(script: str, *args: str) -> list[str]:
+    return [sys.executable, os.path.join(REPO, "jobs", script), *args]
+
+
+def test_killed_training_resumes_to_the_planned_steps_and_the_head_labels(ray_cluster, s3_bucket, tmp_path):
+    fs = s3fs.S3FileSystem()
+    root = f"s3://{s3_bucket}"
+    for name, seed, count in (("train", "train", 8), ("val", "val", 2)):
+        subprocess.run(job("make_shards.py", "synthetic", "--num-images", str(count), "--shard-size", "4",
+                           "--seed", str(SPLIT_SEEDS[seed]), "--image-format", "png", "--output",
+                           f"{root}/{name}", "--no-progress"), check=True, capture_output=True, timeout=300)
+    command = job("train_samcp.py", "--images", f"{root}/train/*.tar", "--output", f"{root}/run",
+                  "--cache", f"{root}/cache", "--points-per-side", "8", "--clip-dim", "64",
+                  "--workers", "2", "--batch-size", "1", "--epochs", "8", "--checkpoint-every", "2",
+                  "--lr", "3e-4", "--warmup-steps", "4", "--val", f"{root}/val/*.tar", "--val-images", "2",
+                  "--ray-address", ray_cluster.address)
+    # 8 images / (2 workers x 1) = 4 steps per epoch, 32 steps; killed once a checkpoint is written.
+    first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                             start_new_session=True)
+    deadline = time.time() + 400
+    while time.time() < deadline and first.poll() is None:
+        fs.invalidate_cache()
+        if fs.glob(f"{root}/run/train/checkpoint_*/state.pt"):
+            break
+        time.sleep(0.5)
+    assert first.poll() is None, first.communicate()[0][-3000:]  # still training: kill it
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait()
+    assert fs.glob(f"{root}/cache/*.parquet") and not fs.exists(f"{root}/run/samcp_head.pt")
+
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "[cache] 2 shards, 2 already cached" in done.stdout  # the cache is not made again
+    fs.invalidate_cache()
+    metrics = json.loads(fs.cat_file(f"{root}/run/metrics.json"))
+    steps = [entry["step"] for entry in metrics["history"]]
+    assert steps[-1] == 32 == metrics["config"]["plan"]["total_steps"]
+    assert steps == sorted(set(steps))  # each report once: resumed, not trained again
+    resumed, = metrics["resumed_at"]
+    assert 0 < resumed < 32 and resumed % 2 == 0
+    epoch_ends = [entry for entry in metrics["history"] if entry["step"] % 4 == 0]
+    assert all("val_pq" in entry for entry in epoch_ends) and len(epoch_ends) == 8
+    assert metrics["history"][-1]["loss"] < metrics["history"][0]["loss"]
+
+    head = tmp_path / "head.pt"
+    head.write_bytes(fs.cat_file(f"{root}/run/samcp_head.pt"))
+    labeler = Labeler.from_config(LabelerConfig(head_checkpoint=str(head), points_per_side=8))
+    image = SyntheticCorpus(SyntheticConfig(seed=SPLIT_SEEDS["val"]))[0].image
+    assert labeler.label(image).segments  # the head labels
