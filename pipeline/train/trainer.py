@@ -17,6 +17,7 @@ holds the metrics.
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import math
 import os
@@ -45,7 +46,7 @@ from samcp.model.factory import build_head, check_head_fits, save_head
 from samcp.model.head import HeadConfig, SamCPHead
 from samcp.sam.build import build_sam
 from samcp.shipped import checkpoint_file
-from samcp.storage import absolute, absolute_reference, child, join, resolve
+from samcp.storage import absolute, absolute_reference, child, join, open_uri, resolve
 from samcp.train.criterion import CriterionConfig
 from samcp.train.head import CachedImage, train_step
 from samcp.train.loop import SCHEDULES
@@ -121,10 +122,8 @@ def train_worker(config: dict) -> None:
                        device=device)
     stuff_text, thing_text = vocab.split(text.embed(vocab).to(device))
     step, history, resumed_at = 0, [], []
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint:
-        with checkpoint.as_directory() as folder:
-            state = torch.load(os.path.join(folder, STATE), map_location="cpu", weights_only=True)
+    state = restored_state(config["saved"], cfg.storage_options)
+    if state is not None:
         head.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         step, history = state["step"], json.loads(state["history"])
@@ -160,6 +159,31 @@ def train_worker(config: dict) -> None:
                 report(metrics, rank, head, optimizer, step, history, resumed_at)
             if step == steps.total_steps:
                 break
+
+
+def restored_state(saved: list[str], storage_options: dict | None) -> dict | None:
+    """The training state to resume from: Ray Train's restored checkpoint, else the newest readable
+    of `saved` (state files of this run's checkpoints, newest first: a killed driver leaves Ray Train
+    nothing to restore), else None."""
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint:
+        with checkpoint.as_directory() as folder:
+            return torch.load(os.path.join(folder, STATE), map_location="cpu", weights_only=True)
+    for uri in saved:
+        try:
+            with open_uri(uri, "rb", storage_options) as f:
+                return torch.load(io.BytesIO(f.read()), map_location="cpu", weights_only=True)
+        except Exception:  # noqa: BLE001 - a state cut by the kill: the one before it
+            continue
+    return None
+
+
+def saved_states(output: str, storage_options: dict | None) -> list[str]:
+    """The URIs of the state files of the checkpoints in `output`/train/, newest first."""
+    fs, root = resolve(output, storage_options)
+    fs.invalidate_cache()
+    found = sorted(fs.glob(join(fs, root, RUN_NAME, "checkpoint_*", STATE)), reverse=True)
+    return [p if isinstance(fs, LocalFileSystem) else fs.unstrip_protocol(p) for p in found]
 
 
 def mean_over_workers(losses: list[dict[str, float]], device: torch.device) -> dict[str, float]:
@@ -245,7 +269,8 @@ def run_training(cfg: TrainConfig, head_config: HeadConfig | None = None,
     cpus = 1.0 if cfg.use_gpu else min(1.0, (ray.cluster_resources().get("CPU", 2.0) - 1.0) / cfg.workers)
     trainer = ray.train.torch.TorchTrainer(
         train_worker,
-        train_loop_config={"cfg": cfg, "plan": steps, "labeling": labeling, "head": head},
+        train_loop_config={"cfg": cfg, "plan": steps, "labeling": labeling, "head": head,
+                           "saved": saved_states(cfg.output, cfg.storage_options)},
         scaling_config=ray.train.ScalingConfig(num_workers=cfg.workers, use_gpu=cfg.use_gpu,
                                                resources_per_worker={"CPU": cpus}),
         run_config=ray.train.RunConfig(name=RUN_NAME, storage_path=storage_path,
