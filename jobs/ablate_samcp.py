@@ -1,7 +1,7 @@
 """Ablation table of the SAM-CP head: train one head per variant on the same patch cache,
 label the same validation images, and print PQ per variant.
 
-    python jobs/make_shards.py synthetic --num-images 700 --image-format png --output data/train700
+    python jobs/make_shards.py synthetic --num-images 700 --seed 1 --image-format png --output data/train700
     python jobs/ablate_samcp.py --images 'data/train700/*.tar' --output runs/ablation \\
         --steps 4000 --num-images 200 [--variants full no_dca ...]
 
