@@ -50,6 +50,14 @@ METADATA_KEY = b"samcp_cache"
 SCHEMA = pa.schema([("key", pa.string()), ("example", pa.large_binary())])
 
 
+# The views of every training image besides itself (`ExampleBuilder`), as flags.
+VIEW_HELP = {
+    "mirror": "every training image also enters mirrored left-right (one more example each)",
+    "turn": "every training image also enters turned by 90, 180 or 270 degrees, picked by its key "
+            "(one more example each)",
+}
+
+
 class CacheConflict(ValueError):
     """The cache folder holds examples made with other models or settings."""
 
@@ -109,11 +117,8 @@ class CacheConfig:
     cache: str  # folder URI
     roi_size: int = 7  # the head's `HeadConfig.roi_size`
     clip_dim: int = 0  # the head's `HeadConfig.clip_dim` (0: no CLIP region embeddings)
-    mirror: bool = field(default=False, metadata={
-        "help": "every training image also enters mirrored left-right (one more example each)"})
-    turn: bool = field(default=False, metadata={
-        "help": "every training image also enters turned by 90, 180 or 270 degrees, picked by its key "
-                "(one more example each)"})
+    mirror: bool = field(default=False, metadata={"help": VIEW_HELP["mirror"]})
+    turn: bool = field(default=False, metadata={"help": VIEW_HELP["turn"]})
     actors: int = field(default=1, metadata={"help": "patch cache actors (SAM loaded once in each)"})
     num_gpus_per_actor: float = field(default=0.0, metadata={"help": "GPUs per patch cache actor (0: CPU)"})
     cache_batch_size: int = field(default=4, metadata={"help": "images per SAM batch in the patch cache"})

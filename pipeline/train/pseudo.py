@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pipeline.inputs import expand_inputs
 from pipeline.output import LabelOutput
 from pipeline.selftrain.selection import ScoreFilter
-from pipeline.train.cache import CacheConfig, LabelSource, run_cache_job
+from pipeline.train.cache import VIEW_HELP, CacheConfig, LabelSource, run_cache_job
 from pipeline.train.trainer import TrainConfig, run_training
 from samcp.checkpoint import file_sha256
 from samcp.clip.region import check_clip_width
@@ -51,11 +51,8 @@ class PseudoTrainConfig:
     workers: int = field(default=2, metadata={"help": "Ray Train workers (DDP)"})
     use_gpu: bool = field(default=False, metadata={"help": "one GPU per worker"})
     epochs: int = 10
-    mirror: bool = field(default=False, metadata={
-        "help": "every training image also enters mirrored left-right (one more example each)"})
-    turn: bool = field(default=False, metadata={
-        "help": "every training image also enters turned by 90, 180 or 270 degrees, picked by its key "
-                "(one more example each)"})
+    mirror: bool = field(default=False, metadata={"help": VIEW_HELP["mirror"]})
+    turn: bool = field(default=False, metadata={"help": VIEW_HELP["turn"]})
     batch_size: int = field(default=4, metadata={"help": "images per worker and step"})
     lr: float = 1e-4
     weight_decay: float = 1e-4

@@ -68,3 +68,25 @@ def test_killed_training_resumes_to_the_planned_steps_and_the_head_labels(ray_cl
     labeler = Labeler.from_config(LabelerConfig(head_checkpoint=str(head), points_per_side=8, min_score=0.0))
     image = SyntheticCorpus(SyntheticConfig(seed=SPLIT_SEEDS["val"]))[0].image
     assert labeler.label(image).segments  # the head labels (a few steps: low scores, none dropped)
+
+
+def test_a_vit_b_sam_with_random_weights_caches_trains_and_labels(ray_cluster, tmp_path):
+    """A real segment-anything ViT-B (random weights: patch thresholds at 0 keep its top patches)."""
+    subprocess.run(job("make_shards.py", "synthetic", "--num-images", "2", "--image-size", "128",
+                       "--image-format", "png", "--output", str(tmp_path / "shards"), "--no-progress"),
+                   check=True, capture_output=True, timeout=300)
+    patches = ["--sam-model", "vit_b", "--sam-checkpoint", "none", "--points-per-side", "4",
+               "--pred-iou-thresh", "0", "--stability-score-thresh", "0", "--max-patches", "8"]
+    done = subprocess.run(job("train_samcp.py", "--images", str(tmp_path / "shards" / "*.tar"),
+                              "--output", str(tmp_path / "run"), *patches, "--workers", "1",
+                              "--batch-size", "1", "--steps", "2", "--ray-address", ray_cluster.address),
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "[cache] 2 examples" in done.stdout
+    labeler = Labeler.from_config(LabelerConfig(
+        sam_model="vit_b", sam_checkpoint=None, head_checkpoint=str(tmp_path / "run" / "samcp_head.pt"),
+        points_per_side=4, pred_iou_thresh=0.0, stability_score_thresh=0.0, max_patches=8, min_score=0.0))
+    assert labeler.head.config.feature_dim == 256  # the new head took ViT-B's width
+    image = SyntheticCorpus(SyntheticConfig(seed=SPLIT_SEEDS["val"], height=128, width=128))[0].image
+    labeled = labeler.label(image)
+    assert labeled.num_patches > 0 and labeled.segments
