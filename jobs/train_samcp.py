@@ -35,8 +35,9 @@ from samcp.train.criterion import CriterionConfig
 MODEL_FIELDS = ("vocab", "sam_model", "sam_checkpoint", "clip_model", "clip_checkpoint", "autocast",
                 *PATCH_FIELDS)
 CACHE_FIELDS = ("mirror", "turn", "actors", "num_gpus_per_actor", "cache_batch_size")
-TRAIN_FIELDS = ("init", "val", "val_images", "workers", "use_gpu", "epochs", "steps", "batch_size", "lr",
-                "weight_decay", "schedule", "warmup_steps", "grad_clip", "seed", "checkpoint_every")
+TRAIN_FIELDS = ("init", "backbone_checkpoint", "val", "val_images", "workers", "use_gpu", "epochs", "steps",
+                "batch_size", "lr", "weight_decay", "schedule", "warmup_steps", "grad_clip", "seed",
+                "checkpoint_every")
 HEAD_FIELDS = tuple(f for f in HeadConfig.__dataclass_fields__ if f not in ("feature_dim", "text_dim"))
 
 
@@ -63,18 +64,19 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     log = lambda line: print(line, flush=True)  # noqa: E731
-    head = config_from_args(HeadConfig, args, only=HEAD_FIELDS)
     cache = args.cache or child(args.output, "cache", args.storage_options)
     train = config_from_args(TrainConfig, args, only=TRAIN_FIELDS, cache=cache, output=args.output,
                              criterion=config_from_args(CriterionConfig, args),
                              storage_options=args.storage_options, ray_address=args.ray_address)
     try:
+        head = config_from_args(HeadConfig, args, only=HEAD_FIELDS)
         models = config_from_args(LabelerConfig, args, only=MODEL_FIELDS, head_checkpoint=None)
         labeling = describe_models(models.with_absolute_paths(), args.storage_options)
         check_clip_width(head.clip_dim, models.clip_model)
         source = LabelSource("coco" if args.ground_truth else "truth", tuple(args.images), args.ground_truth)
         summary = run_cache_job(config_from_args(CacheConfig, args, only=CACHE_FIELDS, cache=cache,
                                                  roi_size=head.roi_size, clip_dim=head.clip_dim,
+                                                 backbone=head.backbone,
                                                  storage_options=args.storage_options,
                                                  ray_address=args.ray_address), labeling, [source], log)
         if summary["failed"]:

@@ -20,6 +20,7 @@ from samcp.config import LabelerConfig
 from samcp.data.coco import encode_rle
 from samcp.flip_agreement import flip_ious
 from samcp.masks import mask_bbox
+from samcp.model.backbone import backbone_pixels
 from samcp.model.factory import build_head, check_head_fits, random_head
 from samcp.model.head import SamCPHead
 from samcp.model.inputs import head_inputs
@@ -73,7 +74,8 @@ class Labeler:
     def __init__(self, sam: Sam, head: SamCPHead, text: TextEncoder, vocab: Vocabulary,
                  generator: PatchGenerator, postprocess: PostprocessConfig, clip_trained: bool,
                  flip_agreement: bool = False, device: torch.device | str = "cpu"):
-        sam_width = sam.prompt_encoder.embed_dim
+        sam_width = (sam.prompt_encoder.embed_dim if head.config.reads_sam_embedding
+                     else head.config.feature_dim)  # a ResNet backbone's projection
         if (head.config.feature_dim, head.config.text_dim) != (sam_width, text.dim):
             raise ValueError(f"the SAM-CP head reads {head.config.feature_dim}-channel SAM embeddings and "
                              f"{head.config.text_dim}-wide text embeddings, but the SAM gives {sam_width} "
@@ -156,7 +158,10 @@ class Labeler:
             clip = (None if self.region_encoder is None else
                     self.region_encoder.embed_many([(pixels[i], patch_sets[i].masks, patch_sets[i].boxes)
                                                     for i in batch]))
-            inputs = head_inputs(patches, self.sam.image_encoder.img_size, self.head.config.roi_size, clip)
+            size = self.sam.image_encoder.img_size
+            pixels = None if self.head.backbone is None else [backbone_pixels(images[i], size).to(self.device)
+                                                              for i in batch]
+            inputs = head_inputs(patches, size, self.head.config.roi_size, clip, pixels)
             last = self.head(inputs, self.stuff_text, self.thing_text, last_only=True)[0]
         s = len(self.stuff_index)
         for b, (i, p) in enumerate(zip(batch, patches)):

@@ -47,7 +47,9 @@ def describe_models(cfg: LabelerConfig, storage_options: dict | None = None) -> 
                    files["clip"], cfg.clip_model)
     if files["head"] is not None:
         head = build_head(files["head"], storage_options)
-        widths = (sam.prompt_encoder.embed_dim, open_clip.get_model_config(cfg.clip_model)["embed_dim"])
+        sam_width = (sam.prompt_encoder.embed_dim if head.config.reads_sam_embedding
+                     else head.config.feature_dim)  # a ResNet backbone's projection
+        widths = (sam_width, open_clip.get_model_config(cfg.clip_model)["embed_dim"])
         if (head.config.feature_dim, head.config.text_dim) != widths:
             raise ValueError(f"the SAM-CP head reads {head.config.feature_dim}-channel SAM embeddings and "
                              f"{head.config.text_dim}-wide text embeddings, but SAM {cfg.sam_model!r} gives "

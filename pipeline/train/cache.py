@@ -117,6 +117,7 @@ class CacheConfig:
     cache: str  # folder URI
     roi_size: int = 7  # the head's `HeadConfig.roi_size`
     clip_dim: int = 0  # the head's `HeadConfig.clip_dim` (0: no CLIP region embeddings)
+    backbone: str = "sam"  # the head's `HeadConfig.backbone`: "resnet50" examples hold the image
     mirror: bool = field(default=False, metadata={"help": VIEW_HELP["mirror"]})
     turn: bool = field(default=False, metadata={"help": VIEW_HELP["turn"]})
     actors: int = field(default=1, metadata={"help": "patch cache actors (SAM loaded once in each)"})
@@ -128,7 +129,8 @@ class CacheConfig:
 
     def examples(self) -> dict:
         """What shapes every example, recorded in the manifest and each file's footer."""
-        return {"roi_size": self.roi_size, "clip_dim": self.clip_dim, "mirror": self.mirror,
+        return {"roi_size": self.roi_size, "clip_dim": self.clip_dim, "backbone": self.backbone,
+                "mirror": self.mirror,
                 "turn": self.turn, "decode": asdict(self.decode)}
 
 
@@ -230,7 +232,7 @@ class ShardCacher:
         self.manifest, self.cfg = manifest, cfg
         self.sources = sources
         self.builder = ExampleBuilder(manifest["labeling"], cfg.roi_size, cfg.clip_dim, cfg.storage_options,
-                                      torch_threads, cfg.mirror, cfg.turn)
+                                      torch_threads, cfg.mirror, cfg.turn, cfg.backbone)
         self.folder = CacheFolder(cfg.cache, cfg.storage_options)
 
     def __call__(self, row: dict) -> dict:

@@ -30,6 +30,7 @@ from samcp.clip.region import head_region_encoder
 from samcp.clip.text_encoder import TextEncoder
 from samcp.data.coco import PanopticDataset, decode_id_png, encode_rle
 from samcp.data.decode import DecodeConfig
+from samcp.model.backbone import backbone_pixels
 from samcp.sam.build import build_sam
 from samcp.sam.patches import AUTOCAST_DTYPES, PatchConfig, PatchGenerator
 from samcp.train.head import training_example
@@ -172,9 +173,11 @@ class ExampleBuilder:
     """
 
     def __init__(self, labeling: dict, roi_size: int, clip_dim: int = 0, storage_options: dict | None = None,
-                 torch_threads: int | None = None, mirror: bool = False, turn: bool = False):
+                 torch_threads: int | None = None, mirror: bool = False, turn: bool = False,
+                 backbone: str = "sam"):
         """labeling: the models and settings of a labeling manifest (`samcp.model_files.describe_models`);
-        clip_dim: the head's `HeadConfig.clip_dim` (0: no CLIP region embeddings)."""
+        clip_dim: the head's `HeadConfig.clip_dim` (0: no CLIP region embeddings); backbone: the head's
+        `HeadConfig.backbone` (for "resnet50" the examples hold the image instead of SAM's embedding)."""
         if torch_threads:
             torch.set_num_threads(torch_threads)
         sam, clip = labeling["sam"], labeling["clip"]
@@ -190,6 +193,7 @@ class ExampleBuilder:
         self.vocab = labeling_vocabulary(labeling)  # as recorded: the file may have changed since
         self.roi_size = roi_size
         self.mirror, self.turn = mirror, turn
+        self.pixels = backbone != "sam"
 
     def views(self, rows: list[dict]) -> list[tuple[str, np.ndarray, torch.Tensor, list[int]]]:
         """(key, (H, W, 3) image, (S, H, W) bool segment masks, S class ids) per image and view."""
@@ -217,8 +221,9 @@ class ExampleBuilder:
             clip = None
             if self.region_encoder is not None:  # a copy: Ray's image is a read-only view
                 clip = self.region_encoder(torch.tensor(image), patches.masks, patches.boxes).cpu().half()
-            example = training_example(patches.to("cpu"), masks, classes, self.vocab,
-                                       self.sam.image_encoder.img_size, self.roi_size,
-                                       ignore=~masks.any(0), clip=clip)
+            size = self.sam.image_encoder.img_size
+            pixels = backbone_pixels(image, size) if self.pixels else None
+            example = training_example(patches.to("cpu"), masks, classes, self.vocab, size, self.roi_size,
+                                       ignore=~masks.any(0), clip=clip, pixels=pixels)
             built.append({"key": key, "example": example.to_bytes()})
         return built

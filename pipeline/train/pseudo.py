@@ -129,6 +129,7 @@ def run_pseudo_training(cfg: PseudoTrainConfig, log: Callable[[str], None] = pri
                         grad_clip=cfg.grad_clip, seed=cfg.seed,
                         storage_options=cfg.storage_options, ray_address=cfg.ray_address)
     summary = run_cache_job(CacheConfig(cache, roi_size=head.config.roi_size, clip_dim=head.config.clip_dim,
+                                        backbone=head.config.backbone,
                                         mirror=cfg.mirror, turn=cfg.turn,
                                         num_gpus_per_actor=1.0 if cfg.use_gpu else 0.0, decode=cfg.decode,
                                         storage_options=cfg.storage_options, ray_address=cfg.ray_address),

@@ -63,6 +63,9 @@ class TrainConfig:
     output: str = field(metadata={"help": "run URI: checkpoints, metrics.json, samcp_head.pt"})
     init: str | None = field(default=None, metadata={
         "help": "head checkpoint to start from (default: a new head of the architecture flags)"})
+    backbone_checkpoint: str | None = field(default=None, metadata={
+        "help": "torchvision ResNet-50 weights (path or URI) for a new head with --backbone resnet50 "
+                "(default: random weights)"})
     val: tuple[str, ...] = field(default=(), metadata={
         "help": "shards with ground truth inside (make_shards.py synthetic or coco): PQ of their first "
                 "--val-images images after every epoch, in the metrics", "repeat": True})
@@ -116,7 +119,7 @@ def train_worker(config: dict) -> None:
     device = ray.train.torch.get_device()
     torch.manual_seed(cfg.seed)
     head = config["head"].to(device).train()
-    optimizer = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = torch.optim.AdamW(head.parameter_groups(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     vocab = labeling_vocabulary(labeling)
     text = TextEncoder(labeling["clip"]["model"], labeling["clip"]["checkpoint"], cfg.storage_options,
                        device=device)
@@ -228,14 +231,21 @@ def starting_head(cfg: TrainConfig, head_config: HeadConfig, labeling: dict, exa
     if cfg.init:
         head = build_head(cfg.init, cfg.storage_options)
     else:
-        with torch.device("meta"):
-            width = build_sam(sam["model"], None).prompt_encoder.embed_dim
-        head_config = dataclasses.replace(head_config, feature_dim=width,
-                                          text_dim=open_clip.get_model_config(clip["model"])["embed_dim"])
+        text_dim = open_clip.get_model_config(clip["model"])["embed_dim"]
+        if head_config.reads_sam_embedding:
+            with torch.device("meta"):
+                width = build_sam(sam["model"], None).prompt_encoder.embed_dim
+            head_config = dataclasses.replace(head_config, feature_dim=width, text_dim=text_dim)
+        else:
+            head_config = dataclasses.replace(head_config, text_dim=text_dim)
         head = SamCPHead(head_config)
+        if cfg.backbone_checkpoint:
+            if head.backbone is None:
+                raise ValueError("--backbone-checkpoint is for a head with --backbone resnet50")
+            head.backbone.load_torchvision(cfg.backbone_checkpoint, cfg.storage_options)
     check_clip_width(head.config.clip_dim, clip["model"])
     check_head_fits(head, sam["model"], sam_weights or None)
-    for name in ("roi_size", "clip_dim"):
+    for name in ("roi_size", "clip_dim", "backbone"):
         if getattr(head.config, name) != examples[name]:
             raise ValueError(f"the head reads {name} {getattr(head.config, name)}, the cache holds "
                              f"{examples[name]}: build a cache for this head (--{name.replace('_', '-')})")
@@ -249,7 +259,8 @@ def run_training(cfg: TrainConfig, head_config: HeadConfig | None = None,
                  log: Callable[[str], None] = print) -> dict:
     """Train (or resume) on `cfg.cache`; returns the metrics, the plan and the path of the final head."""
     cfg = dataclasses.replace(cfg, cache=absolute(cfg.cache), output=absolute(cfg.output),
-                              init=absolute_reference(cfg.init), val=tuple(absolute(v) for v in cfg.val))
+                              init=absolute_reference(cfg.init), val=tuple(absolute(v) for v in cfg.val),
+                              backbone_checkpoint=absolute_reference(cfg.backbone_checkpoint))
     folder = CacheFolder(cfg.cache, cfg.storage_options)
     manifest = folder.manifest()
     finished = folder.finished()

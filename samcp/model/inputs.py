@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 from torchvision.ops import box_convert
 
+from samcp.model.backbone import STRIDE as BACKBONE_STRIDE
 from samcp.model.patch_encoder import mask_roi_grid
 from samcp.sam.patches import PatchSet
 
@@ -20,7 +21,9 @@ from samcp.sam.patches import PatchSet
 class PatchFeatures:
     """One image's N patches as the head sees them.
 
-    embedding: (C, h, w). feature_boxes: (N, 4) xyxy in feature-map cells.
+    embedding: (C, h, w) SAM's embedding, or (3, S, S) uint8 the image in SAM's input
+    frame for a head with a ResNet backbone (`samcp.model.backbone`).
+    feature_boxes: (N, 4) xyxy in feature-map cells.
     roi_masks: (N, S, S) each patch mask inside its box. boxes: (N, 4) xyxy normalized by image size.
     clip: (N, E) CLIP embedding of each patch's region (`samcp.clip.region.RegionEncoder`), or None.
     """
@@ -59,14 +62,16 @@ def pixel_boxes(patches: PatchSet) -> torch.Tensor:
 
 
 def patch_features(patches: PatchSet, encoder_image_size: int, roi_size: int,
-                   clip: torch.Tensor | None = None) -> PatchFeatures:
-    """clip: (N, E) the patches' CLIP region embeddings, for a head that reads them."""
+                   clip: torch.Tensor | None = None, pixels: torch.Tensor | None = None) -> PatchFeatures:
+    """clip: (N, E) the patches' CLIP region embeddings, for a head that reads them; pixels: (3, S, S)
+    the image in SAM's input frame, for a head with a ResNet backbone (it replaces the embedding)."""
     boxes = pixel_boxes(patches)
     h, w = patches.image_size
     input_scale = patches.input_size[0] / h  # ResizeLongestSide keeps the aspect ratio
-    feature_cells = patches.embedding.shape[-1] / encoder_image_size
+    feature_cells = (patches.embedding.shape[-1] / encoder_image_size if pixels is None
+                     else 1 / BACKBONE_STRIDE)
     return PatchFeatures(
-        embedding=patches.embedding,
+        embedding=patches.embedding if pixels is None else pixels,
         feature_boxes=boxes * input_scale * feature_cells,
         roi_masks=mask_roi_grid(patches.masks, boxes, roi_size),
         boxes=boxes / torch.tensor([w, h, w, h], dtype=torch.float, device=boxes.device),
@@ -109,7 +114,11 @@ def collate(images: list[PatchFeatures]) -> HeadInputs:
 
 
 def head_inputs(patch_sets: list[PatchSet], encoder_image_size: int, roi_size: int,
-                clip: list[torch.Tensor] | None = None) -> HeadInputs:
-    """clip: per image, its patches' (N, E) CLIP region embeddings (for a head that reads them)."""
+                clip: list[torch.Tensor] | None = None,
+                pixels: list[torch.Tensor] | None = None) -> HeadInputs:
+    """clip: per image, its patches' (N, E) CLIP region embeddings (for a head that reads them);
+    pixels: per image, its (3, S, S) pixels in SAM's input frame (for a ResNet backbone)."""
     clip = clip or [None] * len(patch_sets)
-    return collate([patch_features(p, encoder_image_size, roi_size, c) for p, c in zip(patch_sets, clip)])
+    pixels = pixels or [None] * len(patch_sets)
+    return collate([patch_features(p, encoder_image_size, roi_size, c, x)
+                    for p, c, x in zip(patch_sets, clip, pixels)])

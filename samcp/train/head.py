@@ -48,16 +48,19 @@ class CachedImage:
 
 def training_example(patches: PatchSet, segment_masks: torch.Tensor, segment_classes: list[int],
                      vocab: Vocabulary, img_size: int, roi_size: int,
-                     ignore: torch.Tensor | None = None, clip: torch.Tensor | None = None) -> CachedImage:
-    """Features (embedding in fp16) and targets of one image's patches against its segments.
+                     ignore: torch.Tensor | None = None, clip: torch.Tensor | None = None,
+                     pixels: torch.Tensor | None = None) -> CachedImage:
+    """Features (embedding in fp16, or the (3, S, S) uint8 `pixels` for a ResNet backbone) and
+    targets of one image's patches against its segments.
 
     segment_masks: (G, H, W) bool with category ids `segment_classes`; ignore: (H, W) bool
     pixels without labels (see `samcp.train.assign`); clip: (N, E) the patches' CLIP region embeddings.
     """
     targets = assign(patches.masks, pixel_boxes(patches), segment_masks, segment_classes,
                      [c.id for c in vocab.things], [c.id for c in vocab.stuff], ignore=ignore)
-    features = patch_features(patches, img_size, roi_size, clip)
-    features.embedding = features.embedding.half()
+    features = patch_features(patches, img_size, roi_size, clip, pixels)
+    if pixels is None:
+        features.embedding = features.embedding.half()
     return CachedImage(features, targets)
 
 
@@ -68,7 +71,7 @@ def train_step(head: SamCPHead, optimizer: torch.optim.Optimizer, batch: list[Ca
     inputs = collate([b.features for b in batch]).to(device)
     targets = [b.targets.to(device) for b in batch]
     for group in optimizer.param_groups:
-        group["lr"] = lr
+        group["lr"] = lr * group.get("lr_mult", 1.0)
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
         outputs = head(inputs, stuff_text, thing_text)
     outputs = [{k: v.float() for k, v in layer.items()} for layer in outputs]

@@ -11,6 +11,8 @@ import sys
 import time
 
 import s3fs
+import torch
+from torchvision.models import resnet50
 
 from samcp.config import LabelerConfig
 from samcp.data.synthetic import SPLIT_SEEDS, SyntheticConfig, SyntheticCorpus
@@ -90,3 +92,22 @@ def test_a_vit_b_sam_with_random_weights_caches_trains_and_labels(ray_cluster, t
     image = SyntheticCorpus(SyntheticConfig(seed=SPLIT_SEEDS["val"], height=128, width=128))[0].image
     labeled = labeler.label(image)
     assert labeled.num_patches > 0 and labeled.segments
+
+
+def test_a_resnet50_backbone_caches_images_trains_from_torchvision_weights_and_labels(ray_cluster, tmp_path):
+    subprocess.run(job("make_shards.py", "synthetic", "--num-images", "2", "--image-size", "128",
+                       "--image-format", "png", "--output", str(tmp_path / "shards"), "--no-progress"),
+                   check=True, capture_output=True, timeout=300)
+    torch.save(resnet50(weights=None).state_dict(), tmp_path / "r50.pth")
+    done = subprocess.run(job("train_samcp.py", "--images", str(tmp_path / "shards" / "*.tar"),
+                              "--output", str(tmp_path / "run"), "--points-per-side", "8",
+                              "--backbone", "resnet50", "--backbone-checkpoint", str(tmp_path / "r50.pth"),
+                              "--workers", "1", "--batch-size", "2", "--steps", "2",
+                              "--ray-address", ray_cluster.address),
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    labeler = Labeler.from_config(LabelerConfig(head_checkpoint=str(tmp_path / "run" / "samcp_head.pt"),
+                                                points_per_side=8, min_score=0.0))
+    assert labeler.head.config.backbone == "resnet50" and labeler.head.backbone is not None
+    image = SyntheticCorpus(SyntheticConfig(seed=SPLIT_SEEDS["val"], height=128, width=128))[0].image
+    assert labeler.label(image).segments
