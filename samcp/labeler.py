@@ -159,9 +159,9 @@ class Labeler:
                     self.region_encoder.embed_many([(pixels[i], patch_sets[i].masks, patch_sets[i].boxes)
                                                     for i in batch]))
             size = self.sam.image_encoder.img_size
-            pixels = None if self.head.backbone is None else [backbone_pixels(images[i], size).to(self.device)
+            frames = None if self.head.backbone is None else [backbone_pixels(images[i], size).to(self.device)
                                                               for i in batch]
-            inputs = head_inputs(patches, size, self.head.config.roi_size, clip, pixels)
+            inputs = head_inputs(patches, size, self.head.config.roi_size, clip, frames)
             last = self.head(inputs, self.stuff_text, self.thing_text, last_only=True)[0]
         s = len(self.stuff_index)
         for b, (i, p) in enumerate(zip(batch, patches)):
