@@ -328,8 +328,9 @@ def run_cache_job(cfg: CacheConfig, labeling: dict, sources: list[LabelSource],
     failed = {}
     if todo:
         init_ray(cfg.ray_address)
+        # CPU actors share the cluster's CPUs (a quarter left for Ray's own tasks); GPU actors take one.
         cpus = max(1.0, ray.cluster_resources().get("CPU", 1.0) - 0.25)
-        per_actor = 1.0 if cfg.num_gpus_per_actor else max(1.0, cpus // max(1, cfg.actors))
+        per_actor = 1.0 if cfg.num_gpus_per_actor else cpus / max(1, cfg.actors)
         ds = ray.data.from_items([{"shard": s, "source": i} for s, i in todo], override_num_blocks=len(todo))
         ds = ds.map(ShardCacher, fn_constructor_kwargs={
                         "manifest": manifest, "sources": sources, "cfg": cfg,

@@ -77,7 +77,7 @@ def test_a_vit_b_sam_with_random_weights_caches_trains_and_labels(ray_cluster, t
     subprocess.run(job("make_shards.py", "synthetic", "--num-images", "2", "--image-size", "128",
                        "--image-format", "png", "--output", str(tmp_path / "shards"), "--no-progress"),
                    check=True, capture_output=True, timeout=300)
-    patches = ["--sam-model", "vit_b", "--sam-checkpoint", "none", "--points-per-side", "4",
+    patches = ["--sam-model", "vit_b", "--sam-checkpoint", "none", "--points-per-side", "8",
                "--pred-iou-thresh", "0", "--stability-score-thresh", "0", "--max-patches", "8"]
     done = subprocess.run(job("train_samcp.py", "--images", str(tmp_path / "shards" / "*.tar"),
                               "--output", str(tmp_path / "run"), *patches, "--workers", "1",
@@ -87,7 +87,8 @@ def test_a_vit_b_sam_with_random_weights_caches_trains_and_labels(ray_cluster, t
     assert "[cache] 2 examples" in done.stdout
     labeler = Labeler.from_config(LabelerConfig(
         sam_model="vit_b", sam_checkpoint=None, head_checkpoint=str(tmp_path / "run" / "samcp_head.pt"),
-        points_per_side=4, pred_iou_thresh=0.0, stability_score_thresh=0.0, max_patches=8, min_score=0.0))
+        points_per_side=8, pred_iou_thresh=0.0, stability_score_thresh=0.0, max_patches=8, min_score=0.0,
+        affinity_thresh=0.0, overlap_thresh=0.0))  # random weights: keep whatever the head makes
     assert labeler.head.config.feature_dim == 256  # the new head took ViT-B's width
     image = SyntheticCorpus(SyntheticConfig(seed=SPLIT_SEEDS["val"], height=128, width=128))[0].image
     labeled = labeler.label(image)
