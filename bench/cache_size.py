@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     from samcp.config import LabelerConfig
     from samcp.data.synthetic import SPLIT_SEEDS, SyntheticConfig, SyntheticCorpus
     from samcp.model_files import describe_models
-    from samcp.provenance import provenance
+    from samcp.provenance import provenance, write_result
     from samcp.train.head import CachedImage
 
     random = args.sam_checkpoint.lower() == "none"
@@ -81,9 +81,7 @@ def main(argv: list[str] | None = None) -> int:
               "provenance": provenance(config.checkpoint_files(), vars(args), "train",
                                        range(5000, 5000 + args.images))}
     path = os.path.join(RESULTS, f"cache_size-{args.sam_model}.json")
-    with open(path, "w") as f:
-        json.dump(result, f, indent=1)
-    print(f"wrote {path}")
+    write_result(path, result)
     return 0
 
 

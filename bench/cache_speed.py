@@ -14,7 +14,6 @@ after a warm-up round; the ratio of each round's images/s is reported, with its 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import time
@@ -41,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     from samcp.data.synthetic import SPLIT_SEEDS, SyntheticConfig, SyntheticCorpus
     from samcp.labeler import Labeler
     from samcp.model_files import describe_models
-    from samcp.provenance import provenance
+    from samcp.provenance import provenance, write_result
 
     config = LabelerConfig()
     labeler = Labeler.from_config(config)
@@ -82,9 +81,7 @@ def main(argv: list[str] | None = None) -> int:
                                        range(5000, 5000 + args.images))}
     print(f"median ratio cache / labeling: {result['median_ratio']:.3f}")
     path = args.output or os.path.join(RESULTS, f"cache_speed-{device}.json")
-    with open(path, "w") as f:
-        json.dump(result, f, indent=1)
-    print(f"wrote {path}")
+    write_result(path, result)
     return 0
 
 

@@ -15,7 +15,6 @@ Writes bench/results/head_cost-<sam model>-<cpu|gpu>.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 
@@ -26,7 +25,7 @@ from samcp.config import LabelerConfig
 from samcp.data.synthetic import SPLIT_SEEDS, SyntheticConfig, SyntheticCorpus
 from samcp.flags import add_config_arguments, config_from_args
 from samcp.labeler import Labeler
-from samcp.provenance import provenance
+from samcp.provenance import provenance, write_result
 
 STAGES = ("sam.encode", "sam.decode", "samcp.head", "samcp.postprocess", "samcp.rle")
 
@@ -119,9 +118,7 @@ def main() -> None:
     kind = "gpu" if on_gpu else "cpu"
     path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
                         f"head_cost-{args.sam_model}-{kind}.json")
-    with open(path, "w") as f:
-        json.dump(results, f, indent=1)
-    print(f"wrote {path}")
+    write_result(path, results)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ Writes bench/results/pipeline-<mode>-<device>.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import tempfile
@@ -39,7 +38,7 @@ from samcp.data.decode import decode_image
 from samcp.data.synthetic import SPLIT_SEEDS, SyntheticConfig, SyntheticCorpus
 from samcp.flags import add_config_arguments, config_from_args
 from samcp.labeler import Labeler
-from samcp.provenance import provenance
+from samcp.provenance import provenance, write_result
 
 
 def make_shards(root: str, num_images: int, shard_size: int, image_size: int = 256) -> list[str]:
@@ -232,9 +231,7 @@ def main() -> None:
     results["provenance"] = provenance(files, vars(args), "val", images)
     results_dir = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
     path = os.path.join(results_dir, f"pipeline-{args.mode}-{device}.json")
-    with open(path, "w") as f:
-        json.dump(results, f, indent=1)
-    print(f"wrote {path}")
+    write_result(path, results)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ Writes bench/results/patch_generator-<model>-<device>.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import time
@@ -23,7 +22,7 @@ from segment_anything import SamAutomaticMaskGenerator
 
 from samcp.data.synthetic import SPLIT_SEEDS, SyntheticConfig, SyntheticCorpus
 from samcp.eval.patch_quality import pairwise_iou
-from samcp.provenance import provenance
+from samcp.provenance import provenance, write_result
 from samcp.sam.build import build_sam
 from samcp.sam.patches import AUTOCAST_DTYPES, PatchConfig, PatchGenerator
 from samcp.shipped import checkpoint_file
@@ -116,9 +115,7 @@ def main() -> None:
     crop_tag = f"-crops{args.crop_n_layers}" if args.crop_n_layers else ""
     path = (f"bench/results/patch_generator-{args.sam_model}-{device}-pps{args.points_per_side}"
             f"{crop_tag}{dtype_tag}.json")
-    with open(path, "w") as f:
-        json.dump(result, f, indent=1)
-    print(f"wrote {path}")
+    write_result(path, result)
 
 
 if __name__ == "__main__":

@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         train_child(*args.child, args.batch_size)
         return 0
     from samcp.config import LabelerConfig
-    from samcp.provenance import provenance
+    from samcp.provenance import provenance, write_result
 
     folder = args.folder or tempfile.mkdtemp(prefix="train_memory-")
     base = real_cache(folder, args.base)
@@ -139,9 +139,7 @@ def main(argv: list[str] | None = None) -> int:
               "provenance": provenance(LabelerConfig(head_checkpoint=None).checkpoint_files(), vars(args),
                                        "train", range(args.base))}
     path = os.path.join(RESULTS, "train_memory-cpu.json")
-    with open(path, "w") as f:
-        json.dump(result, f, indent=1)
-    print(f"wrote {path}")
+    write_result(path, result)
     return 0
 
 

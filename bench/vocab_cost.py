@@ -139,7 +139,7 @@ def main() -> None:
               f"{row['segments_per_image']} segments/img")
     from samcp.config import LabelerConfig
     from samcp.flags import config_from_args
-    from samcp.provenance import provenance
+    from samcp.provenance import provenance, write_result
 
     cfg = config_from_args(LabelerConfig, args)
     result = {"rows": rows, "images": args.images, "batch_size": args.batch_size,
@@ -147,9 +147,7 @@ def main() -> None:
               "provenance": provenance(cfg.checkpoint_files(), vars(args), "val", range(args.images))}
     kind = "gpu" if "cpu (" not in first["device"] else "cpu"
     path = os.path.join(RESULTS, f"vocab_cost-{kind}.json")
-    with open(path, "w") as f:
-        json.dump(result, f, indent=1)
-    print(f"wrote {path}")
+    write_result(path, result)
 
 
 if __name__ == "__main__":

@@ -107,5 +107,12 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine() or "unknown"
 
 
+def write_result(path: str, result: dict) -> None:
+    """Write a result JSON (a benchmark's, an evaluation's) and say where."""
+    with open(path, "w") as f:
+        json.dump(result, f, indent=1)
+    print(f"wrote {path}")
+
+
 def _json_ready(value):
     return json.loads(json.dumps(value, default=str))
