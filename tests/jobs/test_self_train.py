@@ -31,7 +31,8 @@ def test_one_round_trains_on_mirrored_and_turned_labels_scores_both_heads_and_re
     assert all(0 <= r["pq"] <= 100 for r in rows) and rows[1]["training_images"] > 0
     assert "| 1 |" in first and "over round 0" in first
     trained = json.loads((tmp_path / "rounds" / "round-1" / "train" / "metrics.json").read_text())
-    assert trained["config"]["mirror"] is True and trained["config"]["turn"] is True
+    views = trained["config"]["cache"]["examples"]  # the patch cache made the views
+    assert views["mirror"] is True and views["turn"] is True
     # A mirrored and a turned copy triple the pseudo-labeled images that kept a segment.
     assert trained["images"] == rows[1]["training_images"] and trained["images"] % 3 == 0
     assert build_head(rows[1]["head"]).sam_model == "tiny"

@@ -67,7 +67,8 @@ def test_killed_training_resumes_to_the_planned_steps_and_the_head_labels(ray_cl
 
     head = tmp_path / "head.pt"
     head.write_bytes(fs.cat_file(f"{root}/run/samcp_head.pt"))
-    labeler = Labeler.from_config(LabelerConfig(head_checkpoint=str(head), points_per_side=8, min_score=0.0))
+    labeler = Labeler.from_config(LabelerConfig(head_checkpoint=str(head), points_per_side=8, min_score=0.0,
+                                                affinity_thresh=0.0, overlap_thresh=0.0))
     image = SyntheticCorpus(SyntheticConfig(seed=SPLIT_SEEDS["val"]))[0].image
     assert labeler.label(image).segments  # the head labels (a few steps: low scores, none dropped)
 
@@ -108,7 +109,8 @@ def test_a_resnet50_backbone_caches_images_trains_from_torchvision_weights_and_l
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     labeler = Labeler.from_config(LabelerConfig(head_checkpoint=str(tmp_path / "run" / "samcp_head.pt"),
-                                                points_per_side=8, min_score=0.0))
+                                                points_per_side=8, min_score=0.0, affinity_thresh=0.0,
+                                                overlap_thresh=0.0))
     assert labeler.head.config.backbone == "resnet50" and labeler.head.backbone is not None
     image = SyntheticCorpus(SyntheticConfig(seed=SPLIT_SEEDS["val"], height=128, width=128))[0].image
     assert labeler.label(image).segments
