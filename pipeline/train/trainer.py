@@ -85,6 +85,9 @@ class TrainConfig:
     grad_clip: float = field(default=0.1, metadata={"help": "gradient norm clip"})
     seed: int = 0
     checkpoint_every: int = field(default=200, metadata={"help": "steps between checkpoints"})
+    object_store_mib: int = field(default=128, metadata={
+        "help": "how much of the cache Ray Data may read ahead of the workers, in MiB: what bounds the "
+                "trainer's memory, whatever the cache's size"})
     criterion: CriterionConfig = field(default_factory=CriterionConfig)
     storage_options: dict | None = None
     ray_address: str | None = None
@@ -213,6 +216,14 @@ def report(metrics: dict, rank: int, head: torch.nn.Module, optimizer: torch.opt
         ray.train.report(metrics, checkpoint=checkpoint)
 
 
+def read_ahead(object_store_mib: int) -> ray.train.DataConfig:
+    """Ray Train's data config with Ray Data's object store use bounded: reading outruns training,
+    and would otherwise buffer as much of the cache as the object store holds."""
+    options = ray.train.DataConfig.default_ingest_options()
+    options.resource_limits = options.resource_limits.copy(object_store_memory=object_store_mib * 2**20)
+    return ray.train.DataConfig(execution_options=options)
+
+
 def storage(output: str, storage_options: dict | None) -> tuple[str, pyarrow.fs.FileSystem | None]:
     """(storage_path, filesystem) for Ray Train and Ray Data: an fsspec filesystem, wrapped."""
     fs, path = resolve(output, storage_options)
@@ -287,7 +298,7 @@ def run_training(cfg: TrainConfig, head_config: HeadConfig | None = None,
         run_config=ray.train.RunConfig(name=RUN_NAME, storage_path=storage_path,
                                        storage_filesystem=filesystem,
                                        checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2)),
-        datasets={"train": dataset})
+        datasets={"train": dataset}, dataset_config=read_ahead(cfg.object_store_mib))
     result = trainer.fit()
     with result.checkpoint.as_directory() as checkpoint:
         state = torch.load(os.path.join(checkpoint, STATE), map_location="cpu", weights_only=True)
