@@ -86,8 +86,7 @@ class TrainConfig:
     seed: int = 0
     checkpoint_every: int = field(default=200, metadata={"help": "steps between checkpoints"})
     object_store_mib: int = field(default=128, metadata={
-        "help": "how much of the cache Ray Data may read ahead of the workers, in MiB: what bounds the "
-                "trainer's memory, whatever the cache's size"})
+        "help": "Ray Data's object store budget for reading the cache ahead of the workers, in MiB"})
     criterion: CriterionConfig = field(default_factory=CriterionConfig)
     storage_options: dict | None = None
     ray_address: str | None = None
@@ -217,7 +216,7 @@ def report(metrics: dict, rank: int, head: torch.nn.Module, optimizer: torch.opt
 
 
 def read_ahead(object_store_mib: int) -> ray.train.DataConfig:
-    """Ray Train's data config with Ray Data's object store use bounded: reading outruns training,
+    """Ray Train's data config with Ray Data's object store budget set: reading outruns training,
     and would otherwise buffer as much of the cache as the object store holds."""
     options = ray.train.DataConfig.default_ingest_options()
     options.resource_limits = options.resource_limits.copy(object_store_memory=object_store_mib * 2**20)
