@@ -155,6 +155,36 @@ def atomic_write(fs: fsspec.AbstractFileSystem, path: str) -> Iterator[BinaryIO]
         fs.put_file(f.name, path)
 
 
+class Folder:
+    """A folder at any URI that a job keeps its files in: named members, JSON members written
+    atomically."""
+
+    def __init__(self, uri: str, storage_options: dict | None = None):
+        self.uri = uri
+        self.fs, self.root = resolve(uri, storage_options)
+
+    def path(self, name: str) -> str:
+        return join(self.fs, self.root, name)
+
+    def read_json(self, name: str) -> dict | None:
+        """The JSON member `name`, None if absent; ValueError if it is not JSON."""
+        path = self.path(name)
+        self.fs.invalidate_cache()
+        if not self.fs.exists(path):
+            return None
+        with self.fs.open(path, "rb") as f:
+            return json.load(f)
+
+    def write_json(self, name: str, content: dict) -> None:
+        with atomic_write(self.fs, self.path(name)) as f:
+            f.write(json.dumps(content, indent=1).encode())
+
+    def remove(self, name: str) -> None:
+        path = self.path(name)
+        if self.fs.exists(path):
+            self.fs.rm(path)
+
+
 def parse_storage_options(text: str) -> dict:
     """The `--storage-options` flag: a JSON object. The error never repeats the text, which may
     hold credentials (argparse would echo it for any other exception)."""

@@ -41,7 +41,7 @@ from pipeline.train.examples import (
 )
 from samcp.data.coco import PanopticDataset
 from samcp.data.decode import DecodeConfig
-from samcp.storage import absolute, atomic_write, ensure_directory, join, resolve
+from samcp.storage import Folder, absolute, atomic_write, ensure_directory
 
 CACHE_VERSION = 1
 MANIFEST = "_manifest.json"
@@ -134,27 +134,9 @@ class CacheConfig:
                 "turn": self.turn, "decode": asdict(self.decode)}
 
 
-class CacheFolder:
+class CacheFolder(Folder):
     """The cache folder: one Parquet file per input shard (`key`, `example`), `_manifest.json`,
     `_SUCCESS` (the summary of the last complete run)."""
-
-    def __init__(self, uri: str, storage_options: dict | None = None):
-        self.uri = uri
-        self.fs, self.root = resolve(uri, storage_options)
-
-    def path(self, name: str) -> str:
-        return join(self.fs, self.root, name)
-
-    def read_json(self, name: str) -> dict | None:
-        self.fs.invalidate_cache()
-        if not self.fs.exists(self.path(name)):
-            return None
-        with self.fs.open(self.path(name), "rb") as f:
-            return json.load(f)
-
-    def write_json(self, name: str, content: dict) -> None:
-        with atomic_write(self.fs, self.path(name)) as f:
-            f.write(json.dumps(content, indent=1).encode())
 
     def manifest(self) -> dict:
         manifest = self.read_json(MANIFEST)
