@@ -56,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
                            **({"pred_iou_thresh": 0.0, "stability_score_thresh": 0.0} if random else {}))
     builder = ExampleBuilder(describe_models(config), roi_size=7, clip_dim=args.clip_dim)
     corpus = SyntheticCorpus(SyntheticConfig(seed=SPLIT_SEEDS["train"]))
-    rows = [truth_row({"key": s.key, "image": s.image}, s.panoptic, s.metadata()["segments_info"])
+    rows = [truth_row({"key": s.key, "image": s.image, "height": s.image.shape[0], "width": s.image.shape[1]},
+                      s.panoptic, s.metadata()["segments_info"])
             for s in (corpus[5000 + i] for i in range(args.images))]
     measured = []
     for row in builder.build(rows):

@@ -47,7 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     builder = ExampleBuilder(describe_models(config), roi_size=7, clip_dim=args.clip_dim)
     corpus = SyntheticCorpus(SyntheticConfig(seed=SPLIT_SEEDS["train"]))
     samples = [corpus[5000 + i] for i in range(args.images)]
-    rows = [truth_row({"key": s.key, "image": s.image}, s.panoptic, s.metadata()["segments_info"])
+    rows = [truth_row({"key": s.key, "image": s.image, "height": s.image.shape[0], "width": s.image.shape[1]},
+                      s.panoptic, s.metadata()["segments_info"])
             for s in samples]
     batches = [rows[i:i + args.batch_size] for i in range(0, len(rows), args.batch_size)]
 

@@ -28,7 +28,6 @@ from pipeline.inputs import expand_inputs
 from pipeline.labeling import LabelActor
 from pipeline.output import MANIFEST_VERSION, PENDING, SUCCESS, LabelOutput
 from pipeline.reader import ShardReader
-from pipeline.schema import SCHEMA_VERSION
 from samcp.model_files import describe_models
 
 
@@ -230,7 +229,7 @@ def run_label_job(cfg: JobConfig, log: Callable[[str], None] = print) -> dict:
     # Checks every model file (a missing, corrupt or mismatched checkpoint fails now with its own
     # message, not later as a dead actor on the cluster, and before the output is claimed).
     labeling = {**describe_models(cfg.labeler, cfg.storage_options), "decode": dataclasses.asdict(cfg.decode)}
-    manifest = {"version": MANIFEST_VERSION, "schema_version": SCHEMA_VERSION, "labeling": labeling,
+    manifest = {"version": MANIFEST_VERSION, "labeling": labeling,
                 "package_version": package_version(),
                 "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     output.prepare(manifest, cfg.overwrite)

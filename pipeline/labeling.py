@@ -30,20 +30,24 @@ class LabelActor:
     def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
         rows = [dict(zip(batch, values)) for values in zip(*batch.values())]
         todo = [r for r in rows if r["kind"] == "sample" and not r["error"]]
-        results = dict(zip((id(r) for r in todo), self._label([r["image"] for r in todo])))
+        labeled = self._label([r["image"] for r in todo], [(int(r["height"]), int(r["width"])) for r in todo])
+        results = dict(zip((id(r) for r in todo), labeled))
         return transit_table([self._output(r, results.get(id(r))) for r in rows])
 
-    def _label(self, images: list[np.ndarray]) -> list[LabeledImage | Exception]:
+    def _label(self, images: list[np.ndarray], native_sizes: list[tuple[int, int]]
+               ) -> list[LabeledImage | Exception]:
+        """Labels at each image's native size (height, width)."""
         if not images:
             return []
         try:
-            return self.labeler.label_batch(images)
+            return self.labeler.label_batch(images, native_sizes)
         except Exception as error:  # noqa: BLE001 - any failure becomes the sample's error row
             if len(images) == 1:
                 return [error]
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
-            return [result for image in images for result in self._label([image])]
+            return [result for image, size in zip(images, native_sizes)
+                    for result in self._label([image], [size])]
 
     @staticmethod
     def _output(row: dict, result: LabeledImage | Exception | None) -> dict:
@@ -59,7 +63,8 @@ class LabelActor:
         if isinstance(result, Exception):
             reason = f"labeling failed: {type(result).__name__}: {result}".split("\n")[0]
             return {**error_row(key, shard, reason, width, height), **transit}
-        return {**ok_row(key, shard, width, height, result.num_patches, result.segments), **transit}
+        return {**ok_row(key, shard, width, height, result.num_patches, result.segments,
+                         row["image"].shape[:2]), **transit}
 
 
 def transit_table(rows: list[dict]) -> pa.Table:

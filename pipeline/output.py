@@ -32,7 +32,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.schema import SCHEMA, SCHEMA_VERSION
-from samcp.storage import atomic_write, ensure_directory, join, resolve
+from samcp.storage import Folder, atomic_write, ensure_directory
 from samcp.vocab import Vocabulary, VocabularyError, load_vocabulary
 
 MANIFEST = "_manifest.json"
@@ -63,14 +63,7 @@ class Census:
     invalid: dict[str, str] = field(default_factory=dict)
 
 
-class LabelOutput:
-    def __init__(self, uri: str, storage_options: dict | None = None):
-        self.uri = uri
-        self.fs, self.root = resolve(uri, storage_options)
-
-    def path(self, name: str) -> str:
-        return join(self.fs, self.root, name)
-
+class LabelOutput(Folder):
     def parquet_files(self) -> list[str]:
         """The shard files: Parquet files at the top of the directory named like one
         (`shard_file_name`); nothing in folders below it."""
@@ -136,7 +129,9 @@ class LabelOutput:
         Raises OutputConflict when it holds labels of another manifest, a damaged manifest or
         shard files with no manifest, unless `overwrite`, which deletes them (shard files at
         its top only) without reading them. Raises StorageError when it cannot be written.
+        The manifest records the version of the rows this package writes (`SCHEMA_VERSION`).
         """
+        manifest = {**manifest, "schema_version": SCHEMA_VERSION}
         ensure_directory(self.fs, self.root, self.uri)
         if overwrite:
             for path in self.parquet_files():
@@ -197,7 +192,8 @@ class LabelOutput:
         counts["error"] = counts["samples"] - counts["ok"]
         if skipped_members:
             counts["skipped_members"] = skipped_members
-        metadata = {METADATA_KEY: json.dumps({**manifest, "shard": shard, "counts": counts}).encode()}
+        metadata = {METADATA_KEY: json.dumps({**manifest, "schema_version": SCHEMA_VERSION, "shard": shard,
+                                              "counts": counts}).encode()}
         table = pa.Table.from_pylist(rows, schema=SCHEMA.with_metadata(metadata))
         with atomic_write(self.fs, self.path(shard_file_name(shard))) as f:
             pq.write_table(table, f, compression="zstd")
@@ -221,20 +217,6 @@ class LabelOutput:
         tables = list(self.shard_tables())
         return pa.concat_tables(tables) if tables else SCHEMA.empty_table()
 
-    def read_json(self, name: str) -> dict | None:
-        """The JSON file `name` of the directory, None if absent; ValueError if it is not JSON."""
-        path = self.path(name)
-        self.fs.invalidate_cache()
-        if not self.fs.exists(path):
-            return None
-        with self.fs.open(path, "rb") as f:
-            return json.load(f)
-
-    def remove(self, name: str) -> None:
-        path = self.path(name)
-        if self.fs.exists(path):
-            self.fs.rm(path)
-
     def manifest(self) -> dict:
         """The `_manifest.json` of a labeling output: which models, patches and vocabulary made it."""
         manifest = self.read_json(MANIFEST)
@@ -250,10 +232,6 @@ class LabelOutput:
             return labeling_vocabulary(self.manifest()["labeling"])
         except (KeyError, TypeError, ValueError) as error:
             raise VocabularyError(f"{self.uri}/{MANIFEST}: {error}") from None
-
-    def write_json(self, name: str, content: dict) -> None:
-        with atomic_write(self.fs, self.path(name)) as f:
-            f.write(json.dumps(content, indent=1).encode())
 
 
 def labeling_vocabulary(labeling: dict) -> Vocabulary:

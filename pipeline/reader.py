@@ -7,8 +7,9 @@ Every row has the same columns:
     kind            "sample" or "end"
     key, shard      the sample's key and the shard's URI ("" key on the end row)
     index           the sample's position in the shard (on the end row: the count)
-    image           (H, W, 3) uint8, or (0, 0, 3) when the sample is an error
-    width, height   of the decoded image (0 when unknown)
+    image           (H, W, 3) uint8, at most `--max-side` a side, or (0, 0, 3) when the
+                    sample is an error
+    width, height   the image's own size, after EXIF rotation (0 when unknown)
     error           why the sample cannot be labeled, or "" (strings, never null: Ray
                     Data turns an all-null column into floats)
     shard_samples   on the end row: how many sample rows the shard produced (else -1)
@@ -45,7 +46,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
-from samcp.data.decode import DecodeConfig, DecodeError, decode_image
+from samcp.data.decode import DecodeConfig, DecodeError, decode
 from samcp.storage import open_uri
 
 IMAGE_FIELDS = ("jpg", "jpeg", "png", "webp", "tif", "tiff", "bmp")
@@ -109,24 +110,30 @@ class ShardReader:
             row["error"] = f"sample has no image (fields: {', '.join(sorted(fields)) or 'none'})"
             return row
         try:
-            image = decode_image(fields[name], self.decode)
+            decoded = decode(fields[name], self.decode)
         except DecodeError as error:
             row["error"] = str(error)
             return row
-        row.update(image=image, height=image.shape[0], width=image.shape[1])
+        height, width = decoded.native_size
+        row.update(image=decoded.pixels, height=height, width=width)
         return row
 
 
 def source_images(shard: str, sizes: dict[str, tuple[int, int]], storage_options: dict | None = None,
                   decode: DecodeConfig | None = None) -> tuple[dict[str, np.ndarray], str]:
-    """The images of the keys in `sizes` (key -> labeled (height, width)) from one shard, resized to
-    that size when the shard decodes them at another (labels made with another `--max-side`).
+    """The images of the keys in `sizes` (key -> labeled (height, width)) from one shard, decoded at
+    up to the largest of those sizes (labels are at the images' own size), and resized to the
+    labeled size when a sample decodes at another (labels of an earlier version, made at the
+    model's size).
 
     Returns ({key: (H, W, 3) uint8}, why some could not be read or ""): samples that fail to
     decode are left out, and a shard that cannot be read whole gives what it had before the fault.
     """
+    if decode is None:
+        largest = max((max(size) for size in sizes.values()), default=0)
+        decode = DecodeConfig(max_side=max(largest, DecodeConfig.max_side))
     images, problems = {}, []
-    for row in ShardReader(storage_options, decode or DecodeConfig())({"shard": shard}):
+    for row in ShardReader(storage_options, decode)({"shard": shard}):
         if row["kind"] == "end":
             problems.append(row["shard_error"])
         elif row["key"] in sizes and not row["error"]:

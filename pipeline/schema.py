@@ -1,7 +1,9 @@
 """The labeling output: one Parquet row per input sample (see shared DESIGN.md).
 
-`key`, `shard`, `width`, `height`, `status` (`ok` / `error`), `error` (null
-when ok), `num_patches`, and `segments`: a list of structs with `id`,
+`key`, `shard`, `width`, `height` (the image's own size after EXIF rotation,
+which every mask has), `model_width`, `model_height` (the size the model saw:
+the image downscaled to `--max-side`; null on error rows), `status` (`ok` /
+`error`), `error` (null when ok), `num_patches`, and `segments`: a list of structs with `id`,
 `category_id`, `category`, `isthing`, `score`, `area`, `bbox` (x, y, w, h) and
 `counts` (compressed COCO RLE for the image's height and width), and
 `flip_iou` (null unless labeled with `--flip-agreement`: the segment's IoU with
@@ -26,12 +28,14 @@ SEGMENT_TYPE = pa.struct([
 
 # The version of SCHEMA, recorded in every output's manifest: bumped when a column changes, so
 # that an output written with other columns is never resumed into a mix.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SCHEMA = pa.schema([
     ("key", pa.string()),
     ("shard", pa.string()),
     ("width", pa.int32()),
     ("height", pa.int32()),
+    ("model_width", pa.int32()),
+    ("model_height", pa.int32()),
     ("status", pa.string()),
     ("error", pa.string()),
     ("num_patches", pa.int32()),
@@ -45,11 +49,15 @@ TRANSIT_SCHEMA = pa.schema([*SCHEMA, ("kind", pa.string()), ("index", pa.int64()
                             ("skipped_members", pa.string())])
 
 
-def ok_row(key: str, shard: str, width: int, height: int, num_patches: int, segments: list[dict]) -> dict:
-    """A labeled sample. Segments need id, category_id, category, isthing, score, area, bbox, rle
-    (flip_iou optional)."""
+def ok_row(key: str, shard: str, width: int, height: int, num_patches: int, segments: list[dict],
+           model_size: tuple[int, int] | None = None) -> dict:
+    """A labeled sample of native size (width, height), seen by the model at `model_size` (height,
+    width; default: the native size). Segments need id, category_id, category, isthing, score,
+    area, bbox, rle (flip_iou optional)."""
+    model_height, model_width = model_size or (height, width)
     return {
-        "key": key, "shard": shard, "width": width, "height": height, "status": "ok", "error": None,
+        "key": key, "shard": shard, "width": width, "height": height, "model_width": model_width,
+        "model_height": model_height, "status": "ok", "error": None,
         "num_patches": num_patches,
         "segments": [{"id": s["id"], "category_id": s["category_id"], "category": s["category"],
                       "isthing": s["isthing"], "score": s["score"], "area": s["area"],
@@ -62,7 +70,8 @@ def ok_row(key: str, shard: str, width: int, height: int, num_patches: int, segm
 def error_row(key: str, shard: str, reason: str, width: int | None = None,
               height: int | None = None) -> dict:
     """A sample that could not be labeled, with the reason; never dropped."""
-    return {"key": key, "shard": shard, "width": width, "height": height, "status": "error",
+    return {"key": key, "shard": shard, "width": width, "height": height, "model_width": None,
+            "model_height": None, "status": "error",
             "error": reason, "num_patches": 0, "segments": []}
 
 

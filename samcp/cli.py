@@ -12,10 +12,11 @@ import os
 import sys
 from collections import Counter
 
+import numpy as np
 from PIL import Image
 
 from samcp.config import LabelerConfig
-from samcp.data.decode import DecodeConfig, DecodeError, decode_image
+from samcp.data.decode import DecodeConfig, DecodeError, decode
 from samcp.flags import add_config_arguments, config_from_args
 from samcp.labeler import Labeler
 from samcp.viz import overlay_panoptic, vocabulary_categories
@@ -56,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if os.path.exists(args.out) and not os.path.isdir(args.out):
             raise ValueError(f"--out {args.out} is a file, not a folder")
-        decode = DecodeConfig(max_side=args.max_side)
+        decode_config = DecodeConfig(max_side=args.max_side)
         names = output_names(list(dict.fromkeys(args.images)), args.out)
         labeler = Labeler.from_config(config_from_args(LabelerConfig, args))
         os.makedirs(args.out, exist_ok=True)
@@ -68,17 +69,22 @@ def main(argv: list[str] | None = None) -> int:
     for path, name in names.items():
         try:
             with open(path, "rb") as f:
-                image = decode_image(f.read(), decode)
+                decoded = decode(f.read(), decode_config)
         except (OSError, DecodeError) as error:
             print(f"{path}: error: {error}", file=sys.stderr)
             failed += 1
             continue
-        result = labeler.label(image)
-        Image.fromarray(overlay_panoptic(image, result.id_map, result.segments, categories)).save(
+        image, (height, width) = decoded.pixels, decoded.native_size
+        result = labeler.label(image, (height, width))  # masks at the image's own size
+        ids = result.id_map
+        if ids.shape != image.shape[:2]:  # the overlay is drawn at the size the model saw
+            ids = np.asarray(Image.fromarray(ids).resize(image.shape[1::-1], Image.NEAREST))
+        Image.fromarray(overlay_panoptic(image, ids, result.segments, categories)).save(
             os.path.join(args.out, f"{name}.png"))
         with open(os.path.join(args.out, f"{name}.json"), "w") as f:
-            json.dump({"image": path, "width": image.shape[1], "height": image.shape[0],
-                       "vocabulary": labeler.vocab.name, "segments": result.segments}, f, indent=1)
+            json.dump({"image": path, "width": width, "height": height, "model_width": image.shape[1],
+                       "model_height": image.shape[0], "vocabulary": labeler.vocab.name,
+                       "segments": result.segments}, f, indent=1)
         names_found = ", ".join(sorted({s["category"] for s in result.segments})) or "none"
         print(f"{path}: {len(result.segments)} segments: {names_found} -> {args.out}/{name}.png")
     return 1 if failed else 0

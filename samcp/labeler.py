@@ -24,6 +24,7 @@ from samcp.model.backbone import backbone_pixels
 from samcp.model.factory import build_head, check_head_fits, random_head
 from samcp.model.head import SamCPHead
 from samcp.model.inputs import head_inputs
+from samcp.native import NativePatches, native_id_map, segment_rles
 from samcp.postprocess import PanopticFusion, PanopticResult, PostprocessConfig
 from samcp.sam.build import build_sam
 from samcp.sam.patches import AUTOCAST_DTYPES, PatchGenerator, PatchSet
@@ -33,9 +34,10 @@ from samcp.vocab import Vocabulary, load_vocabulary
 
 @dataclass
 class LabeledImage:
-    """Panoptic result of one image: id_map (H, W) int32 (0 = void) and one dict per segment
-    with id, category_id, category, isthing, score, area, bbox (x, y, w, h) and rle (and flip_iou
-    from a Labeler with `flip_agreement`)."""
+    """Panoptic result of one image: id_map (H, W) integer ids (0 = void; uint8 when drawn at a
+    native size, int32 otherwise) and one dict per segment with id, category_id, category,
+    isthing, score, area, bbox (x, y, w, h) and rle (and flip_iou from a Labeler with
+    `flip_agreement`), all at the image's size, or at its native size when one was given."""
 
     id_map: np.ndarray
     segments: list[dict]
@@ -119,16 +121,19 @@ class Labeler:
                         if head.sam_weights and cfg.sam_checkpoint is not None else None)
         return labeler
 
-    def label(self, image: np.ndarray) -> LabeledImage:
-        """One RGB (H, W, 3) uint8 image."""
-        return self.label_batch([image])[0]
+    def label(self, image: np.ndarray, native_size: tuple[int, int] | None = None) -> LabeledImage:
+        """One RGB (H, W, 3) uint8 image; `native_size`: the (height, width) of the original it was
+        downscaled from, at which to return the segments (`samcp.native`)."""
+        return self.label_batch([image], None if native_size is None else [native_size])[0]
 
     @torch.no_grad()
-    def label_batch(self, images: list[np.ndarray]) -> list[LabeledImage]:
+    def label_batch(self, images: list[np.ndarray],
+                    native_sizes: list[tuple[int, int]] | None = None) -> list[LabeledImage]:
+        """native_sizes: per image, the size to return its segments at (None: the image's)."""
         if not self.flip_agreement:
-            return self.label_patches(self.generator(images), images)
+            return self.label_patches(self.generator(images), images, native_sizes)
         both = images + [mirror(image)[0] for image in images]
-        labeled = self.label_patches(self.generator(both), both)
+        labeled = self.label_patches(self.generator(both), both, native_sizes and native_sizes * 2)
         for image, mirrored in zip(labeled, labeled[len(images):]):
             ious = flip_ious(image.id_map, {s["id"]: s["category_id"] for s in image.segments},
                              mirrored.id_map, {s["id"]: s["category_id"] for s in mirrored.segments})
@@ -137,10 +142,12 @@ class Labeler:
         return labeled[:len(images)]
 
     @torch.no_grad()
-    def label_patches(self, patch_sets: list[PatchSet], images: list[np.ndarray]) -> list[LabeledImage]:
+    def label_patches(self, patch_sets: list[PatchSet], images: list[np.ndarray],
+                      native_sizes: list[tuple[int, int]] | None = None) -> list[LabeledImage]:
         """Each image's SAM patches -> its panoptic segments (the images themselves for the CLIP
         stages); the head runs once on the whole batch."""
-        return self.label_outputs(patch_sets, self.head_outputs(patch_sets, images))
+        return self.label_outputs(patch_sets, self.head_outputs(patch_sets, images),
+                                  native_sizes=native_sizes)
 
     @torch.no_grad()
     def head_outputs(self, patch_sets: list[PatchSet], images: list[np.ndarray]) -> list[HeadOutputs | None]:
@@ -175,7 +182,8 @@ class Labeler:
 
     @torch.no_grad()
     def label_outputs(self, patch_sets: list[PatchSet], outputs: list[HeadOutputs | None],
-                      postprocess: PostprocessConfig | None = None) -> list[LabeledImage]:
+                      postprocess: PostprocessConfig | None = None,
+                      native_sizes: list[tuple[int, int]] | None = None) -> list[LabeledImage]:
         """Post-processing with `postprocess` (default: `self.postprocess`): each image's head
         outputs -> its panoptic segments with RLE, the CLIP classifier asked about the masks of
         all images in one pass. The head outputs do not depend on the settings, so one forward
@@ -195,10 +203,15 @@ class Labeler:
                                                        for i in asking]) if asking else []
             clip_probs = dict(zip(asking, probs))
             results = [None if f is None else f.result(clip_probs.get(i)) for i, f in enumerate(fusions)]
-        return [self.labeled_image(p, r) for p, r in zip(patch_sets, results)]
+        native_sizes = native_sizes or [None] * len(patch_sets)
+        return [self.labeled_image(p, r, n) for p, r, n in zip(patch_sets, results, native_sizes)]
 
-    def labeled_image(self, patches: PatchSet, result: PanopticResult | None) -> LabeledImage:
-        """A `PanopticResult` (None: no patches) with the vocabulary's names and each segment's RLE."""
+    def labeled_image(self, patches: PatchSet, result: PanopticResult | None,
+                      native_size: tuple[int, int] | None = None) -> LabeledImage:
+        """A `PanopticResult` (None: no patches) with the vocabulary's names and each segment's RLE,
+        at `native_size` when it is not the patches' own."""
+        if native_size is not None and tuple(native_size) != tuple(patches.image_size):
+            return self.native_image(patches, result, tuple(native_size))
         if result is None:
             return LabeledImage(np.zeros(patches.image_size, np.int32), [], 0)
         id_map = result.id_map.cpu().numpy()
@@ -210,4 +223,22 @@ class Labeler:
                 segments.append({"id": seg["id"], "category_id": cls.id, "category": cls.name,
                                  "isthing": cls.isthing, "score": seg["score"], "area": seg["area"],
                                  "bbox": mask_bbox(mask), "rle": encode_rle(mask)})
+        return LabeledImage(id_map, segments, len(patches))
+
+    def native_image(self, patches: PatchSet, result: PanopticResult | None,
+                     native_size: tuple[int, int]) -> LabeledImage:
+        """The segments of `result` drawn again at `native_size` from the patches' logits
+        (`samcp.native`); a segment left without pixels there is dropped."""
+        if result is None:
+            return LabeledImage(np.zeros(native_size, np.uint8), [], 0)
+        native = NativePatches(patches, native_size, self.sam.image_encoder.img_size, self.sam.mask_threshold)
+        with record_function("samcp.native"):
+            id_map = native_id_map(native, result.candidates)
+            drawn = segment_rles(id_map)
+        segments = []
+        for seg in result.segments:
+            if seg["id"] in drawn:
+                cls = self.vocab.classes[seg["category_index"]]
+                segments.append({"id": seg["id"], "category_id": cls.id, "category": cls.name,
+                                 "isthing": cls.isthing, "score": seg["score"], **drawn[seg["id"]]})
         return LabeledImage(id_map, segments, len(patches))

@@ -15,7 +15,7 @@ saw (`kappa`), as FC-CLIP weighs in- and out-of-vocabulary classes apart.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -67,10 +67,13 @@ class PostprocessConfig:
 @dataclass
 class PanopticResult:
     """id_map: (H, W) int32 segment ids (0 = void). segments: dicts with id, category_index
-    (into the vocabulary's classes), isthing, score, area."""
+    (into the vocabulary's classes), isthing, score, area. candidates: the fused candidates best
+    score first, as (the patches it claims, its segment id or 0 when it was dropped): what draws
+    the segments again at another size (`samcp.native`)."""
 
     id_map: torch.Tensor
     segments: list[dict]
+    candidates: list[tuple[list[int], int]] = field(default_factory=list)
 
 
 def claimed_patches(affinity: torch.Tensor) -> torch.Tensor:
@@ -148,6 +151,7 @@ class PanopticFusion:
         maybe = ((bound > cfg.min_score) & (best_affinity > cfg.affinity_thresh)).nonzero()[:, 0]
         # Queries often claim the same patches (the parts of one object): each distinct set once.
         sets, set_of = torch.unique(claims[maybe], dim=0, return_inverse=True)
+        self.sets = sets
         self.set_masks = query_masks(sets, patch_masks)  # (D, H, W)
         present = nonempty(self.set_masks)[set_of]
         self.maybe, self.set_of = maybe[present], set_of[present]
@@ -192,5 +196,9 @@ class PanopticFusion:
         segments = [{"id": i + 1, "category_index": int(classes[q]), "isthing": q >= s,
                      "score": float(scores[q]), "area": int(areas[k])}
                     for i, (k, q) in enumerate(zip(kept.tolist(), candidates[kept].tolist()))]
-        return PanopticResult(id_map.cpu(), segments)
+        ids = torch.zeros(len(keep), dtype=torch.long)
+        ids[kept.cpu()] = torch.arange(1, len(kept) + 1)
+        claimed = [(self.sets[o].nonzero()[:, 0].tolist(), int(i))
+                   for o, i in zip(self.set_of[keep].tolist(), ids.tolist())]
+        return PanopticResult(id_map.cpu(), segments, claimed)
 

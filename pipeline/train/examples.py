@@ -21,6 +21,7 @@ from functools import cached_property
 import numpy as np
 import pyarrow.parquet as pq
 import torch
+from PIL import Image
 
 from pipeline.labels import segment_mask
 from pipeline.output import LabelOutput, labeling_vocabulary, shard_file_name
@@ -61,14 +62,18 @@ class PseudoLabelReader:
                 yield skip(sample, "no row in the labels")
             elif label["status"] != "ok":
                 yield skip(sample, "labeled as an error")
-            elif (label["height"], label["width"]) != sample["image"].shape[:2]:
-                # decoded at another size than when labeled (other --max-side): masks would not fit
-                yield skip(sample, "decoded at another size than labeled")
+            elif (label["height"], label["width"]) != (sample["height"], sample["width"]):
+                # the image is not the one labeled (or labels of a version that recorded the model's size)
+                yield skip(sample, "labels of another size than the image")
             else:
-                kept = [{"category_id": s["category_id"], "counts": s["counts"]}
-                        for s in label["segments"] if self.scores.keep(s)]
-                yield ({"key": sample["key"], "image": sample["image"], "segments": json.dumps(kept)} if kept
-                       else skip(sample, "no segment kept"))
+                kept = [s for s in label["segments"] if self.scores.keep(s)]
+                if not kept:
+                    yield skip(sample, "no segment kept")
+                    continue
+                ids = np.zeros((label["height"], label["width"]), np.int32)
+                for segment in kept:
+                    ids[segment_mask(segment["counts"], label["height"], label["width"])] = segment["id"]
+                yield truth_row(sample, ids, kept)
 
 
 @dataclass(frozen=True)
@@ -148,11 +153,15 @@ def skip(sample: dict, reason: str) -> dict:
 
 
 def truth_row(sample: dict, ids: np.ndarray, segments_info: list[dict]) -> dict:
-    """The training row of a decoded sample and its ground truth ((H, W) segment ids and their
-    `segments_info`), crowd segments left out; a skip when the ids do not fit the image (decoded at
-    another size, `--max-side`) or no segment is left."""
-    if ids.shape != sample["image"].shape[:2]:
+    """The training row of a decoded sample and its ground truth ((H, W) segment ids at the image's
+    native size and their `segments_info`), crowd segments left out, the ids brought to the size
+    the image was decoded at (`--max-side`, nearest neighbour); a skip when they do not fit the
+    image or no segment is left."""
+    if ids.shape != (sample["height"], sample["width"]):
         return skip(sample, "ground truth of another size")
+    image_size = sample["image"].shape[:2]
+    if ids.shape != image_size:
+        ids = np.asarray(Image.fromarray(ids.astype(np.int32)).resize(image_size[::-1], Image.NEAREST))
     segments = [{"category_id": s["category_id"], "counts": encode_rle(ids == s["id"])["counts"]}
                 for s in segments_info if not s.get("iscrowd")]
     if not segments:

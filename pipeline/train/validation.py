@@ -45,7 +45,7 @@ class Validator:
                     break
                 if row["kind"] == "sample" and not row["error"] and row["json"] and row["panoptic.png"]:
                     ids = decode_id_png(row["panoptic.png"])
-                    if ids.shape == row["image"].shape[:2]:
+                    if ids.shape == (row["height"], row["width"]):  # labeled at that size
                         self.samples.append((row["image"], ids, json.loads(row["json"])["segments_info"]))
         if not self.samples:
             raise ValueError(f"no validation image with ground truth inside in {', '.join(shards)}")
@@ -58,7 +58,8 @@ class Validator:
         evaluator = PanopticEvaluator(categories)
         for first in range(0, len(self.samples), self.batch_size):
             batch = self.samples[first:first + self.batch_size]
-            for (_, ids, segments_info), result in zip(batch, labeler.label_batch([b[0] for b in batch])):
+            labeled = labeler.label_batch([b[0] for b in batch], [b[1].shape for b in batch])
+            for (_, ids, segments_info), result in zip(batch, labeled):
                 evaluator.update(ids, segments_info, result.id_map, result.segments)
         return round(float(evaluator.summary()["pq"]["All"]["pq"]), 2)
 

@@ -4,8 +4,10 @@ Every failure is a `DecodeError` with a message fit for an output row's
 `error` column; nothing here raises anything else for bad bytes. Images are
 EXIF-rotated, converted to RGB from any mode (grayscale, palette, RGBA,
 16-bit, CMYK), and images larger than `max_side` are downscaled while they
-decode (JPEG draft mode), so a huge image never needs its full-size buffer.
-Images above `max_pixels` are refused before decoding (decompression bombs).
+decode (JPEG draft mode), so a huge image never needs its full-size buffer;
+the image's own size (after EXIF rotation, as viewers show it) is kept beside
+the pixels, for labels at that size. Images above `max_pixels` are refused
+before decoding (decompression bombs).
 """
 
 from __future__ import annotations
@@ -42,12 +44,32 @@ class DecodeConfig:
                              f"accepted), got {self.max_side}")
 
 
+ORIENTATION = 0x0112  # the EXIF tag
+
 FLAGS = {"max_side": "--max-side", "max_pixels": "max_pixels", "min_side": "min_side",
          "max_member_bytes": "--max-member-mib"}
 
 
+# EXIF orientations that swap width and height (a transpose or a quarter turn).
+SWAPPING_ORIENTATIONS = (5, 6, 7, 8)
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    """pixels: (h, w, 3) uint8 RGB, at most `max_side` a side; native_size: the (height, width) of
+    the image itself after EXIF rotation."""
+
+    pixels: np.ndarray
+    native_size: tuple[int, int]
+
+
 def decode_image(data: bytes, cfg: DecodeConfig | None = None) -> np.ndarray:
     """(H, W, 3) uint8 RGB from encoded image bytes; raises DecodeError with the reason."""
+    return decode(data, cfg).pixels
+
+
+def decode(data: bytes, cfg: DecodeConfig | None = None) -> DecodedImage:
+    """The pixels and native size of encoded image bytes; raises DecodeError with the reason."""
     cfg = cfg or DecodeConfig()
     if not data:
         raise DecodeError("empty image (0 bytes)")
@@ -62,13 +84,15 @@ def decode_image(data: bytes, cfg: DecodeConfig | None = None) -> np.ndarray:
             if min(width, height) < cfg.min_side:
                 raise DecodeError(f"image too small: {width}x{height}, "
                                   f"need at least {cfg.min_side} px a side")
+            swapped = image.getexif().get(ORIENTATION) in SWAPPING_ORIENTATIONS
+            native_size = (width, height) if swapped else (height, width)
             if max(width, height) > cfg.max_side and image.format == "JPEG":
                 image.draft("RGB", (cfg.max_side, cfg.max_side))  # decode at reduced scale
             image = ImageOps.exif_transpose(image)
             image = _to_rgb(image)
             if max(image.size) > cfg.max_side:
                 image.thumbnail((cfg.max_side, cfg.max_side), Image.Resampling.BILINEAR)
-            return np.asarray(image, dtype=np.uint8).copy()
+            return DecodedImage(np.asarray(image, dtype=np.uint8).copy(), native_size)
     except DecodeError:
         raise
     except Image.DecompressionBombError as error:

@@ -79,6 +79,9 @@ class PatchSet:
     predicted_iou, stability_score: (N,). points: (N, 2) xy of the prompting grid point.
     embedding: (C, h, w) SAM image embedding; `input_size` is the (height, width)
     the image was resized to before padding to the encoder's square input.
+    low_res: (N, h', w') the mask decoder's logits of each patch, crop_boxes: (N, 4) xyxy int
+    the crop of the image it was found in, crop_input_sizes: (N, 2) the (height, width) that
+    crop was resized to: what draws the masks again at another size (`samcp.native`).
     """
 
     masks: torch.Tensor
@@ -89,13 +92,17 @@ class PatchSet:
     embedding: torch.Tensor
     image_size: tuple[int, int]
     input_size: tuple[int, int]
+    low_res: torch.Tensor | None = None
+    crop_boxes: torch.Tensor | None = None
+    crop_input_sizes: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.masks.shape[0])
 
     def to(self, device: torch.device | str) -> PatchSet:
-        tensors = {k: getattr(self, k).to(device) for k in
-                   ("masks", "boxes", "predicted_iou", "stability_score", "points", "embedding")}
+        tensors = {k: None if getattr(self, k) is None else getattr(self, k).to(device) for k in
+                   ("masks", "boxes", "predicted_iou", "stability_score", "points", "embedding", "low_res",
+                    "crop_boxes", "crop_input_sizes")}
         return PatchSet(**tensors, image_size=self.image_size, input_size=self.input_size)
 
 
@@ -155,7 +162,8 @@ class PatchGenerator:
         x0, y0, x1, y1 = crop_box
         crop_size = (y1 - y0, x1 - x0)
         points = self.grids[layer] * np.array(crop_size)[None, ::-1]
-        kept: dict[str, list[torch.Tensor]] = {k: [] for k in ("masks", "iou", "stability", "points")}
+        kept: dict[str, list[torch.Tensor]] = {k: [] for k in ("masks", "iou", "stability", "points",
+                                                                "low_res")}
         # Big batches feed a GPU; on a CPU they only add memory traffic (measured in bench/).
         per_batch = cfg.points_per_batch or (1024 if self.device.type == "cuda" else 64)
         for start in range(0, len(points), per_batch):
@@ -172,6 +180,7 @@ class PatchGenerator:
                 kept["iou"].append(iou[chunk][stable])
                 kept["stability"].append(stability[stable])
                 kept["points"].append(origin[chunk][stable])
+                kept["low_res"].append(low_res[chunk][stable])
         if not kept["masks"]:
             return {}
         found = {k: torch.cat(v) for k, v in kept.items()}
@@ -184,7 +193,10 @@ class PatchGenerator:
                 "iou": found["iou"][order], "stability": found["stability"][order],
                 "points": found["points"][order] + torch.tensor([x0, y0], device=self.device),
                 "crop_area": torch.full((len(order),), float(crop_size[0] * crop_size[1]),
-                                        device=self.device)}
+                                        device=self.device),
+                "low_res": found["low_res"][order],
+                "crop_boxes": torch.tensor([crop_box], device=self.device).expand(len(order), 4),
+                "crop_input_sizes": torch.tensor([input_size], device=self.device).expand(len(order), 2)}
 
     def upsample(self, low_res: torch.Tensor, input_size: tuple[int, int], image_size: tuple[int, int]
                  ) -> torch.Tensor:
@@ -222,12 +234,16 @@ class PatchGenerator:
         h, w = image_size
         crops = [c for c in crops if c]
         if not crops:
+            low = self.sam.prompt_encoder.mask_input_size
             return PatchSet(masks=torch.zeros((0, h, w), dtype=torch.bool, device=self.device),
                             boxes=torch.zeros((0, 4), device=self.device),
                             predicted_iou=torch.zeros(0, device=self.device),
                             stability_score=torch.zeros(0, device=self.device),
                             points=torch.zeros((0, 2), device=self.device),
-                            embedding=embedding, image_size=(h, w), input_size=input_size)
+                            embedding=embedding, image_size=(h, w), input_size=input_size,
+                            low_res=torch.zeros((0, *low), device=self.device),
+                            crop_boxes=torch.zeros((0, 4), dtype=torch.long, device=self.device),
+                            crop_input_sizes=torch.zeros((0, 2), dtype=torch.long, device=self.device))
         found = {k: torch.cat([c[k] for c in crops]) for k in crops[0]}
         keep = torch.arange(len(found["iou"]), device=self.device)
         if len(crops) > 1:
@@ -241,4 +257,6 @@ class PatchGenerator:
         return PatchSet(masks=found["masks"][keep], boxes=found["boxes"][keep],
                         predicted_iou=found["iou"][keep], stability_score=found["stability"][keep],
                         points=found["points"][keep], embedding=embedding, image_size=(h, w),
-                        input_size=input_size)
+                        input_size=input_size, low_res=found["low_res"][keep],
+                        crop_boxes=found["crop_boxes"][keep],
+                        crop_input_sizes=found["crop_input_sizes"][keep])

@@ -116,7 +116,10 @@ def test_broken_images_and_shards_then_a_rerun_completes(ray_cluster, tmp_path):
     assert [r["status"] for r in odd_rows["good-0"]] == ["ok", "error"]
     assert "duplicate key" in odd_rows["good-0"][1]["error"]
     assert (odd_rows["exif-rotated"][0]["width"], odd_rows["exif-rotated"][0]["height"]) == (96, 128)
-    assert (odd_rows["huge"][0]["width"], odd_rows["huge"][0]["height"]) == (MAX_SIDE, MAX_SIDE)
+    huge = odd_rows["huge"][0]  # labeled at its own size; the model saw it at --max-side
+    assert (huge["width"], huge["height"], huge["model_width"], huge["model_height"]) == (
+        12000, 12000, MAX_SIDE, MAX_SIDE)
+    assert all(s["counts"] and 0 < s["area"] <= 12000 * 12000 for s in huge["segments"])
     assert not any(shard == "b-empty.tar" for shard, _ in by_key)  # an empty shard: a file with no rows...
     assert output.finished_shards([str(shards / "b-empty.tar")])  # ...so a rerun skips it
 

@@ -9,12 +9,16 @@ import sys
 import time
 import uuid
 
+import numpy as np
 import pyarrow.parquet as pq
 import s3fs
+from PIL import Image
 
 from pipeline.labels import row_id_map
 from pipeline.output import MANIFEST, METADATA_KEY, SUCCESS, LabelOutput
 from pipeline.shards import synthetic_sample, write_shards
+from samcp.data.coco import id_to_rgb
+from samcp.data.imageio import encode_image
 from samcp.data.synthetic import SPLIT_SEEDS, SyntheticConfig, SyntheticCorpus
 from samcp.vocab import load_vocabulary
 
@@ -163,3 +167,52 @@ def test_a_corrupt_checkpoint_stops_the_job_before_anything_is_written(tmp_path)
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1].startswith(f"error: corrupt checkpoint {head}")
     assert not (tmp_path / "labels").exists()
+
+
+def test_large_images_are_labeled_at_their_own_size(ray_cluster, tmp_path):
+    """A 4000x3000 JPEG and a 12000x9000 PNG (synthetic images upscaled): masks at those sizes, not
+    overlapping; the COCO panoptic export scores against the ground truth at that size."""
+    corpus = SyntheticCorpus(SyntheticConfig(seed=SPLIT_SEEDS["val"], height=192, width=256))
+    sizes = {"photo": ("jpg", 4000, 3000), "scan": ("png", 12000, 9000)}
+    categories = [c.to_coco() for c in corpus.categories]
+    samples, truth = [], {"images": [], "annotations": [], "categories": categories}
+    os.makedirs(tmp_path / "gt" / "panoptic")
+    for index, (key, (ext, width, height)) in enumerate(sizes.items()):
+        sample = corpus[index]
+        image = Image.fromarray(sample.image).resize((width, height), Image.BILINEAR)
+        samples.append({"__key__": key, ext: encode_image(np.asarray(image), ext)})
+        ids = Image.fromarray(sample.panoptic.astype(np.int32)).resize((width, height), Image.NEAREST)
+        Image.fromarray(id_to_rgb(np.asarray(ids))).save(tmp_path / "gt" / "panoptic" / f"{key}.png",
+                                                         compress_level=1)
+        truth["images"].append({"id": index + 1, "file_name": f"{key}.{ext}", "width": width,
+                                "height": height})
+        truth["annotations"].append({"image_id": index + 1, "file_name": f"{key}.png",
+                                     "segments_info": sample.metadata()["segments_info"]})
+    (tmp_path / "gt" / "panoptic.json").write_text(json.dumps(truth))
+    write_shards(samples, str(tmp_path / "shards"), 2, progress=False)
+    done = subprocess.run([sys.executable, JOB, "--input", str(tmp_path / "shards" / "*.tar"), "--output",
+                           str(tmp_path / "labels"), "--max-side", "512",
+                           "--ray-address", ray_cluster.address],
+                          capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    rows = {r["key"]: r for r in LabelOutput(str(tmp_path / "labels")).read_table().to_pylist()}
+    for key, (_, width, height) in sizes.items():
+        row = rows[key]
+        assert row["status"] == "ok" and row["segments"], row["error"]
+        assert (row["width"], row["height"]) == (width, height)
+        assert max(row["model_width"], row["model_height"]) == 512  # --max-side: what the model saw
+        ids = row_id_map(row)  # decodes every RLE at (height, width); raises if segments overlap
+        assert ids.shape == (height, width)
+        assert sum(s["area"] for s in row["segments"]) == (ids > 0).sum() <= width * height
+    export = subprocess.run([sys.executable, os.path.join(REPO, "jobs", "export.py"), "--labels",
+                             str(tmp_path / "labels"), "--format", "coco-panoptic", "--output",
+                             str(tmp_path / "export")], capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert export.returncode == 0, export.stderr[-3000:]
+    exported = json.loads((tmp_path / "export" / "panoptic.json").read_text())
+    assert sorted((i["width"], i["height"]) for i in exported["images"]) == [(4000, 3000), (12000, 9000)]
+    scored = subprocess.run([sys.executable, os.path.join(REPO, "jobs", "evaluate.py"), "--ground-truth",
+                             str(tmp_path / "gt"), "--predictions", str(tmp_path / "export"), "--output",
+                             str(tmp_path / "scores.json")],
+                            capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert scored.returncode == 0, scored.stderr[-3000:]
+    assert json.loads((tmp_path / "scores.json").read_text())["pq"]["All"]["pq"] > 30

@@ -28,8 +28,8 @@ def labeled(tmp_path_factory):
     output.prepare(manifest, overwrite=False)
     for shard, part in zip(shards, (images[:2], images[2:])):
         rows = [LabelActor._output({"kind": "sample", "key": im.key, "shard": shard, "index": i,
-                                    "width": im.width, "height": im.height, "error": "", "shard_samples": -1,
-                                    "shard_error": "", "skipped_members": ""}, result)
+                                    "image": im.image, "width": im.width, "height": im.height, "error": "",
+                                    "shard_samples": -1, "shard_error": "", "skipped_members": ""}, result)
                 for i, (im, result) in enumerate(zip(part, labeler.label_batch([im.image for im in part])))]
         transit = ("kind", "index", "shard_samples", "shard_error", "skipped_members")
         rows = [{k: v for k, v in r.items() if k not in transit} for r in rows]

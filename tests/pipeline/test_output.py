@@ -19,7 +19,7 @@ SEGMENT = {"id": 1, "category_id": 9, "category": "sky", "isthing": False, "scor
 
 def manifest(score: float = 0.3) -> dict:
     return {"labeling": {"vocabulary": {"fingerprint": "abc"}, "postprocess": {"min_score": score}},
-            "package_version": "0.1.0", "created": "now"}
+            "schema_version": SCHEMA_VERSION, "package_version": "0.1.0", "created": "now"}
 
 
 def test_shard_files_are_named_by_shard_and_unique_per_uri():
@@ -62,14 +62,14 @@ def test_parquet_files_without_a_manifest_are_not_taken_over(tmp_path):
 
 
 def version_1(record: dict) -> dict:
-    """`record` as version 1 wrote it: no version fields, the head as "samcp_head", the
-    post-processing score threshold as "score_thresh"."""
+    """`record` as manifest version 1 wrote it: no manifest version, the head as "samcp_head", the
+    post-processing score threshold as "score_thresh" (the row schema is kept: rows of another
+    schema are never resumed, see below)."""
     labeling = dict(record["labeling"])
     labeling["samcp_head"] = labeling.pop("head")
     labeling["postprocess"] = {("score_thresh" if k == "min_score" else k): v
                                for k, v in labeling["postprocess"].items()}
-    return {k: v for k, v in {**record, "labeling": labeling}.items()
-            if k not in ("version", "schema_version")}
+    return {k: v for k, v in {**record, "labeling": labeling}.items() if k != "version"}
 
 
 def test_an_output_of_an_earlier_version_is_resumed_when_its_labels_would_be_the_same(tmp_path):
@@ -94,4 +94,8 @@ def test_an_output_of_an_earlier_version_is_resumed_when_its_labels_would_be_the
         changed.prepare(other, overwrite=False)
     (tmp_path / "changed" / MANIFEST).write_text(json.dumps({**today, "schema_version": SCHEMA_VERSION + 1}))
     with pytest.raises(OutputConflict, match="row schema"):
+        changed.prepare(today, overwrite=False)
+    (tmp_path / "changed" / MANIFEST).write_text(json.dumps({k: v for k, v in today.items()
+                                                             if k != "schema_version"}))
+    with pytest.raises(OutputConflict, match=r"row schema \(version 1"):  # labels at the model's size
         changed.prepare(today, overwrite=False)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from samcp.data.decode import DecodeConfig, DecodeError, decode_image
+from samcp.data.decode import DecodeConfig, DecodeError, decode, decode_image
 
 
 def encode(image: Image.Image, fmt: str, **options) -> bytes:
@@ -39,12 +39,17 @@ def test_exif_rotation_is_applied():
     exif[0x0112] = 6  # rotate 90 degrees clockwise on display
     out = decode_image(encode(RGB, "JPEG", exif=exif.tobytes()))
     assert out.shape == (60, 40, 3)
+    big = Image.new("RGB", (3000, 1500), (10, 200, 30))
+    decoded = decode(encode(big, "JPEG", exif=exif.tobytes()), DecodeConfig(max_side=512))
+    assert decoded.native_size == (3000, 1500)  # upright: the labels' size
+    assert decoded.pixels.shape[0] == 512 and decoded.pixels.shape[1] < 512
 
 
 def test_large_images_are_downscaled():
     big = Image.new("RGB", (3000, 1500), (10, 200, 30))
-    out = decode_image(encode(big, "JPEG"), DecodeConfig(max_side=512))
-    assert max(out.shape[:2]) <= 512 and out.shape[1] > out.shape[0]
+    out = decode(encode(big, "JPEG"), DecodeConfig(max_side=512))
+    assert max(out.pixels.shape[:2]) <= 512 and out.pixels.shape[1] > out.pixels.shape[0]
+    assert out.native_size == (1500, 3000)
 
 
 @pytest.mark.parametrize("data, message", [
