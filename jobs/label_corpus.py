@@ -23,7 +23,7 @@ import argparse
 import json
 import sys
 
-from pipeline.config import RUN_FIELDS, JobConfig
+from pipeline.config import INPUT_FIELDS, RUN_FIELDS, JobConfig
 from pipeline.inputs import InputError
 from pipeline.output import OutputConflict
 from samcp.config import LabelerConfig
@@ -38,11 +38,14 @@ def build_parser() -> argparse.ArgumentParser:
                                      epilog=__doc__.split("\n\n", 1)[1],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--input", action="append", default=[],
-                        help="shard URI, glob or brace pattern (repeatable)")
+                        help="WebDataset shards (URI, glob or brace pattern), a manifest or table "
+                             "(.parquet, .csv: see --uri-column, --image-column) or a folder of images "
+                             "(repeatable)")
     parser.add_argument("--output", help="output directory URI")
     parser.add_argument("--demo", action="store_true",
                         help="label a small synthetic corpus into ./demo_output/ and print its PQ")
     parser.add_argument("--demo-images", type=int, default=16, help="synthetic images for --demo")
+    add_config_arguments(parser.add_argument_group("inputs"), JobConfig, only=INPUT_FIELDS)
     add_config_arguments(parser.add_argument_group("models"), LabelerConfig)
     run = parser.add_argument_group("run")
     add_config_arguments(run, JobConfig, only=RUN_FIELDS)
@@ -64,7 +67,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def job_config(args: argparse.Namespace) -> JobConfig:
-    return config_from_args(JobConfig, args, only=RUN_FIELDS, inputs=tuple(args.input),
+    return config_from_args(JobConfig, args, only=RUN_FIELDS + INPUT_FIELDS, inputs=tuple(args.input),
                             output=args.output or "", labeler=config_from_args(LabelerConfig, args),
                             storage_options=args.storage_options, decode=decode_config(args))
 

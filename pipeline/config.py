@@ -12,14 +12,25 @@ from samcp.data.decode import DecodeConfig
 # The fields a labeling job's "run" flags set (`samcp.flags`); the rest have flags of their own.
 RUN_FIELDS = ("actors", "num_gpus_per_actor", "cpus_per_actor", "batch_size", "read_tasks",
               "object_store_mib", "overwrite", "ray_address")
+# The fields the input flags set: how manifests, tables and folders are read (`pipeline.sources`).
+INPUT_FIELDS = ("uri_column", "image_column", "key_column", "slice_size")
 
 
 @dataclass(frozen=True)
 class JobConfig:
-    """A labeling run: shards in, one Parquet file per shard out (see `pipeline.output`)."""
+    """A labeling run: shards in (tars, or slices of manifests, tables and folders: `pipeline.inputs`),
+    one Parquet file per shard out (see `pipeline.output`)."""
 
     inputs: tuple[str, ...]
     output: str
+    uri_column: str | None = field(default=None, metadata={
+        "help": "a Parquet or CSV --input is a manifest: the column of image URIs (s3://..., any URI)"})
+    image_column: str | None = field(default=None, metadata={
+        "help": "a Parquet --input holds the images (Hugging Face datasets): their column"})
+    key_column: str | None = field(default=None, metadata={
+        "help": "the column of sample keys (default: a manifest's URI, a table's <file>/<row>)"})
+    slice_size: int = field(default=1000, metadata={
+        "help": "samples per output file (the unit of resuming) of a manifest, table or folder"})
     labeler: LabelerConfig = field(default_factory=LabelerConfig)
     actors: int = field(default=1, metadata={"help": "labeling actors (model copies)"})
     num_gpus_per_actor: float = field(default=0.0, metadata={"help": "0: label on CPU"})
@@ -45,6 +56,8 @@ class JobConfig:
         "help": "cluster to join (default: RAY_ADDRESS, else a local Ray)"})
 
     def __post_init__(self):
+        if self.slice_size < 1:
+            raise ValueError(f"--slice-size must be >= 1, got {self.slice_size}")
         if self.actors < 1:
             raise ValueError(f"--actors must be >= 1, got {self.actors}")
         if self.batch_size < 1:

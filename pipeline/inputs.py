@@ -1,6 +1,9 @@
-"""Input shard lists: URIs, brace patterns and globs -> an ordered list of shard URIs.
+"""Input shard lists: URIs, brace patterns and globs -> an ordered list of shards.
 
     expand_inputs(["s3://bucket/corpus/shard-{000000..000099}.tar", "data/extra/*.tar"])
+
+A shard is the unit of resuming: a WebDataset tar, or a slice of a manifest, a
+table of images or a folder of images (`pipeline.sources`).
 
 Brace patterns expand without listing the store (a missing shard is found when
 it is read); glob patterns (`*`, `?`, `[...]`) are listed and must match at
@@ -13,19 +16,26 @@ from __future__ import annotations
 
 import braceexpand
 
+from pipeline.sources import Columns, SourceError, slice_units
 from samcp.storage import canonical, resolve
 
 GLOB_CHARACTERS = "*?["
+SHARD_EXTENSIONS = (".tar", ".tar.gz", ".tgz")
 
 
 class InputError(ValueError):
     """An input pattern that names no shard, or a store that cannot be listed."""
 
 
-def expand_inputs(patterns: list[str], storage_options: dict | None = None) -> list[str]:
-    """Every shard URI named by `patterns`, in order, each once, in canonical form."""
+def expand_inputs(patterns: list[str], storage_options: dict | None = None, columns: Columns | None = None,
+                  slice_size: int = 1000) -> list[str]:
+    """Every shard named by `patterns`, in order, each once, in canonical form: the tar shards, and
+    the slices of `slice_size` samples of the manifests, tables and folders (`pipeline.sources`,
+    read with `columns`)."""
     if not patterns:
         raise InputError("no --input given")
+    if slice_size < 1:
+        raise InputError(f"--slice-size must be >= 1, got {slice_size}")
     urls: list[str] = []
     for pattern in patterns:
         for uri in braceexpand.braceexpand(pattern):
@@ -33,12 +43,28 @@ def expand_inputs(patterns: list[str], storage_options: dict | None = None) -> l
             try:
                 for u in found:
                     u.encode("utf-8")  # a local name in another encoding (Python keeps it as surrogates)
-                urls += [canonical(u, storage_options) for u in found]
+                for u in found:
+                    urls += _units(canonical(u, storage_options) + ("/" if u.endswith("/") else ""),
+                                   columns or Columns(), slice_size, storage_options)
             except UnicodeEncodeError:
                 raise InputError(f"--input {uri}: a shard's name is not valid UTF-8; rename it") from None
-            except (ValueError, ImportError) as error:  # an unknown protocol, a malformed URI
-                raise InputError(f"--input {uri}: {error}") from None
+            except (ValueError, ImportError) as error:  # an unknown protocol, a malformed URI, a bad table
+                raise InputError(f"--input {uri}: {error}" if not isinstance(error, SourceError)
+                                 else str(error)) from None
     return list(dict.fromkeys(urls))
+
+
+def _units(uri: str, columns: Columns, slice_size: int, storage_options: dict | None) -> list[str]:
+    """A tar shard as itself (not looked up: a missing one is found when read), anything else as its
+    slices; a name that is neither a table nor a folder is a shard."""
+    if uri.lower().endswith(SHARD_EXTENSIONS):
+        return [uri]
+    try:
+        return slice_units(uri, columns, slice_size, storage_options) or [uri.rstrip("/")]
+    except SourceError:
+        raise
+    except OSError as error:
+        raise InputError(f"cannot read {uri}: {type(error).__name__}: {error}".split("\n")[0]) from None
 
 
 def _glob(uri: str, storage_options: dict | None) -> list[str]:

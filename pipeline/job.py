@@ -28,6 +28,7 @@ from pipeline.inputs import expand_inputs
 from pipeline.labeling import LabelActor
 from pipeline.output import MANIFEST_VERSION, PENDING, SUCCESS, LabelOutput
 from pipeline.reader import ShardReader
+from pipeline.sources import Columns, is_folder_slice, slice_files
 from samcp.model_files import describe_models
 
 
@@ -161,7 +162,9 @@ def actor_resources(cfg: JobConfig, cluster_cpus: float) -> tuple[float, int]:
 def build_dataset(cfg: JobConfig, shards: list[str]) -> ray.data.Dataset:
     """The streaming plan: shards through the reading actors, then the labeling actor pool."""
     cpus, threads = actor_resources(cfg, ray.cluster_resources().get("CPU", 1.0))
-    ds = ray.data.from_items([{"shard": s} for s in shards], override_num_blocks=len(shards))
+    listings: dict[str, list[str]] = {}
+    ds = ray.data.from_items([{"shard": s, "files": folder_files(s, cfg.storage_options, listings)}
+                              for s in shards], override_num_blocks=len(shards))
     # A fixed pool of reading actors: reading tasks would each take a worker process, and Ray
     # keeps finished ones idle, so the processes (and memory) would grow with a longer run.
     ds = ds.flat_map(ShardReader, fn_constructor_kwargs={"storage_options": cfg.storage_options,
@@ -174,6 +177,18 @@ def build_dataset(cfg: JobConfig, shards: list[str]) -> ray.data.Dataset:
                                "torch_threads": threads},
         compute=ray.data.ActorPoolStrategy(size=cfg.actors), num_cpus=cpus,
         num_gpus=cfg.num_gpus_per_actor or None)
+
+
+def folder_files(shard: str, storage_options: dict | None, listings: dict[str, list[str]]) -> list[str]:
+    """A folder slice's file names, listed once per folder here, so that a file gone by the time it is
+    read is its sample's error row ([] for other shards, and for a slice whose folder changed: its
+    reader fails it with the reason)."""
+    if not is_folder_slice(shard):
+        return []
+    try:
+        return slice_files(shard, storage_options, listings)
+    except ValueError:
+        return []
 
 
 @contextlib.contextmanager
@@ -224,7 +239,9 @@ def run_label_job(cfg: JobConfig, log: Callable[[str], None] = print) -> dict:
     something to label.
     """
     cfg = dataclasses.replace(cfg, labeler=cfg.labeler.with_absolute_paths())
-    shards = expand_inputs(list(cfg.inputs), cfg.storage_options)
+    shards = expand_inputs(list(cfg.inputs), cfg.storage_options,
+                           Columns(uri=cfg.uri_column, image=cfg.image_column, key=cfg.key_column),
+                           cfg.slice_size)
     output = LabelOutput(cfg.output, cfg.storage_options)
     # Checks every model file (a missing, corrupt or mismatched checkpoint fails now with its own
     # message, not later as a dead actor on the cluster, and before the output is claimed).

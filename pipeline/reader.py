@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
+from pipeline.sources import is_slice, slice_samples
 from samcp.data.decode import DecodeConfig, DecodeError, decode
 from samcp.storage import open_uri
 
@@ -65,15 +66,29 @@ class ShardReader:
     # one), e.g. ("json", "panoptic.png") for ground truth inside the shards.
     fields: tuple[str, ...] = ()
 
+    # Folder listings of the slices read so far (`pipeline.sources`): many slices share a folder.
+    listings: dict = field(default_factory=dict, compare=False, repr=False)
+
     def __call__(self, row: dict) -> Iterator[dict]:
         shard = row["shard"]
         count, shard_error = 0, ""
         skipped = SkippedMembers()
         try:
-            with open_uri(shard, "rb", self.storage_options) as stream:
-                for sample in _samples(stream, self.decode.max_member_bytes, self._reader_at(shard), skipped):
-                    yield self._sample_row(shard, count, sample)
+            if is_slice(shard):  # a slice of a manifest, table or folder
+                first_index: dict[str, int] = {}
+                for sample in slice_samples(shard, self.storage_options, self.decode.max_member_bytes,
+                                            row.get("files"), self.listings):
+                    yield self._sample_row(shard, count, TarSample(
+                        sample.key, {"bytes": sample.data}, [sample.problem] if sample.problem else [],
+                        duplicate_of=first_index.get(sample.key)))
+                    first_index.setdefault(sample.key, count)
                     count += 1
+            else:
+                with open_uri(shard, "rb", self.storage_options) as stream:
+                    for sample in _samples(stream, self.decode.max_member_bytes, self._reader_at(shard),
+                                           skipped):
+                        yield self._sample_row(shard, count, sample)
+                        count += 1
         except FileNotFoundError:
             shard_error = f"shard not found: {shard}"
         except PermissionError as error:
@@ -105,7 +120,7 @@ class ShardReader:
         if sample.problems:
             row["error"] = "; ".join(sample.problems)
             return row
-        name = next((f for f in IMAGE_FIELDS if f in fields), None)
+        name = next((f for f in ("bytes", *IMAGE_FIELDS) if f in fields), None)
         if name is None:
             row["error"] = f"sample has no image (fields: {', '.join(sorted(fields)) or 'none'})"
             return row

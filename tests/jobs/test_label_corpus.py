@@ -10,6 +10,7 @@ import time
 import uuid
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import s3fs
 from PIL import Image
@@ -216,3 +217,40 @@ def test_large_images_are_labeled_at_their_own_size(ray_cluster, tmp_path):
                             capture_output=True, text=True, timeout=300, cwd=REPO)
     assert scored.returncode == 0, scored.stderr[-3000:]
     assert json.loads((tmp_path / "scores.json").read_text())["pq"]["All"]["pq"] > 30
+
+
+def test_manifests_tables_and_folders_in_s3_are_labeled_one_row_per_sample(ray_cluster, s3_bucket):
+    """A Parquet manifest of s3:// URIs (one object missing), a prefix of images and a Hugging Face
+    style table with the images inside: one row per sample, the missing object an error row."""
+    fs = s3fs.S3FileSystem()
+    corpus = SyntheticCorpus(SyntheticConfig(seed=SPLIT_SEEDS["test"], height=96, width=128))
+    pictures = [encode_image(corpus[i].image, "png") for i in range(5)]
+    for i, data in enumerate(pictures[:3]):
+        fs.pipe(f"{s3_bucket}/objects/{i}.png", data)
+        fs.pipe(f"{s3_bucket}/photos/{'sub/' if i == 2 else ''}p{i}.png", data)
+    uris = [f"s3://{s3_bucket}/objects/{i}.png" for i in range(4)]  # objects/3.png does not exist
+    with fs.open(f"{s3_bucket}/manifest.parquet", "wb") as f:
+        pq.write_table(pa.table({"url": uris, "id": [f"m{i}" for i in range(4)]}), f)
+    with fs.open(f"{s3_bucket}/table/train-00000.parquet", "wb") as f:
+        images = [{"bytes": d, "path": f"{i}.png"} for i, d in enumerate(pictures)]
+        pq.write_table(pa.table({"image": images}), f)
+    first = subprocess.run([sys.executable, JOB, "--input", f"s3://{s3_bucket}/manifest.parquet",
+                            "--uri-column", "url", "--key-column", "id", "--input", f"s3://{s3_bucket}/photos/",
+                            "--slice-size", "2", "--output", f"s3://{s3_bucket}/labels",
+                            "--points-per-side", "8", "--ray-address", ray_cluster.address],
+                           capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    second = subprocess.run([sys.executable, JOB, "--input", f"s3://{s3_bucket}/table/*.parquet",
+                             "--image-column", "image", "--output", f"s3://{s3_bucket}/table-labels",
+                             "--points-per-side", "8", "--ray-address", ray_cluster.address],
+                            capture_output=True, text=True, timeout=600)
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    rows = LabelOutput(f"s3://{s3_bucket}/labels").read_table().to_pylist()
+    assert sorted(r["key"] for r in rows) == ["m0", "m1", "m2", "m3", "p0", "p1", "sub/p2"]
+    by_key = {r["key"]: r for r in rows}
+    assert by_key["m3"]["status"] == "error" and "object not found" in by_key["m3"]["error"]
+    assert all(r["status"] == "ok" and r["segments"] for k, r in by_key.items() if k != "m3")
+    assert len(LabelOutput(f"s3://{s3_bucket}/labels").census().done) == 4  # 2 + 2 slices of 2
+    table_rows = LabelOutput(f"s3://{s3_bucket}/table-labels").read_table().to_pylist()
+    assert sorted(r["key"] for r in table_rows) == [f"train-00000/{i:08d}" for i in range(5)]
+    assert all(r["status"] == "ok" for r in table_rows)
