@@ -99,6 +99,7 @@ class Progress:
     samples: int = 0
     ok: int = 0
     errors: int = 0
+    label_seconds: float = 0.0  # the labeling actors' time on the images of this run
     last_line: float = field(default_factory=time.monotonic)
 
     def add(self, counts: dict) -> None:
@@ -275,6 +276,7 @@ def run_label_job(cfg: JobConfig, log: Callable[[str], None] = print) -> dict:
                         try:
                             progress.add(publish(output, shard, rows, manifest, cfg.write_attempts, log,
                                                  skipped))
+                            progress.label_seconds += sum(r["label_seconds"] or 0.0 for r in rows)
                         except OSError as error:
                             end["shard_error"] = f"labels of {shard} could not be written: {error}"
                     if end["shard_error"]:
@@ -308,6 +310,10 @@ def run_label_job(cfg: JobConfig, log: Callable[[str], None] = print) -> dict:
         "duplicate_keys": {"count": keys.count, "examples": keys.examples},
         "seconds": round(progress.elapsed, 1),
         "images_per_second": round(progress.samples / max(progress.elapsed, 1e-9), 3),
+        # Per image labeled in this run: a labeling actor's seconds, and the GPU-seconds they held.
+        "actor_seconds_per_image": round(progress.label_seconds / progress.ok, 4) if progress.ok else None,
+        "gpu_seconds_per_image": round(progress.label_seconds * cfg.num_gpus_per_actor / progress.ok, 4)
+        if progress.ok and cfg.num_gpus_per_actor else None,
         "output": cfg.output, "package_version": manifest["package_version"],
         "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "models": {k: labeling[k] for k in ("sam", "head", "clip")},

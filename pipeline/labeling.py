@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pyarrow as pa
 import torch
@@ -30,9 +32,14 @@ class LabelActor:
     def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
         rows = [dict(zip(batch, values)) for values in zip(*batch.values())]
         todo = [r for r in rows if r["kind"] == "sample" and not r["error"]]
+        started = time.perf_counter()
         labeled = self._label([r["image"] for r in todo], [(int(r["height"]), int(r["width"])) for r in todo])
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        share = (time.perf_counter() - started) / max(1, len(todo))
         results = dict(zip((id(r) for r in todo), labeled))
-        return transit_table([self._output(r, results.get(id(r))) for r in rows])
+        return transit_table([{**self._output(r, results.get(id(r))),
+                               "label_seconds": share if id(r) in results else 0.0} for r in rows])
 
     def _label(self, images: list[np.ndarray], native_sizes: list[tuple[int, int]]
                ) -> list[LabeledImage | Exception]:

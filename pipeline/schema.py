@@ -43,10 +43,11 @@ SCHEMA = pa.schema([
 ])
 
 # Rows between the labeling actors and the driver: SCHEMA plus the reader's bookkeeping
-# (see `pipeline.reader`); the driver drops these columns when it writes a shard.
+# (see `pipeline.reader`) and each sample's share of its batch's labeling time (seconds of
+# the actor, and of its GPU when it has one); the driver drops these columns when it writes.
 TRANSIT_SCHEMA = pa.schema([*SCHEMA, ("kind", pa.string()), ("index", pa.int64()),
                             ("shard_samples", pa.int64()), ("shard_error", pa.string()),
-                            ("skipped_members", pa.string())])
+                            ("skipped_members", pa.string()), ("label_seconds", pa.float64())])
 
 
 def ok_row(key: str, shard: str, width: int, height: int, num_patches: int, segments: list[dict],

@@ -74,6 +74,7 @@ def test_ray_job_submit_labels_s3_shards(ray_cluster, s3_bucket):
     summary = json.loads(fs.cat_file(f"{output}/{SUCCESS}"))
     assert (summary["samples"], summary["ok"], summary["error"], summary["shards"]) == (6, 5, 1, 3)
     assert summary["models"]["sam"]["sha256"] and summary["vocabulary"]["name"] == "synthetic"
+    assert summary["actor_seconds_per_image"] > 0 and summary["gpu_seconds_per_image"] is None  # CPU actors
     with fs.open(LabelOutput(output).parquet_files()[0]) as f:
         metadata = json.loads(pq.ParquetFile(f).schema_arrow.metadata[METADATA_KEY])
     assert metadata["labeling"]["head"]["sha256"] == summary["models"]["head"]["sha256"]
