@@ -160,8 +160,9 @@ def actor_resources(cfg: JobConfig, cluster_cpus: float) -> tuple[float, int]:
     return cpus, max(1, round(cpus))
 
 
-def build_dataset(cfg: JobConfig, shards: list[str]) -> ray.data.Dataset:
-    """The streaming plan: shards through the reading actors, then the labeling actor pool."""
+def build_dataset(cfg: JobConfig, shards: list[str], actor: type = LabelActor) -> ray.data.Dataset:
+    """The streaming plan: shards through the reading actors, then the labeling actor pool (`actor`:
+    `LabelActor`; bench/scale.py swaps in one with a fast stand-in for the models)."""
     cpus, threads = actor_resources(cfg, ray.cluster_resources().get("CPU", 1.0))
     listings: dict[str, list[str]] = {}
     ds = ray.data.from_items([{"shard": s, "files": folder_files(s, cfg.storage_options, listings)}
@@ -173,7 +174,7 @@ def build_dataset(cfg: JobConfig, shards: list[str]) -> ray.data.Dataset:
                      num_cpus=cfg.read_cpus,
                      compute=ray.data.ActorPoolStrategy(size=readers(cfg)))
     return ds.map_batches(
-        LabelActor, batch_size=cfg.batch_size, batch_format="numpy",
+        actor, batch_size=cfg.batch_size, batch_format="numpy",
         fn_constructor_kwargs={"labeler": cfg.labeler, "storage_options": cfg.storage_options,
                                "torch_threads": threads},
         compute=ray.data.ActorPoolStrategy(size=cfg.actors), num_cpus=cpus,
@@ -230,7 +231,7 @@ def check_gpus(cfg: JobConfig) -> None:
                          "--num-gpus-per-actor 0 to label on CPUs")
 
 
-def run_label_job(cfg: JobConfig, log: Callable[[str], None] = print) -> dict:
+def run_label_job(cfg: JobConfig, log: Callable[[str], None] = print, actor: type = LabelActor) -> dict:
     """Label every shard of `cfg.inputs` that has no valid output yet; returns the summary.
 
     The summary's `failed_shards` maps shards that could not be read whole (or whose labels
@@ -269,7 +270,8 @@ def run_label_job(cfg: JobConfig, log: Callable[[str], None] = print) -> dict:
         check_gpus(cfg)
         assembler = ShardAssembler()
         with object_store_budget(cfg):
-            for batch in build_dataset(cfg, pending).iter_batches(batch_format="pyarrow", batch_size=None):
+            stream = build_dataset(cfg, pending, actor).iter_batches(batch_format="pyarrow", batch_size=None)
+            for batch in stream:
                 for shard, rows, end in assembler.add(batch.to_pylist()):
                     if not end["shard_error"]:
                         skipped = json.loads(end["skipped_members"]) if end["skipped_members"] else None
