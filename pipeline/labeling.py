@@ -70,8 +70,8 @@ class LabelActor:
         if isinstance(result, Exception):
             reason = f"labeling failed: {type(result).__name__}: {result}".split("\n")[0]
             return {**error_row(key, shard, reason, width, height), **transit}
-        return {**ok_row(key, shard, width, height, result.num_patches, result.segments,
-                         row["image"].shape[:2]), **transit}
+        return {**ok_row(key, shard, width, height, result.num_patches, result.segments, result.model_size),
+                **transit}
 
 
 def transit_table(rows: list[dict]) -> pa.Table:

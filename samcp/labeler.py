@@ -42,6 +42,7 @@ class LabeledImage:
     id_map: np.ndarray
     segments: list[dict]
     num_patches: int
+    model_size: tuple[int, int] | None = None  # (height, width) the model saw, when not the id map's
 
 
 @dataclass
@@ -230,7 +231,7 @@ class Labeler:
         """The segments of `result` drawn again at `native_size` from the patches' logits
         (`samcp.native`); a segment left without pixels there is dropped."""
         if result is None:
-            return LabeledImage(np.zeros(native_size, np.uint8), [], 0)
+            return LabeledImage(np.zeros(native_size, np.uint8), [], 0, tuple(patches.image_size))
         native = NativePatches(patches, native_size, self.sam.image_encoder.img_size, self.sam.mask_threshold)
         with record_function("samcp.native"):
             id_map = native_id_map(native, result.candidates)
@@ -241,4 +242,4 @@ class Labeler:
                 cls = self.vocab.classes[seg["category_index"]]
                 segments.append({"id": seg["id"], "category_id": cls.id, "category": cls.name,
                                  "isthing": cls.isthing, "score": seg["score"], **drawn[seg["id"]]})
-        return LabeledImage(id_map, segments, len(patches))
+        return LabeledImage(id_map, segments, len(patches), tuple(patches.image_size))

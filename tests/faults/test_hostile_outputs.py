@@ -18,6 +18,7 @@ from pipeline.labeling import LabelActor
 from pipeline.labels import rows_by_key
 from pipeline.output import MANIFEST, LabelOutput, OutputConflict
 from pipeline.report import render_report
+from pipeline.schema import SCHEMA_VERSION
 from pipeline.shards import synthetic_sample
 from samcp.config import LabelerConfig
 from samcp.data.coco import PanopticDataset, export_coco
@@ -60,7 +61,8 @@ def hostile(tmp_path_factory):
     model = LabelerConfig(points_per_side=8, vocab=str(root / "vocab.yaml"))
     labeler = LabelActor(model, torch_threads=2).labeler
     results = labeler.label_batch([corpus[i % 3].image for i in range(len(KEYS))])
-    manifest = {"labeling": describe_models(model), "package_version": "test", "created": ""}
+    manifest = {"labeling": describe_models(model), "schema_version": SCHEMA_VERSION,
+                "package_version": "test", "created": ""}
     output = LabelOutput(str(root / "labels"))
     output.prepare(manifest, overwrite=False)
     rows = [LabelActor._output({"kind": "sample", "key": key, "shard": shards[0], "index": i, "width": 80,
