@@ -5,11 +5,13 @@
 
 A real patch cache of `--base` synthetic training images is built once (shipped SAM and
 CLIP); caches of each size repeat its shard file under other names (rows repeat, as
-the issue allows). Each size then trains one epoch (1 worker, batch 8) in a fresh
-process with its own local Ray, while the proportional set size (PSS: shared pages split
-between the processes that map them, so Ray's object store counts once) of that process
-and every process it started is summed every 0.25 s; the peak is reported, with the
-ratio of each size's peak to the first's (goal: within 10%). Writes
+the issue allows). Each size then trains the same number of steps (one epoch of the
+largest cache; 1 worker, batch 8), so that the runs differ only in the cache's size, in a
+fresh process with its own local Ray, while the proportional set size (PSS: shared pages
+split between the processes that map them, so Ray's object store counts once) of that
+process and every process it started is summed every second; the peak is reported, with
+the ratio of each size's peak to the first's (goal: within 10%), and the PSS per process
+title at the peak and the peak of each title. Writes
 bench/results/train_memory-cpu.json.
 """
 
@@ -32,6 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--sizes", type=int, nargs="+", default=[500, 5000])
     parser.add_argument("--base", type=int, default=50, help="images in the real cache that is repeated")
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--steps", type=int,
+                        help="steps of every run (default: one epoch of the largest cache, so that the "
+                             "runs differ only in the cache's size)")
     parser.add_argument("--folder", help="work folder (default: a temporary one)")
     parser.add_argument("--child", nargs=2, metavar=("CACHE", "OUTPUT"), help=argparse.SUPPRESS)
     return parser
@@ -76,35 +81,46 @@ def repeated_cache(cache: str, folder: str, examples: int) -> str:
     return out
 
 
-def tree_pss_mib(root: int) -> float:
+def tree_pss_mib(root: int) -> dict[str, float]:
+    """PSS in MiB of `root` and every process it started, summed per process title (Ray names its
+    workers by what they run: `ray::RayTrainWorker`, `ray::ReadParquet`, `raylet`, ...)."""
     import psutil
 
     try:
         processes = [psutil.Process(root), *psutil.Process(root).children(recursive=True)]
     except psutil.NoSuchProcess:
-        return 0.0
-    total = 0
+        return {}
+    by_title: dict[str, float] = {}
     for process in processes:
         try:
-            total += process.memory_full_info().pss
+            cmdline = process.cmdline()
+            title = "driver" if process.pid == root else (
+                os.path.basename(cmdline[0]).split(".")[0] if cmdline else process.name())
+            if title.startswith("python") and len(cmdline) > 1:
+                title = os.path.basename(cmdline[1] if not cmdline[1].startswith("-") else cmdline[-1])
+            by_title[title] = by_title.get(title, 0.0) + process.memory_full_info().pss / 2**20
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
-    return total / 2**20
+    return by_title
 
 
-def train_child(cache: str, output: str, batch_size: int) -> None:
+def train_child(cache: str, output: str, batch_size: int, steps: int) -> None:
     from pipeline.train.trainer import TrainConfig, run_training
     from samcp.model.head import HeadConfig
 
-    result = run_training(TrainConfig(cache, output, workers=1, epochs=1, batch_size=batch_size,
+    result = run_training(TrainConfig(cache, output, workers=1, steps=steps, batch_size=batch_size,
                                       checkpoint_every=10**6), HeadConfig(clip_dim=64), log=lambda line: None)
     print(json.dumps({"steps": result["plan"].total_steps, "examples": result["images"]}))
+
+
+def rounded(by_title: dict[str, float]) -> dict[str, float]:
+    return {title: round(mib, 1) for title, mib in sorted(by_title.items(), key=lambda kv: -kv[1])}
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.child:
-        train_child(*args.child, args.batch_size)
+        train_child(*args.child, args.batch_size, args.steps)
         return 0
     from samcp.config import LabelerConfig
     from samcp.provenance import provenance, write_result
@@ -114,23 +130,30 @@ def main(argv: list[str] | None = None) -> int:
     env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
     env.pop("RAY_ADDRESS", None)
     runs = []
+    steps = args.steps or max(args.sizes) // args.batch_size
     for size in args.sizes:
         cache = repeated_cache(base, folder, size)
         output = os.path.join(folder, f"run-{size}")
         shutil.rmtree(output, ignore_errors=True)
         started = time.perf_counter()
         child = subprocess.Popen([sys.executable, __file__, "--batch-size", str(args.batch_size),
-                                  "--child", cache, output], stdout=subprocess.PIPE, text=True, env=env)
-        peak = 0.0
+                                  "--steps", str(steps), "--child", cache, output],
+                                 stdout=subprocess.PIPE, text=True, env=env)
+        peak, at_peak, title_peaks = 0.0, {}, {}
         while child.poll() is None:
-            peak = max(peak, tree_pss_mib(child.pid))
-            time.sleep(0.25)
+            by_title = tree_pss_mib(child.pid)
+            if sum(by_title.values()) > peak:
+                peak, at_peak = sum(by_title.values()), by_title
+            for title, mib in by_title.items():
+                title_peaks[title] = max(title_peaks.get(title, 0.0), mib)
+            time.sleep(1.0)
         out = child.stdout.read()
         if child.returncode:
             raise SystemExit(f"training on {size} examples failed")
         trained = json.loads(out.strip().splitlines()[-1])
         runs.append({"examples": trained["examples"], "steps": trained["steps"],
-                     "peak_pss_mib": round(peak, 1), "seconds": round(time.perf_counter() - started, 1)})
+                     "peak_pss_mib": round(peak, 1), "seconds": round(time.perf_counter() - started, 1),
+                     "at_peak_mib": rounded(at_peak), "peak_per_process_mib": rounded(title_peaks)})
         print(f"{trained['examples']} examples, {trained['steps']} steps: peak {peak:.0f} MiB", flush=True)
     for run in runs:
         run["peak_ratio"] = round(run["peak_pss_mib"] / runs[0]["peak_pss_mib"], 3)

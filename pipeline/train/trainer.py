@@ -283,8 +283,10 @@ def run_training(cfg: TrainConfig, head_config: HeadConfig | None = None,
     init_ray(cfg.ray_address)
     _, cache_fs = storage(cfg.cache, cfg.storage_options)
     paths = [folder.path(name) for name in finished["files"]]
-    dataset = ray.data.read_parquet(paths, filesystem=cache_fs, columns=["example"],
-                                    num_cpus=0.25).randomize_block_order()
+    # One reading task per training worker at a time: each task's process keeps its memory while idle,
+    # so more concurrent reads (as many as the CPUs allow, by default) would grow with the cache's files.
+    dataset = ray.data.read_parquet(paths, filesystem=cache_fs, columns=["example"], num_cpus=0.25,
+                                    concurrency=cfg.workers).randomize_block_order()
     storage_path, filesystem = storage(cfg.output, cfg.storage_options)
     # CPU workers leave a CPU to Ray Data, which lists the cache files and streams the examples to them.
     cpus = 1.0 if cfg.use_gpu else min(1.0, (ray.cluster_resources().get("CPU", 2.0) - 1.0) / cfg.workers)
