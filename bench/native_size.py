@@ -124,7 +124,7 @@ def child(path: str, mode: str) -> None:
     loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     started = time.perf_counter()
     with open(path, "rb") as f:
-        decoded = decode(f.read(), DecodeConfig())
+        decoded = decode(f.read(), DecodeConfig(max_side=2048))
     result = labeler.label(decoded.pixels, decoded.native_size if mode == "native" else None)
     print(json.dumps({"native_size": list(decoded.native_size), "model_size": list(decoded.pixels.shape[:2]),
                       "mask_size": list(result.id_map.shape), "segments": len(result.segments),

@@ -50,7 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = parser.add_argument_group("run")
     add_config_arguments(run, JobConfig, only=RUN_FIELDS)
     run.add_argument("--max-side", type=int, default=DecodeConfig.max_side,
-                     help="images are downscaled to this longer side when decoded")
+                     help="the longer side the model sees: larger images are downscaled while they decode "
+                          "(labels stay at the image's own size)")
     run.add_argument("--max-member-mib", type=int, default=DecodeConfig.max_member_bytes // 2**20,
                      help="tar members larger than this are not read: their sample becomes an error row "
                           f"(default {DecodeConfig.max_member_bytes // 2**20})")

@@ -29,7 +29,9 @@ class DecodeConfig:
     """What the reader accepts and how it decodes; recorded in the labeling manifest, since it
     changes the labels (their size) and which samples are errors."""
 
-    max_side: int = 2048  # longer side after decoding; larger images are downscaled
+    # Longer side of what the model sees (larger images are downscaled while they decode; labels stay
+    # at the image's own size): SAM's input is 1024 px, so more only costs the patch generator time.
+    max_side: int = 1024
     max_pixels: int = 150_000_000  # width x height above which an image is refused (12000^2 passes)
     min_side: int = 8  # images smaller than this on either side are refused
     max_member_bytes: int = 256 * 2**20  # tar members above this are not read: their sample is an error
