@@ -26,6 +26,7 @@ from pipeline.train.cache import CacheConfig, LabelSource, run_cache_job
 from pipeline.train.trainer import TrainConfig, run_training
 from samcp.clip.region import check_clip_width
 from samcp.config import PATCH_FIELDS, LabelerConfig
+from samcp.data.decode import DecodeConfig
 from samcp.flags import add_config_arguments, config_from_args
 from samcp.model.head import HeadConfig
 from samcp.model_files import describe_models
@@ -51,7 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output", required=True, help="run URI: checkpoints, metrics.json, samcp_head.pt")
     parser.add_argument("--cache", help="patch cache URI (default: OUTPUT/cache)")
     add_config_arguments(parser.add_argument_group("models (frozen)"), LabelerConfig, only=MODEL_FIELDS)
-    add_config_arguments(parser.add_argument_group("patch cache"), CacheConfig, only=CACHE_FIELDS)
+    cache = parser.add_argument_group("patch cache")
+    add_config_arguments(cache, CacheConfig, only=CACHE_FIELDS)
+    cache.add_argument("--max-side", type=int, default=DecodeConfig.max_side,
+                       help="images are downscaled to this longer side when decoded, their labels with them")
     add_config_arguments(parser.add_argument_group("training"), TrainConfig, only=TRAIN_FIELDS)
     add_config_arguments(parser.add_argument_group("head architecture (a new head)"), HeadConfig,
                          only=HEAD_FIELDS)
@@ -77,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         summary = run_cache_job(config_from_args(CacheConfig, args, only=CACHE_FIELDS, cache=cache,
                                                  roi_size=head.roi_size, clip_dim=head.clip_dim,
                                                  backbone=head.backbone,
+                                                 decode=DecodeConfig(max_side=args.max_side),
                                                  storage_options=args.storage_options,
                                                  ray_address=args.ray_address), labeling, [source], log)
         if summary["failed"]:
