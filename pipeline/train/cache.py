@@ -319,6 +319,7 @@ def run_cache_job(cfg: CacheConfig, labeling: dict, sources: list[LabelSource],
                         "torch_threads": max(1, round(per_actor))},
                     compute=ray.data.ActorPoolStrategy(size=cfg.actors), num_cpus=per_actor,
                     num_gpus=cfg.num_gpus_per_actor or None)
+        ds.context.execution_no_progress_timeout_s = -1  # a shard may take longer than Ray Data's 30 min
         started, images = time.perf_counter(), 0
         for index, result in enumerate(ds.iter_rows(), 1):
             if result["error"]:
