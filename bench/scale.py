@@ -5,8 +5,8 @@
 
 The samples are tiny PNGs (8x8, written once by a fast generator, --folder) in
 `--shards` WebDataset shards, so that the run measures the pipeline, not the model or
-the image codec. `jobs/label_corpus.py`'s code runs unchanged (`run_label_job`: reading
-actors, the labeling actor pool, the driver that assembles and writes every shard),
+the image codec. `jobs/label_corpus.py`'s code runs unchanged (`run_label_job`: the
+labeling actors that read, label and write whole shards, the driver that keeps count),
 except that the labeling actors' models are replaced by a stand-in that returns, for
 each image, the segments of one of a fixed pool of real panoptic labels (ground truth
 of synthetic images at 1024x768: tens of segments each, real RLE), so that the rows
@@ -98,8 +98,11 @@ def stand_in_actor(pool: list[list[dict]]) -> type:
     from samcp.labeler import LabeledImage
 
     class StandInActor(LabelActor):
-        def __init__(self, labeler=None, storage_options=None, torch_threads=None):
-            self.count = 0
+        count = 0
+
+        @staticmethod
+        def build_labeler(labeler, storage_options):
+            return None
 
         def _label(self, images, native_sizes):
             found = []

@@ -10,8 +10,7 @@ from samcp.config import LabelerConfig
 from samcp.data.decode import DecodeConfig
 
 # The fields a labeling job's "run" flags set (`samcp.flags`); the rest have flags of their own.
-RUN_FIELDS = ("actors", "num_gpus_per_actor", "cpus_per_actor", "batch_size", "read_tasks",
-              "object_store_mib", "overwrite", "ray_address")
+RUN_FIELDS = ("actors", "num_gpus_per_actor", "cpus_per_actor", "batch_size", "overwrite", "ray_address")
 # The fields the input flags set: how manifests, tables and folders are read (`pipeline.sources`).
 INPUT_FIELDS = ("uri_column", "image_column", "key_column", "slice_size")
 
@@ -19,7 +18,7 @@ INPUT_FIELDS = ("uri_column", "image_column", "key_column", "slice_size")
 @dataclass(frozen=True)
 class JobConfig:
     """A labeling run: shards in (tars, or slices of manifests, tables and folders: `pipeline.inputs`),
-    one Parquet file per shard out (see `pipeline.output`)."""
+    one Parquet file per shard out, written by the actor that labeled it (see `pipeline.output`)."""
 
     inputs: tuple[str, ...]
     output: str
@@ -35,17 +34,9 @@ class JobConfig:
     actors: int = field(default=1, metadata={"help": "labeling actors (model copies)"})
     num_gpus_per_actor: float = field(default=0.0, metadata={"help": "0: label on CPU"})
     cpus_per_actor: float | None = field(default=None, metadata={
-        "help": "default: 1 with GPUs, else the cluster's CPUs left by the readers, shared by the actors"})
+        "help": "default: 1 with GPUs, else the cluster's CPUs shared by the actors (each also reads its "
+                "shards on a thread)"})
     batch_size: int = field(default=4, metadata={"help": "images per labeling call"})
-    read_cpus: float = 0.25  # Ray CPUs each shard-reading actor claims
-    read_tasks: int | None = field(default=None, metadata={
-        "help": "shard-reading actors: shards read and decoded at once (default: one per GPU actor, "
-                "one per 8 CPU actors)"})
-    # Ray Data's object store budget for blocks in flight (decoded images waiting for an actor):
-    # reading outruns labeling, so without a bound it would buffer the corpus in the object store.
-    object_store_mib: int | None = field(default=None, metadata={
-        "help": "object store budget for decoded images waiting for an actor, which keeps memory flat "
-                "(default: 64 per labeling actor)"})
     storage_options: dict | None = None
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     write_attempts: int = 5  # tries to write a shard's labels (backoff 1, 2, 4, 8 s) before it fails
@@ -62,12 +53,8 @@ class JobConfig:
             raise ValueError(f"--actors must be >= 1, got {self.actors}")
         if self.batch_size < 1:
             raise ValueError(f"--batch-size must be >= 1, got {self.batch_size}")
-        if self.read_tasks is not None and self.read_tasks < 1:
-            raise ValueError(f"--read-tasks must be >= 1, got {self.read_tasks}")
         if self.write_attempts < 1:
             raise ValueError(f"write_attempts must be >= 1, got {self.write_attempts}")
-        if self.object_store_mib is not None and self.object_store_mib < 16:
-            raise ValueError(f"--object-store-mib must be >= 16, got {self.object_store_mib}")
         if self.num_gpus_per_actor < 0:
             raise ValueError(f"--num-gpus-per-actor must be >= 0, got {self.num_gpus_per_actor}")
 

@@ -1,87 +1,71 @@
-"""The labeling job on Ray Data: shards -> reading actors (CPU) -> labeling actors -> Parquet per shard.
+"""The labeling job on Ray Data: shards -> labeling actors that read, label and write them -> a small
+row per shard to the driver.
 
-Shards are read and decoded by a few CPU actors (`pipeline.reader`), labeled by a pool
-of actors that load the models once (`pipeline.labeling`), and streamed back
-to the driver, which publishes a shard's file as soon as it holds all the
-shard's rows (`pipeline.output`). Ray Data's `write_parquet` is not used: it
-names files per block, while resuming needs one atomic file per input shard.
+A pool of actors loads the models once each (`pipeline.labeling`); each takes whole shards,
+reads and decodes them on a thread (`pipeline.reader`), labels them in batches and publishes
+each shard's Parquet file itself, atomically (`pipeline.output`). The driver plans the shards,
+claims the output, and keeps count from the actors' small result rows (a progress row per
+batch, a done row per shard with its counts and keys): its cost per image is a few
+microseconds, and a slow store holds up only the actor that writes to it. Ray Data's
+`write_parquet` is not used: it names files per block, while resuming needs one atomic file
+per input shard.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import json
-import math
 import time
-from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
+import numpy as np
 import ray
 
 from pipeline.cluster import init_ray
 from pipeline.config import JobConfig, package_version
 from pipeline.inputs import expand_inputs
 from pipeline.labeling import LabelActor
-from pipeline.output import MANIFEST_VERSION, PENDING, SUCCESS, LabelOutput
-from pipeline.reader import ShardReader
+from pipeline.output import MANIFEST_VERSION, PENDING, SUCCESS, LabelOutput, OutputConflict
 from pipeline.sources import Columns, is_folder_slice, slice_files
 from samcp.model_files import describe_models
-
-
-class ShardAssembler:
-    """Gathers the rows of each shard, which arrive in any order, until the shard is whole."""
-
-    def __init__(self):
-        self.rows: dict[str, dict[int, dict]] = defaultdict(dict)
-        self.ends: dict[str, dict] = {}
-
-    def add(self, rows: list[dict]) -> list[tuple[str, list[dict], dict]]:
-        """Take rows; return (shard, sample rows in shard order, end row) for each shard now complete."""
-        touched = set()
-        for row in rows:
-            if row["kind"] == "end":
-                self.ends[row["shard"]] = row
-            else:
-                self.rows[row["shard"]][row["index"]] = row  # keyed: a redone batch never doubles a row
-            touched.add(row["shard"])
-        complete = []
-        for shard in touched:
-            end = self.ends.get(shard)
-            if end is not None and len(self.rows[shard]) == end["shard_samples"]:
-                samples = self.rows.pop(shard)
-                complete.append((shard, [samples[i] for i in sorted(samples)], self.ends.pop(shard)))
-        return complete
-
-    def incomplete(self) -> list[str]:
-        return sorted(set(self.rows) | set(self.ends))
 
 
 class KeyRegistry:
     """The sample keys of this run, to report a key that comes back in another shard.
 
-    Such samples keep a row each (the `shard` column tells them apart); they are
-    counted and named, not merged. Keys are held as 8-byte digests (about 100 bytes
-    per sample on the driver); shards finished by an earlier run are not re-read.
+    Such samples keep a row each (the `shard` column tells them apart); they are counted and
+    named, not merged. Each key is held as an 8-byte digest in a sorted array with the index of
+    the shard it was first seen in: 12 bytes per sample on the driver (12 MB per million);
+    shards finished by an earlier run are not re-read.
     """
 
     def __init__(self, examples: int = 10):
-        self.first_shard: dict[bytes, str] = {}
+        self.digests = np.empty(0, np.uint64)
+        self.first = np.empty(0, np.int32)  # index into `shards`
+        self.shards: list[str] = []
         self.count = 0
         self.examples: list[dict] = []
         self.max_examples = examples
 
-    def add(self, shard: str, rows: list[dict]) -> list[dict]:
-        """Register a shard's rows; returns the new duplicates as {key, shard, first_shard}."""
-        found = []
-        for row in rows:
-            first = self.first_shard.setdefault(hashlib.blake2b(row["key"].encode(), digest_size=8).digest(),
-                                                shard)
-            if first != shard:
-                found.append({"key": row["key"], "shard": shard, "first_shard": first})
+    def add(self, shard: str, keys: list[str]) -> list[dict]:
+        """Register a shard's keys; returns the new duplicates as {key, shard, first_shard}."""
+        digests = np.array([int.from_bytes(hashlib.blake2b(k.encode("utf-8", "surrogateescape"),
+                                                           digest_size=8).digest(), "little") for k in keys],
+                           np.uint64)
+        at = np.searchsorted(self.digests, digests)
+        seen = np.zeros(len(digests), bool)
+        if len(self.digests):
+            seen = self.digests[np.minimum(at, len(self.digests) - 1)] == digests
+        found = [{"key": keys[i], "shard": shard, "first_shard": self.shards[self.first[at[i]]]}
+                 for i in np.flatnonzero(seen)]
+        new = np.unique(digests[~seen])
+        where = np.searchsorted(self.digests, new)
+        self.digests = np.insert(self.digests, where, new)
+        self.first = np.insert(self.first, where, len(self.shards))
+        self.shards.append(shard)
         self.count += len(found)
         self.examples += found[:self.max_examples - len(self.examples)]
         return found
@@ -89,7 +73,7 @@ class KeyRegistry:
 
 @dataclass
 class Progress:
-    """Counts of the run and a periodic line with images/s and ETA."""
+    """Counts of the run and a periodic line with images/s and ETA, moved by every labeled batch."""
 
     shards_total: int
     every_s: float
@@ -101,13 +85,28 @@ class Progress:
     errors: int = 0
     label_seconds: float = 0.0  # the labeling actors' time on the images of this run
     last_line: float = field(default_factory=time.monotonic)
+    in_flight: dict[str, int] = field(default_factory=dict)  # images labeled of shards not yet done
 
-    def add(self, counts: dict) -> None:
+    def advance(self, shard: str, samples: int) -> None:
+        """A batch of `shard` labeled."""
+        self.in_flight[shard] = self.in_flight.get(shard, 0) + samples
+        self._maybe_log()
+
+    def add(self, counts: dict, shard: str | None = None) -> None:
+        """A shard done, with its counts."""
+        self.in_flight.pop(shard, None)
         self.shards_done += 1
         self.samples += counts["samples"]
         self.ok += counts["ok"]
         self.errors += counts["error"]
-        if time.monotonic() - self.last_line >= self.every_s or self.shards_done == self.shards_total:
+        self._maybe_log(self.shards_done == self.shards_total)
+
+    def drop(self, shard: str) -> None:
+        """A shard failed: its images no longer count."""
+        self.in_flight.pop(shard, None)
+
+    def _maybe_log(self, force: bool = False) -> None:
+        if force or time.monotonic() - self.last_line >= self.every_s:
             self.log(self.line())
             self.last_line = time.monotonic()
 
@@ -116,12 +115,13 @@ class Progress:
         return time.monotonic() - self.start
 
     def line(self) -> str:
-        rate = self.samples / max(self.elapsed, 1e-9)
+        images = self.samples + sum(self.in_flight.values())
+        rate = images / max(self.elapsed, 1e-9)
         left = self.shards_total - self.shards_done
         per_shard = self.samples / self.shards_done if self.shards_done else float("nan")
-        eta = left * per_shard / rate if rate > 0 else float("nan")
-        return (f"[label] shards {self.shards_done}/{self.shards_total}  images {self.samples} "
-                f"(ok {self.ok}, error {self.errors})  {rate:.2f} img/s  ETA {_duration(eta)}")
+        eta = (left * per_shard - sum(self.in_flight.values())) / rate if rate > 0 else float("nan")
+        return (f"[label] shards {self.shards_done}/{self.shards_total}  images {images} "
+                f"(ok {self.ok}, error {self.errors})  {rate:.2f} img/s  ETA {_duration(max(eta, 0.0))}")
 
 
 def _duration(seconds: float) -> str:
@@ -132,53 +132,40 @@ def _duration(seconds: float) -> str:
     return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
 
 
-def readers(cfg: JobConfig) -> int:
-    """Shard-reading actors: `read_tasks`, by default one per GPU actor, or one per 8 CPU actors.
-
-    A reader decodes tens to hundreds of images/s; a CPU actor labels a few, a GPU
-    actor tens: more readers than that would sit idle, each holding its memory.
-    """
-    if cfg.read_tasks:
-        return cfg.read_tasks
-    return cfg.actors if cfg.num_gpus_per_actor else math.ceil(cfg.actors / 8)
-
-
 def actor_resources(cfg: JobConfig, cluster_cpus: float) -> tuple[float, int]:
     """(Ray CPUs per labeling actor, torch threads per labeling actor).
 
-    GPU actors take 1 CPU. CPU actors share the cluster's CPUs left by the
-    reading actors, so every actor finds room and the labeling keeps every core busy.
+    GPU actors take 1 CPU. CPU actors share the cluster's CPUs, so every actor finds room
+    and the labeling keeps every core busy.
     """
-    reading = cfg.read_cpus * readers(cfg)
     cpus = cfg.cpus_per_actor
     if cpus is None:
-        cpus = 1.0 if cfg.num_gpus_per_actor else (cluster_cpus - reading) / cfg.actors
-    fits = cfg.num_gpus_per_actor > 0 or cpus * cfg.actors + reading <= cluster_cpus + 1e-9
+        cpus = 1.0 if cfg.num_gpus_per_actor else cluster_cpus / cfg.actors
+    fits = cfg.num_gpus_per_actor > 0 or cpus * cfg.actors <= cluster_cpus + 1e-9
     if cpus <= 0 or not fits:
-        raise ValueError(f"{cfg.actors} actors of {cpus:g} CPUs plus readers do not fit the cluster's "
+        raise ValueError(f"{cfg.actors} actors of {cpus:g} CPUs do not fit the cluster's "
                          f"{cluster_cpus:g} CPUs; lower --actors or --cpus-per-actor")
     return cpus, max(1, round(cpus))
 
 
-def build_dataset(cfg: JobConfig, shards: list[str], actor: type = LabelActor) -> ray.data.Dataset:
-    """The streaming plan: shards through the reading actors, then the labeling actor pool (`actor`:
-    `LabelActor`; bench/scale.py swaps in one with a fast stand-in for the models)."""
+def build_dataset(cfg: JobConfig, shards: list[str], manifest: dict, actor: type = LabelActor
+                  ) -> ray.data.Dataset:
+    """The streaming plan: one row per shard through the labeling actor pool (`actor`: `LabelActor`;
+    bench/scale.py swaps in one with a fast stand-in for the models), which yields result rows."""
     cpus, threads = actor_resources(cfg, ray.cluster_resources().get("CPU", 1.0))
     listings: dict[str, list[str]] = {}
     ds = ray.data.from_items([{"shard": s, "files": folder_files(s, cfg.storage_options, listings)}
                               for s in shards], override_num_blocks=len(shards))
-    # A fixed pool of reading actors: reading tasks would each take a worker process, and Ray
-    # keeps finished ones idle, so the processes (and memory) would grow with a longer run.
-    ds = ds.flat_map(ShardReader, fn_constructor_kwargs={"storage_options": cfg.storage_options,
-                                                         "decode": cfg.decode},
-                     num_cpus=cfg.read_cpus,
-                     compute=ray.data.ActorPoolStrategy(size=readers(cfg)))
-    return ds.map_batches(
-        actor, batch_size=cfg.batch_size, batch_format="numpy",
+    ds = ds.map_batches(
+        actor, batch_size=1, batch_format="numpy",
         fn_constructor_kwargs={"labeler": cfg.labeler, "storage_options": cfg.storage_options,
-                               "torch_threads": threads},
+                               "torch_threads": threads, "output": cfg.output, "manifest": manifest,
+                               "decode": cfg.decode, "batch_size": cfg.batch_size,
+                               "write_attempts": cfg.write_attempts},
         compute=ray.data.ActorPoolStrategy(size=cfg.actors), num_cpus=cpus,
         num_gpus=cfg.num_gpus_per_actor or None)
+    ds.context.execution_no_progress_timeout_s = -1  # a shard may take longer than Ray Data's 30 min
+    return ds
 
 
 def folder_files(shard: str, storage_options: dict | None, listings: dict[str, list[str]]) -> list[str]:
@@ -191,33 +178,6 @@ def folder_files(shard: str, storage_options: dict | None, listings: dict[str, l
         return slice_files(shard, storage_options, listings)
     except ValueError:
         return []
-
-
-@contextlib.contextmanager
-def object_store_budget(cfg: JobConfig) -> Iterator[None]:
-    """Bound Ray Data's object store use while the job streams (64 MiB per labeling actor by
-    default): reading outruns labeling, and would otherwise buffer the corpus. Restored after."""
-    options = ray.data.DataContext.get_current().execution_options
-    before = options.resource_limits
-    budget_mib = cfg.object_store_mib or 64 * cfg.actors
-    options.resource_limits = before.copy(object_store_memory=budget_mib * 2**20)
-    try:
-        yield
-    finally:
-        options.resource_limits = before
-
-
-def publish(output: LabelOutput, shard: str, rows: list[dict], manifest: dict, attempts: int,
-            log: Callable[[str], None], skipped_members: dict | None = None) -> dict:
-    """Write one shard's labels, retrying with backoff (1, 2, 4... s) while the store fails."""
-    for attempt in range(1, attempts):
-        try:
-            return output.write_shard(shard, rows, manifest, skipped_members)
-        except OSError as error:
-            log(f"[label] writing the labels of {shard} failed ({error}); "
-                f"retry {attempt}/{attempts - 1} in {2 ** (attempt - 1)}s")
-            time.sleep(2 ** (attempt - 1))
-    return output.write_shard(shard, rows, manifest, skipped_members)  # the last try: its error fails it
 
 
 def check_gpus(cfg: JobConfig) -> None:
@@ -268,29 +228,34 @@ def run_label_job(cfg: JobConfig, log: Callable[[str], None] = print, actor: typ
     if pending:
         init_ray(cfg.ray_address)
         check_gpus(cfg)
-        assembler = ShardAssembler()
-        with object_store_budget(cfg):
-            stream = build_dataset(cfg, pending, actor).iter_batches(batch_format="pyarrow", batch_size=None)
-            for batch in stream:
-                for shard, rows, end in assembler.add(batch.to_pylist()):
-                    if not end["shard_error"]:
-                        skipped = json.loads(end["skipped_members"]) if end["skipped_members"] else None
-                        try:
-                            progress.add(publish(output, shard, rows, manifest, cfg.write_attempts, log,
-                                                 skipped))
-                            progress.label_seconds += sum(r["label_seconds"] or 0.0 for r in rows)
-                        except OSError as error:
-                            end["shard_error"] = f"labels of {shard} could not be written: {error}"
-                    if end["shard_error"]:
-                        failed[shard] = end["shard_error"]
-                        log(f"[label] shard failed, nothing written for it: {end['shard_error']}")
-                        continue
-                    for duplicate in keys.add(shard, rows)[:3]:
-                        log(f"[label] key {duplicate['key']!r} of {shard} is also in "
-                            f"{duplicate['first_shard']} (both kept, as separate rows)")
-        if assembler.incomplete():
-            missing = assembler.incomplete()
-            raise RuntimeError(f"the stream ended with rows missing for {len(missing)} shards, "
+        done: set[str] = set()
+        for batch in build_dataset(cfg, pending, manifest, actor).iter_batches(batch_format="pyarrow",
+                                                                               batch_size=None):
+            for result in batch.to_pylist():
+                shard = result["shard"]
+                if result["kind"] == "progress":
+                    progress.advance(shard, result["samples"])
+                    continue
+                for line in json.loads(result["log"]):
+                    log(line)
+                if result["kind"] == "conflict":
+                    raise OutputConflict(result["shard_error"])
+                if shard in done:  # a shard retried after its actor died: its first result counts
+                    continue
+                done.add(shard)
+                if result["shard_error"]:
+                    failed[shard] = result["shard_error"]
+                    progress.drop(shard)
+                    log(f"[label] shard failed, nothing written for it: {result['shard_error']}")
+                    continue
+                progress.add(json.loads(result["counts"]), shard)
+                progress.label_seconds += result["label_seconds"]
+                for duplicate in keys.add(shard, json.loads(result["keys"]))[:3]:
+                    log(f"[label] key {duplicate['key']!r} of {shard} is also in "
+                        f"{duplicate['first_shard']} (both kept, as separate rows)")
+        missing = [s for s in pending if s not in done]
+        if missing:
+            raise RuntimeError(f"the stream ended without a result for {len(missing)} shards, "
                                f"e.g. {missing[0]}")
     final = output.census(labeling)
     for path, reason in final.invalid.items():  # written meanwhile by another run on the same output

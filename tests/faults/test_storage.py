@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import s3fs
 
@@ -33,13 +34,16 @@ def corpus(s3_bucket: str, num_images: int = 6, shard_size: int = 2) -> list[str
 NO_CLIENT_RETRIES = {"config_kwargs": {"retries": {"max_attempts": 1}}}
 
 
-def label(proxy, s3_bucket: str, ray_address: str, **options) -> subprocess.CompletedProcess:
+def label_command(proxy, s3_bucket: str, ray_address: str, *args: str, **options) -> list[str]:
     options = {"client_kwargs": {"endpoint_url": proxy.endpoint}, **options}
-    return subprocess.run(
-        [sys.executable, os.path.join(REPO, "jobs", "label_corpus.py"), "--input", f"s3://{s3_bucket}/shards/*.tar",
-         "--output", f"s3://{s3_bucket}/labels", "--points-per-side", "8",
-         "--storage-options", json.dumps(options),
-         "--ray-address", ray_address], capture_output=True, text=True, timeout=600)
+    return [sys.executable, os.path.join(REPO, "jobs", "label_corpus.py"), "--input", f"s3://{s3_bucket}/shards/*.tar",
+            "--output", f"s3://{s3_bucket}/labels", "--points-per-side", "8",
+            "--storage-options", json.dumps(options), "--ray-address", ray_address, *args]
+
+
+def label(proxy, s3_bucket: str, ray_address: str, **options) -> subprocess.CompletedProcess:
+    return subprocess.run(label_command(proxy, s3_bucket, ray_address, **options), capture_output=True,
+                          text=True, timeout=600)
 
 
 def rows_per_shard(s3_bucket: str) -> dict[str, int]:
@@ -96,3 +100,33 @@ def test_labels_that_cannot_be_written_are_retried_then_reported_not_lost(ray_cl
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     assert rows_per_shard(s3_bucket) == {s: 2 for s in shards}
     assert LabelOutput(f"s3://{s3_bucket}/labels").read_json(SUCCESS)["samples"] == 6
+
+
+def test_while_the_store_refuses_one_shards_labels_the_other_shards_are_labeled(ray_cluster, s3_proxy,
+                                                                                 s3_bucket, tmp_path):
+    shards = corpus(s3_bucket, num_images=8, shard_size=2)
+    s3_proxy.faults.fail_writes = (os.path.basename(shards[0]).replace(".tar", "-"),)
+    s3_proxy.faults.fail_writes_for_s = 12.0
+    output = open(tmp_path / "log", "w+")
+    job = subprocess.Popen(label_command(s3_proxy, s3_bucket, ray_cluster.address, "--actors", "2",
+                                         **NO_CLIENT_RETRIES),
+                           stdout=output, stderr=subprocess.STDOUT, text=True)
+    fs, appeared = s3fs.S3FileSystem(), {}
+    while True:
+        running = job.poll() is None
+        fs.invalidate_cache()
+        for path in fs.glob(f"{s3_bucket}/labels/*.parquet"):
+            appeared.setdefault(os.path.basename(path).rsplit("-", 1)[0], time.monotonic())
+        if not running:
+            break
+        time.sleep(0.2)
+    log = (tmp_path / "log").read_text()
+    output.close()
+    assert job.returncode == 0, log[-3000:]
+    refused_from = s3_proxy.faults.first_write
+    assert refused_from is not None and "retry" in log
+    first = os.path.basename(shards[0]).replace(".tar", "")
+    others = [t for name, t in appeared.items() if name != first]
+    # The other actor labeled and wrote shards while the store refused the first one's labels.
+    assert len(others) == 3 and sum(refused_from < t < appeared[first] for t in others) >= 2, appeared
+    assert rows_per_shard(s3_bucket) == {s: 2 for s in shards}
