@@ -190,6 +190,7 @@ def test_large_images_are_labeled_at_their_own_size(ray_cluster, tmp_path):
                                 "height": height})
         truth["annotations"].append({"image_id": index + 1, "file_name": f"{key}.png",
                                      "segments_info": sample.metadata()["segments_info"]})
+        del image, ids  # hundreds of MB each: this process holds none of them while the job runs
     (tmp_path / "gt" / "panoptic.json").write_text(json.dumps(truth))
     write_shards(samples, str(tmp_path / "shards"), 2, progress=False)
     done = subprocess.run([sys.executable, JOB, "--input", str(tmp_path / "shards" / "*.tar"), "--output",
@@ -206,6 +207,7 @@ def test_large_images_are_labeled_at_their_own_size(ray_cluster, tmp_path):
         ids = row_id_map(row)  # decodes every RLE at (height, width); raises if segments overlap
         assert ids.shape == (height, width)
         assert sum(s["area"] for s in row["segments"]) == (ids > 0).sum() <= width * height
+        del ids
     export = subprocess.run([sys.executable, os.path.join(REPO, "jobs", "export.py"), "--labels",
                              str(tmp_path / "labels"), "--format", "coco-panoptic", "--output",
                              str(tmp_path / "export")], capture_output=True, text=True, timeout=300, cwd=REPO)
