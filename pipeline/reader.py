@@ -1,8 +1,8 @@
 """One WebDataset shard -> one row per sample (decoded image or error), then an end row.
 
-Rows flow through Ray Data from here to the labeling actors and on to the
-driver, which writes a shard's output once it holds every sample of that shard.
-Every row has the same columns:
+A labeling actor reads its shard's rows on a thread, labels the samples and writes
+the shard's output once it holds every row (`pipeline.labeling`). Every row has the
+same columns:
 
     kind            "sample" or "end"
     key, shard      the sample's key and the shard's URI ("" key on the end row)

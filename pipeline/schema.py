@@ -42,12 +42,11 @@ SCHEMA = pa.schema([
     ("segments", pa.list_(SEGMENT_TYPE)),
 ])
 
-# Rows between the labeling actors and the driver: SCHEMA plus the reader's bookkeeping
-# (see `pipeline.reader`) and each sample's share of its batch's labeling time (seconds of
-# the actor, and of its GPU when it has one); the driver drops these columns when it writes.
+# A labeling actor's rows before it writes them: SCHEMA plus the reader's bookkeeping (see
+# `pipeline.reader`); `LabelOutput.write_shard` keeps only SCHEMA's columns.
 TRANSIT_SCHEMA = pa.schema([*SCHEMA, ("kind", pa.string()), ("index", pa.int64()),
                             ("shard_samples", pa.int64()), ("shard_error", pa.string()),
-                            ("skipped_members", pa.string()), ("label_seconds", pa.float64())])
+                            ("skipped_members", pa.string())])
 
 
 def ok_row(key: str, shard: str, width: int, height: int, num_patches: int, segments: list[dict],
