@@ -78,9 +78,17 @@ def check_command(command: list[str]) -> None:
     if program in PYTHONS:
         check_python(args)
     elif program == "samcp":
-        from samcp.cli import parse_args
+        import importlib
 
-        parse_args(args)
+        from pipeline.cli import COMMANDS
+
+        assert args and args[0] in COMMANDS, f"samcp has no command {args[:1]}"
+        parser = importlib.import_module(f"pipeline.commands.{COMMANDS[args[0]][0]}").build_parser()
+        try:
+            parser.parse_args(args[1:])
+        except SystemExit as exit_:
+            pytest.fail(f"samcp {args[0]} rejects the documented arguments {shlex.join(args[1:])} "
+                        f"(exit {exit_.code})")
     elif program == "ray" and args[:2] == ["job", "submit"]:
         assert "--" in args, "ray job submit without `-- python ...`"
         entrypoint = args[args.index("--") + 1:]

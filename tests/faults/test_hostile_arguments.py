@@ -13,7 +13,7 @@ import pytest
 import ray
 import s3fs
 
-from samcp import cli
+from pipeline import cli
 from samcp.storage import S3_DEFAULTS, storage_options_for
 
 REPO = Path(__file__).resolve().parents[2]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 import shlex
@@ -20,11 +19,9 @@ def load(*parts: str) -> dict:
 
 
 def label_corpus_parser():
-    path = os.path.join(REPO, "jobs", "label_corpus.py")
-    spec = importlib.util.spec_from_file_location("label_corpus", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.parse_args
+    from pipeline.commands.corpus import parse_args
+
+    return parse_args
 
 
 def dockerfile() -> str:

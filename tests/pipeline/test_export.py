@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from pycocotools.coco import COCO
 
-from jobs.evaluate import evaluate_folders, evaluate_labels
+from pipeline.commands.evaluate import evaluate_folders, evaluate_labels
 from pipeline.export import export
 from pipeline.labels import row_id_map, segment_mask
 from pipeline.output import LabelOutput

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jobs.render import main as render_main
+from pipeline.commands.render import main as render_main
 from pipeline.report import render_report
 
 

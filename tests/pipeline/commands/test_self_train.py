@@ -7,7 +7,7 @@ import json
 
 from samcp.data.synthetic import SPLIT_SEEDS
 from samcp.model.factory import build_head
-from tests.jobs.test_train_on_pseudo_labels import run
+from tests.jobs.test_train_on_pseudo_labels import run  # the retraining job, run as a script
 
 
 def test_one_round_trains_on_mirrored_and_turned_labels_scores_both_heads_and_resumes(ray_cluster, tmp_path):

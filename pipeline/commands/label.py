@@ -1,6 +1,11 @@
-"""`samcp label IMAGE... [--vocab ...] [--out DIR]`: try models and vocabularies on a few images,
-no cluster. Writes DIR/<name>.png (the image with its segments tinted, outlined and named)
-and DIR/<name>.json (the segments: category, score, area, bbox, RLE) per image.
+"""Label a few images on this machine, no cluster: overlay PNGs and JSON.
+
+    samcp label photo.jpg scene.png --out samcp_out
+    samcp label photos/ --vocab my_classes.yaml
+
+Writes OUT/<name>.png (the image with its segments tinted, outlined and named) and
+OUT/<name>.json (the segments: category, score, area, bbox, RLE) per image; a folder
+stands for the image files below it.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from collections import Counter
 import numpy as np
 from PIL import Image
 
+from pipeline.sources import IMAGE_EXTENSIONS, list_images
 from samcp.config import LabelerConfig
 from samcp.data.decode import DecodeConfig, DecodeError, decode
 from samcp.flags import add_config_arguments, config_from_args
@@ -22,17 +28,33 @@ from samcp.labeler import Labeler
 from samcp.viz import overlay_panoptic, vocabulary_categories
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="samcp", description=__doc__.split("\n\n")[0])
-    commands = parser.add_subparsers(dest="command", required=True)
-    label = commands.add_parser("label", help="label images into overlay PNGs and JSON")
-    label.add_argument("images", nargs="+", help="image files (jpg, png, webp, ...)")
-    label.add_argument("--out", default="samcp_out",
-                       help="folder for the overlays and JSON (default samcp_out)")
-    label.add_argument("--max-side", type=int, default=DecodeConfig.max_side,
-                       help="images are downscaled to this longer side")
-    add_config_arguments(label.add_argument_group("models"), LabelerConfig)
-    return parser.parse_args(argv)
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("images", nargs="+", help="image files (jpg, png, webp, ...) or folders of them")
+    parser.add_argument("--out", default="samcp_out",
+                        help="folder for the overlays and JSON (default samcp_out)")
+    parser.add_argument("--max-side", type=int, default=DecodeConfig.max_side,
+                        help="the longer side the model sees (labels stay at the image's own size)")
+    add_config_arguments(parser.add_argument_group("models"), LabelerConfig)
+    return parser
+
+
+def image_files(paths: list[str]) -> list[str]:
+    """`paths` with each folder replaced by the image files below it (sorted), duplicates once.
+    Raises ValueError for a path that does not exist or a folder without images."""
+    files = []
+    for path in paths:
+        if os.path.isdir(path):
+            found = list_images(path)
+            if not found:
+                raise ValueError(f"{path} holds no image files ({', '.join(IMAGE_EXTENSIONS)})")
+            files.extend(os.path.join(path, name) for name in found)
+        elif os.path.exists(path):
+            files.append(path)
+        else:
+            raise ValueError(f"{path}: no such file or folder")
+    return list(dict.fromkeys(files))
 
 
 def output_names(images: list[str], out: str) -> dict[str, str]:
@@ -53,12 +75,12 @@ def output_names(images: list[str], out: str) -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+    args = build_parser().parse_args(argv)
     try:
         if os.path.exists(args.out) and not os.path.isdir(args.out):
             raise ValueError(f"--out {args.out} is a file, not a folder")
         decode_config = DecodeConfig(max_side=args.max_side)
-        names = output_names(list(dict.fromkeys(args.images)), args.out)
+        names = output_names(image_files(args.images), args.out)
         labeler = Labeler.from_config(config_from_args(LabelerConfig, args))
         os.makedirs(args.out, exist_ok=True)
     except (OSError, ValueError) as error:  # ValueError includes VocabularyError

@@ -10,7 +10,7 @@ from PIL import Image
 
 from samcp.data.coco import rgb_to_id
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def run_job(*args: str) -> subprocess.CompletedProcess:

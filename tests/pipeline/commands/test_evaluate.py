@@ -8,7 +8,7 @@ from samcp.data.categories import SYNTHETIC_CATEGORIES
 from samcp.data.coco import export_coco
 from samcp.data.synthetic import SyntheticConfig, SyntheticCorpus
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def evaluate(gt: Path, pred: Path, out: Path) -> dict:
