@@ -1,19 +1,27 @@
 """The labeling output (`pipeline.output`) in the formats other tools read.
 
 - `coco-panoptic`: `panoptic.json` + `panoptic/<key>.png` (ids as RGB), scoreable by
-  `jobs/evaluate.py --predictions` and the COCO panoptic API.
+  `samcp evaluate --predictions` and the COCO panoptic API.
 - `coco-instances`: `instances.json` with the thing segments as compressed RLE and
   their scores, loadable by pycocotools.
 - `hf-parquet`: a Hugging Face `datasets` folder: `data/train-NNNNN.parquet` (one per
-  labeled shard) with `image` (the source image, PNG, unless `images=False`),
+  labeled shard) with `image` (the source image file's own bytes, unless `images=False`),
   `panoptic` (the id map as a COCO panoptic PNG), `segments_info` and the sample's
   `key`, `width`, `height`; the `datasets` features in the files' schema metadata, so
   `datasets.load_dataset("parquet", data_files="DIR/data/*.parquet")` or
   `load_dataset("DIR")` (through the `README.md` dataset card) decode both images.
 
+The COCO formats name each image by its key and the extension of the file it was
+labeled from (`file_name`: `IMG_0001.jpg`, or `sub/IMG_0001.jpg` for a folder's
+subfolder), reading the source shards for it; `images_dir` receives those files' own
+bytes under the same names, so that tools that join an image root and `file_name`
+(detectron2, FiftyOne, CVAT) find them. Widths and heights are the labels', which are
+at the image's size after EXIF rotation, as those tools read it.
+
 Every format reads the output one shard file at a time, so a large output never
 sits in memory whole. Error rows are listed in `errors.json`; a key that comes
-back in another shard is exported once and listed there too.
+back in another shard is exported once and listed there too, as is a sample whose
+image file is no longer in its shard.
 """
 
 from __future__ import annotations
@@ -30,7 +38,7 @@ from tqdm import tqdm
 
 from pipeline.labels import row_id_map
 from pipeline.output import LabelOutput
-from pipeline.reader import source_images
+from pipeline.reader import source_files
 from samcp.data.coco import id_to_rgb
 from samcp.data.imageio import encode_image
 from samcp.storage import inside, safe_name
@@ -70,10 +78,11 @@ def categories(output: LabelOutput) -> list[dict]:
 
 
 def export(labels: str, out_dir: str, fmt: str, storage_options: dict | None = None,
-           images: bool = True, progress: bool = True) -> dict:
+           images: bool = True, progress: bool = True, images_dir: str | None = None) -> dict:
     """Write `fmt` (one of FORMATS) for the labels under `out_dir`; returns counts.
 
-    `images` (hf-parquet only): read each sample's image from its source shard.
+    `images` (hf-parquet only): include each sample's image file from its source shard.
+    `images_dir` (COCO formats only): a folder for the image files, named as `file_name`.
     """
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
@@ -81,8 +90,10 @@ def export(labels: str, out_dir: str, fmt: str, storage_options: dict | None = N
         raise ValueError(f"--output {out_dir} is a file, not a folder")
     output = LabelOutput(labels, storage_options)
     output.manifest()  # not a labeling output: fails here, before anything is written
+    if images_dir is not None and fmt == "hf-parquet":
+        raise ValueError("--images DIR is for the COCO formats (hf-parquet holds the images itself)")
     writer = (HFParquetWriter(out_dir, output, storage_options, images) if fmt == "hf-parquet"
-              else CocoWriter(out_dir, output, panoptic=fmt == "coco-panoptic"))
+              else CocoWriter(out_dir, output, fmt == "coco-panoptic", storage_options, images_dir))
     skipped, seen = [], set()
     with tqdm(unit="img", desc=fmt, disable=not progress) as bar:
         for table in output.shard_tables():
@@ -110,8 +121,14 @@ def panoptic_png(row: dict) -> bytes:
 class CocoWriter:
     """COCO panoptic (json + PNGs) or COCO instances (json with RLE), written as rows come."""
 
-    def __init__(self, out_dir: str, output: LabelOutput, panoptic: bool):
+    def __init__(self, out_dir: str, output: LabelOutput, panoptic: bool, storage_options: dict | None = None,
+                 images_dir: str | None = None):
         self.out_dir, self.panoptic = out_dir, panoptic
+        self.storage_options, self.images_dir = storage_options, images_dir
+        if images_dir is not None:
+            if os.path.exists(images_dir) and not os.path.isdir(images_dir):
+                raise ValueError(f"--images {images_dir} is a file, not a folder")
+            os.makedirs(images_dir, exist_ok=True)
         self.coco = {"info": {"description": f"SAM-CP labels of {output.uri}"}, "images": [],
                      "annotations": [], "categories": categories(output)}
         os.makedirs(os.path.join(out_dir, "panoptic") if self.panoptic else out_dir, exist_ok=True)
@@ -133,18 +150,34 @@ class CocoWriter:
                 pass
 
     def add_shard(self, rows: list[dict]) -> list[dict]:
-        """Adds the shard's rows; returns the rows left out (none: COCO needs no image). Files are
-        named by `safe_name(key)`; each image entry keeps its `key`."""
+        """Adds the shard's rows; returns the rows left out (their image file is gone from the shard)
+        with the reason. Files are named `safe_name(key)` + the source file's extension; each image
+        entry keeps its `key`."""
+        if not rows:
+            return []
+        shard = rows[0]["shard"]
+        files, problem = source_files(shard, {r["key"] for r in rows}, self.storage_options)
+        skipped = [{"key": r["key"], "shard": shard, "reason": f"image not exported: {problem}"}
+                   for r in rows if r["key"] not in files]
         for row in rows:
+            if row["key"] not in files:
+                continue
+            extension, data = files[row["key"]]
+            file_name = f"{safe_name(row['key'])}.{extension}"
+            if self.images_dir is not None:
+                path = inside(self.images_dir, file_name)
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                with open(path, "wb") as f:
+                    f.write(data)
             image_id = len(self.coco["images"]) + 1
-            self.coco["images"].append({"id": image_id, "file_name": safe_name(row["key"]),
+            self.coco["images"].append({"id": image_id, "file_name": file_name,
                                         "key": row["key"], "width": row["width"], "height": row["height"],
                                         "shard": row["shard"]})
             if self.panoptic:
                 self._add_panoptic(row, image_id)
             else:
                 self._add_instances(row, image_id)
-        return []
+        return skipped
 
     def close(self) -> dict:
         name = "panoptic.json" if self.panoptic else "instances.json"
@@ -188,18 +221,17 @@ class HFParquetWriter:
         """Writes the shard's rows; returns the rows left out (image unreadable) with the reason."""
         if not rows:
             return []
-        skipped, pictures = [], {}
+        skipped, files = [], {}
         if self.images:
             shard = rows[0]["shard"]
-            pictures, problem = source_images(shard, {r["key"]: (r["height"], r["width"]) for r in rows},
-                                              self.storage_options)
+            files, problem = source_files(shard, {r["key"] for r in rows}, self.storage_options)
             skipped = [{"key": r["key"], "shard": shard, "reason": f"image not exported: {problem}"}
-                       for r in rows if r["key"] not in pictures]
-            rows = [r for r in rows if r["key"] in pictures]
+                       for r in rows if r["key"] not in files]
+            rows = [r for r in rows if r["key"] in files]
         records = [{
             "key": r["key"], "width": r["width"], "height": r["height"],
-            **({"image": {"bytes": encode_image(pictures[r["key"]], "png"),
-                          "path": f"{safe_name(r['key'])}.png"}} if self.images else {}),
+            **({"image": {"bytes": files[r["key"]][1],
+                          "path": f"{safe_name(r['key'])}.{files[r['key']][0]}"}} if self.images else {}),
             "panoptic": {"bytes": panoptic_png(r), "path": f"{safe_name(r['key'])}.panoptic.png"},
             "segments_info": [{k: s[k] for k in HF_SEGMENT.names} for s in r["segments"]],
         } for r in rows]

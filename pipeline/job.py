@@ -30,6 +30,7 @@ from pipeline.inputs import expand_inputs
 from pipeline.labeling import LabelActor
 from pipeline.output import MANIFEST_VERSION, PENDING, SUCCESS, LabelOutput, OutputConflict
 from pipeline.sources import Columns, is_folder_slice, slice_files
+from pipeline.words import plural
 from samcp.model_files import describe_models
 
 
@@ -220,7 +221,7 @@ def run_label_job(cfg: JobConfig, log: Callable[[str], None] = print, actor: typ
     unlabeled = [s for s in asked if s not in census.done]
     _write_pending(output, unlabeled)
     pending = [s for s in shards if s not in census.done]
-    log(f"[label] {len(shards)} shards: {len(shards) - len(pending)} already labeled, "
+    log(f"[label] {plural(len(shards), 'shard')}: {len(shards) - len(pending)} already labeled, "
         f"{len(pending)} to label -> {cfg.output}")
     progress = Progress(len(pending), cfg.progress_every_s, log)
     failed: dict[str, str] = {}
@@ -269,11 +270,14 @@ def run_label_job(cfg: JobConfig, log: Callable[[str], None] = print, actor: typ
             f"e.g. {earlier[0]}: no {SUCCESS} until they are (rerun with them among the inputs, or delete "
             f"{output.path(PENDING)} to forget them)")
     totals = {name: sum(c[name] for c in final.done.values()) for name in ("samples", "ok", "error")}
+    segments = sum(c.get("segments", 0) for c in final.done.values())  # files of older runs lack them
+    score_sum = sum(c.get("score_sum", 0.0) for c in final.done.values())
     skipped_members = sum(c.get("skipped_members", {}).get("count", 0) for c in final.done.values())
     summary = {
         "shards": len(final.done), "inputs": len(shards), "shards_labeled": progress.shards_done,
         "shards_skipped": len(shards) - len(pending), "failed_shards": failed,
         "unlabeled_from_earlier_runs": len(earlier), **totals, "skipped_members": skipped_members,
+        "segments": segments, "mean_score": round(score_sum / segments, 4) if segments else None,
         "duplicate_keys": {"count": keys.count, "examples": keys.examples},
         "seconds": round(progress.elapsed, 1),
         "images_per_second": round(progress.samples / max(progress.elapsed, 1e-9), 3),
@@ -284,7 +288,8 @@ def run_label_job(cfg: JobConfig, log: Callable[[str], None] = print, actor: typ
         "output": cfg.output, "package_version": manifest["package_version"],
         "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "models": {k: labeling[k] for k in ("sam", "head", "clip")},
-        "vocabulary": {k: labeling["vocabulary"][k] for k in ("source", "name", "fingerprint")},
+        "vocabulary": {**{k: labeling["vocabulary"][k] for k in ("source", "name", "fingerprint")},
+                       "classes": len(labeling["vocabulary"]["classes"])},
     }
     if not failed and not unlabeled:
         output.write_json(SUCCESS, summary)

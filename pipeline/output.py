@@ -190,6 +190,8 @@ class LabelOutput(Folder):
         self.check_claim(manifest)
         counts = {"samples": len(rows), "ok": sum(r["status"] == "ok" for r in rows)}
         counts["error"] = counts["samples"] - counts["ok"]
+        scores = [s["score"] for r in rows for s in r["segments"]]
+        counts["segments"], counts["score_sum"] = len(scores), round(float(sum(scores)), 4)
         if skipped_members:
             counts["skipped_members"] = skipped_members
         metadata = {METADATA_KEY: json.dumps({**manifest, "schema_version": SCHEMA_VERSION, "shard": shard,

@@ -36,6 +36,7 @@ would import torch, about 500 MiB in every reading actor.
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import tarfile
@@ -74,32 +75,30 @@ class ShardReader:
         count, shard_error = 0, ""
         skipped = SkippedMembers()
         try:
-            if is_slice(shard):  # a slice of a manifest, table or folder
-                first_index: dict[str, int] = {}
-                for sample in slice_samples(shard, self.storage_options, self.decode.max_member_bytes,
-                                            row.get("files"), self.listings):
-                    yield self._sample_row(shard, count, TarSample(
-                        sample.key, {"bytes": sample.data}, [sample.problem] if sample.problem else [],
-                        duplicate_of=first_index.get(sample.key)))
-                    first_index.setdefault(sample.key, count)
-                    count += 1
-            else:
-                with open_uri(shard, "rb", self.storage_options) as stream:
-                    for sample in _samples(stream, self.decode.max_member_bytes, self._reader_at(shard),
-                                           skipped):
-                        yield self._sample_row(shard, count, sample)
-                        count += 1
-        except FileNotFoundError:
-            shard_error = f"shard not found: {shard}"
-        except PermissionError as error:
-            shard_error = f"permission denied reading {shard}: {error}"
-        except (tarfile.TarError, EOFError) as error:
-            shard_error = f"shard {shard} is truncated or not a tar file after {count} samples: {error}"
+            for sample in self.samples(shard, skipped, row.get("files")):
+                yield self._sample_row(shard, count, sample)
+                count += 1
         except Exception as error:  # noqa: BLE001 - storage errors of any client become the shard's error
-            shard_error = (f"shard {shard} could not be read after {count} samples: "
-                           f"{type(error).__name__}: {error}").split("\n")[0]
+            shard_error = shard_error_text(shard, count, error)
         yield _row("end", shard, count, shard_samples=count, shard_error=shard_error,
                    skipped_members=skipped.to_json())
+
+    def samples(self, shard: str, skipped: SkippedMembers, files: list[str] | None = None
+                ) -> Iterator[TarSample]:
+        """The samples of `shard` (a tar, or a slice of a manifest, table or folder) in order, their
+        members as bytes (a slice's image under "bytes"); raises when the shard cannot be read."""
+        if is_slice(shard):
+            first_index: dict[str, int] = {}
+            found = slice_samples(shard, self.storage_options, self.decode.max_member_bytes, files,
+                                  self.listings)
+            for index, sample in enumerate(found):
+                problems = [sample.problem] if sample.problem else []
+                yield TarSample(sample.key, {"bytes": sample.data}, problems,
+                                duplicate_of=first_index.get(sample.key))
+                first_index.setdefault(sample.key, index)
+            return
+        with open_uri(shard, "rb", self.storage_options) as stream:
+            yield from _samples(stream, self.decode.max_member_bytes, self._reader_at(shard), skipped)
 
     def _reader_at(self, shard: str) -> Callable[[int, int], bytes]:
         """read_at(offset, size): bytes of the shard at an offset (hard links), from a second handle."""
@@ -161,6 +160,51 @@ def source_images(shard: str, sizes: dict[str, tuple[int, int]], storage_options
     if missing:
         problems.append(f"{len(missing)} samples not found or not decodable in {shard} (e.g. {missing[0]!r})")
     return images, "; ".join(p for p in problems if p)
+
+
+def source_files(shard: str, keys: set[str], storage_options: dict | None = None
+                 ) -> tuple[dict[str, tuple[str, bytes]], str]:
+    """The image files of `keys` in one shard as they are stored, not decoded: {key: (extension,
+    bytes)}, the extension the tar member's (`jpg`, `jpeg`, `png`, ...) or, for a slice's image, the
+    one its format calls for. Returns them and why some could not be read, or ""."""
+    files, problems, count = {}, [], 0
+    try:
+        for sample in ShardReader(storage_options).samples(shard, SkippedMembers()):
+            count += 1
+            if sample.key in keys and sample.duplicate_of is None and not sample.problems:
+                name = next((f for f in ("bytes", *IMAGE_FIELDS) if f in sample.fields), None)
+                if name is not None:
+                    data = sample.fields[name]
+                    files[sample.key] = (image_extension(data) if name == "bytes" else name, data)
+    except Exception as error:  # noqa: BLE001 - as in ShardReader: the shard's fault, reported
+        problems.append(shard_error_text(shard, count, error))
+    missing = [key for key in keys if key not in files]
+    if missing:
+        problems.append(f"{len(missing)} samples not found or not readable in {shard} (e.g. {missing[0]!r})")
+    return files, "; ".join(problems)
+
+
+def image_extension(data: bytes) -> str:
+    """The file extension of encoded image bytes by their format (its header only), "bin" when unknown."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            kind = image.format or ""
+    except Exception:  # noqa: BLE001 - any undecodable header
+        kind = ""
+    return {"JPEG": "jpg", "MPO": "jpg", "PNG": "png", "WEBP": "webp", "TIFF": "tif", "BMP": "bmp",
+            "GIF": "gif"}.get(kind, "bin")
+
+
+def shard_error_text(shard: str, count: int, error: Exception) -> str:
+    """Why a shard could not be read whole, after `count` samples."""
+    if isinstance(error, FileNotFoundError):
+        return f"shard not found: {shard}"
+    if isinstance(error, PermissionError):
+        return f"permission denied reading {shard}: {error}"
+    if isinstance(error, (tarfile.TarError, EOFError)):
+        return f"shard {shard} is truncated or not a tar file after {count} samples: {error}"
+    text = f"shard {shard} could not be read after {count} samples: {type(error).__name__}: {error}"
+    return text.split("\n")[0]
 
 
 def _row(kind: str, shard: str, index: int, **values) -> dict:

@@ -23,14 +23,17 @@ import argparse
 import json
 import sys
 
+from pipeline.cluster import set_verbose
 from pipeline.config import INPUT_FIELDS, RUN_FIELDS, JobConfig
 from pipeline.inputs import InputError
 from pipeline.output import OutputConflict
+from pipeline.words import plural
+from samcp.caveats import chance_warning, unseen_warning
 from samcp.config import LabelerConfig
 from samcp.data.decode import DecodeConfig
 from samcp.flags import add_config_arguments, config_from_args
 from samcp.storage import StorageError, add_storage_options_argument
-from samcp.vocab import VocabularyError
+from samcp.vocab import VocabularyError, load_vocabulary
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,6 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="tar members larger than this are not read: their sample becomes an error row "
                           f"(default {DecodeConfig.max_member_bytes // 2**20})")
     add_storage_options_argument(run)
+    run.add_argument("--verbose", action="store_true",
+                     help="show Ray's and the workers' output (else in Ray's log files)")
+    run.add_argument("--json", action="store_true",
+                     help="print the run's whole summary as JSON (kept in OUTPUT/_SUCCESS when whole)")
     return parser
 
 
@@ -83,8 +90,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from pipeline.job import run_label_job
 
+    set_verbose(args.verbose)
     try:
         cfg = job_config(args)
+        vocab = load_vocabulary(cfg.labeler.vocab)
+        warning = unseen_warning(cfg.labeler.clip_model, cfg.labeler.clip_checkpoint, vocab)
+        if warning:
+            print(warning, file=sys.stderr)
         if args.demo:
             from pipeline.demo import run_demo
 
@@ -95,14 +107,27 @@ def main(argv: list[str] | None = None) -> int:
             ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(json.dumps(summary, indent=1))
+    print(json.dumps(summary, indent=1) if args.json else summary_line(summary))
+    warning = chance_warning(summary["mean_score"], summary["vocabulary"]["classes"])
+    if warning:
+        print(warning, file=sys.stderr)
     if summary["failed_shards"]:
-        print(f"error: {len(summary['failed_shards'])} shards could not be read or their labels "
+        print(f"error: {plural(len(summary['failed_shards']), 'shard')} could not be read or their labels "
               "written; nothing is kept of them; fix that and rerun the same command:", file=sys.stderr)
         for shard, reason in summary["failed_shards"].items():
             print(f"  {shard}: {reason}", file=sys.stderr)
         return 1
     return 0
+
+
+def summary_line(summary: dict) -> str:
+    """The run in one line: images, segments, mean score, time, where."""
+    score = f", mean score {summary['mean_score']:.2f}" if summary["mean_score"] is not None else ""
+    whole = "" if summary["failed_shards"] or summary["unlabeled_from_earlier_runs"] else \
+        f" (summary: {summary['output'].rstrip('/')}/_SUCCESS)"
+    return (f"[label] done: {plural(summary['samples'], 'image')} ({summary['ok']:,} ok, "
+            f"{plural(summary['error'], 'error')}), {plural(summary['segments'], 'segment')}{score}, "
+            f"in {summary['seconds']:.0f}s -> {summary['output']}{whole}")
 
 
 if __name__ == "__main__":

@@ -21,6 +21,8 @@ import numpy as np
 from PIL import Image
 
 from pipeline.sources import IMAGE_EXTENSIONS, list_images
+from pipeline.words import plural
+from samcp.caveats import chance_warning, unseen_warning
 from samcp.config import LabelerConfig
 from samcp.data.decode import DecodeConfig, DecodeError, decode
 from samcp.flags import add_config_arguments, config_from_args
@@ -81,13 +83,17 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"--out {args.out} is a file, not a folder")
         decode_config = DecodeConfig(max_side=args.max_side)
         names = output_names(image_files(args.images), args.out)
-        labeler = Labeler.from_config(config_from_args(LabelerConfig, args))
+        config = config_from_args(LabelerConfig, args)
+        labeler = Labeler.from_config(config)
         os.makedirs(args.out, exist_ok=True)
     except (OSError, ValueError) as error:  # ValueError includes VocabularyError
         print(f"error: {error}", file=sys.stderr)
         return 2
+    warning = unseen_warning(config.clip_model, config.clip_checkpoint, labeler.vocab)
+    if warning:
+        print(warning, file=sys.stderr)
     categories = vocabulary_categories(labeler.vocab)
-    failed = 0
+    failed, scores = 0, []
     for path, name in names.items():
         try:
             with open(path, "rb") as f:
@@ -107,8 +113,12 @@ def main(argv: list[str] | None = None) -> int:
             json.dump({"image": path, "width": width, "height": height, "model_width": image.shape[1],
                        "model_height": image.shape[0], "vocabulary": labeler.vocab.name,
                        "segments": result.segments}, f, indent=1)
+        scores.extend(s["score"] for s in result.segments)
         names_found = ", ".join(sorted({s["category"] for s in result.segments})) or "none"
-        print(f"{path}: {len(result.segments)} segments: {names_found} -> {args.out}/{name}.png")
+        print(f"{path}: {plural(len(result.segments), 'segment')}: {names_found} -> {args.out}/{name}.png")
+    warning = chance_warning(sum(scores) / len(scores) if scores else None, len(labeler.vocab.classes))
+    if warning:
+        print(warning, file=sys.stderr)
     return 1 if failed else 0
 
 

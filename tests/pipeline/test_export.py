@@ -28,8 +28,9 @@ def test_coco_instances_export_loads_in_pycocotools_with_the_same_masks(labeled)
     export(str(root / "labels"), str(root / "inst"), "coco-instances", progress=False)
     coco = COCO(os.path.join(root, "inst", "instances.json"))
     rows = {r["key"]: r for r in LabelOutput(str(root / "labels")).read_table().to_pylist()}
-    things = [(image["file_name"], s) for image in coco.dataset["images"]
-              for s in rows[image["file_name"]]["segments"] if s["isthing"]]
+    assert all(image["file_name"] == f"{image['key']}.jpg" for image in coco.dataset["images"])
+    things = [(image["key"], s) for image in coco.dataset["images"]
+              for s in rows[image["key"]]["segments"] if s["isthing"]]
     assert len(coco.getAnnIds()) == len(things) > 0
     for ann, (key, segment) in zip(coco.loadAnns(coco.getAnnIds()), things):
         row = rows[key]
@@ -61,6 +62,50 @@ def test_hf_parquet_export_round_trips_through_datasets(labeled):
             assert [s["category"] for s in sample["segments_info"]] == categories
             assert [s["score"] for s in sample["segments_info"]] == pytest.approx(
                 [s["score"] for s in row["segments"]])
+
+
+def source_bytes(root) -> dict[str, tuple[str, bytes]]:
+    """{key: (member name, bytes)} of the image members of the labeled shards."""
+    import tarfile
+
+    found = {}
+    for shard in sorted((root / "shards").glob("*.tar")):
+        with tarfile.open(shard) as tar:
+            for member in tar.getmembers():
+                if member.name.endswith(".jpg"):
+                    found[member.name[:-4]] = (member.name, tar.extractfile(member).read())
+    return found
+
+
+def test_coco_export_with_images_joins_an_image_root_to_the_original_files(labeled, tmp_path):
+    """detectron2's load_coco_json joins image_root and file_name: those are the source files, byte
+    for byte (JPEG stays JPEG), and the sizes in the json are theirs."""
+    from PIL import Image
+
+    root, _ = labeled
+    sources = source_bytes(root)
+    for fmt, name in (("coco-panoptic", "panoptic.json"), ("coco-instances", "instances.json")):
+        out, image_root = tmp_path / fmt, tmp_path / fmt / "images"
+        export(str(root / "labels"), str(out), fmt, progress=False, images_dir=str(image_root))
+        coco = json.loads((out / name).read_text())
+        assert len(coco["images"]) == 4
+        for image in coco["images"]:  # detectron2: os.path.join(image_root, img_dict["file_name"])
+            path = os.path.join(image_root, image["file_name"])
+            assert (image["file_name"], open(path, "rb").read()) == sources[image["key"]]
+            with Image.open(path) as opened:
+                assert opened.format == "JPEG" and opened.size == (image["width"], image["height"])
+
+
+def test_hf_parquet_export_holds_the_source_files_bytes(labeled):
+    import pyarrow.parquet as pq
+
+    root, _ = labeled
+    export(str(root / "labels"), str(root / "hf_bytes"), "hf-parquet", progress=False)
+    table = pq.read_table(root / "hf_bytes" / "data").to_pylist()
+    sources = source_bytes(root)
+    assert len(table) == 4
+    for row in table:
+        assert (row["image"]["path"], row["image"]["bytes"]) == sources[row["key"]]
 
 
 def test_hf_parquet_export_without_images_and_with_a_missing_shard(labeled, tmp_path):
