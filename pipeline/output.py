@@ -192,6 +192,7 @@ class LabelOutput(Folder):
         counts["error"] = counts["samples"] - counts["ok"]
         scores = [s["score"] for r in rows for s in r["segments"]]
         counts["segments"], counts["score_sum"] = len(scores), round(float(sum(scores)), 4)
+        counts["max_score"] = round(float(max(scores)), 4) if scores else None
         if skipped_members:
             counts["skipped_members"] = skipped_members
         metadata = {METADATA_KEY: json.dumps({**manifest, "schema_version": SCHEMA_VERSION, "shard": shard,

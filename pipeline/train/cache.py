@@ -96,7 +96,9 @@ class LabelSource:
         if self.kind == "coco":
             PanopticDataset.folder(self.labels)
         elif self.kind == "pseudo":
-            LabelOutput(self.labels, storage_options).manifest()
+            output = LabelOutput(self.labels, storage_options)
+            output.manifest()
+            self.scores.check_reachable(list(output.census().done.values()), self.labels)
 
     def labels_record(self) -> dict:
         """Where the labels are and which are kept: what a shard's examples were made from besides it."""
