@@ -2,9 +2,10 @@
 histogram, the score distribution and the error list, in one folder that opens in a browser
 with no server.
 
-    OUT/index.html            the report (inline CSS, relative image links)
-    OUT/overlays/NNNN.png     one overlay per shown image: segments tinted by class, outlined,
-                              named with their scores
+    OUT/index.html            the report (inline CSS, relative image links): which models,
+                              vocabulary and thresholds made the labels, then the images
+    OUT/overlays/NNNN.png     one overlay per shown image at its full size (each thumbnail links
+                              to it): segments tinted by class, outlined, named with their scores
 
 The statistics cover every row of the output, read one shard file at a time; only the
 shown rows are kept in memory, and only their shards are read again for the images.
@@ -25,6 +26,7 @@ from PIL import Image
 from pipeline.labels import row_id_map
 from pipeline.output import LabelOutput
 from pipeline.reader import source_images
+from pipeline.words import plural
 from samcp.viz import overlay_panoptic, vocabulary_categories
 
 SCORE_BINS = 20
@@ -103,7 +105,7 @@ def render_report(labels: str, out_dir: str, keys: Sequence[str] | None = None, 
             figures.append((name, row))
         log(f"[render] {len(figures)}/{len(shown_rows)} overlays drawn")
     with open(os.path.join(out_dir, "index.html"), "w") as f:
-        f.write(report_html(output.uri, stats, figures, not_shown))
+        f.write(report_html(output.uri, stats, figures, not_shown, output.manifest()["labeling"]))
     return {"rows": stats.rows, "ok": stats.ok, "errors": len(stats.errors), "shown": len(figures),
             "not_shown": not_shown}
 
@@ -116,13 +118,35 @@ def _bars(items: Sequence[tuple[str, int]]) -> str:
         f"<td>{count}</td></tr>" for label, count in items) + "</table>"
 
 
+def made_with(labeling: dict) -> str:
+    """What made the labels, as an HTML list: models (checkpoint and sha256 prefix), vocabulary,
+    the post-processing thresholds and the longest side the model saw."""
+    def model(part: str) -> str:
+        info = labeling[part]
+        digest = f" (sha256 {info['sha256'][:12]}…)" if info.get("sha256") else ""
+        return f"{info['model']}, weights {info.get('checkpoint') or 'random'}{digest}"
+
+    vocab = labeling["vocabulary"]
+    post = labeling.get("postprocess", {})
+    names = ("min_score", "affinity_thresh", "overlap_thresh", "kappa", "kappa_seen")
+    thresholds = ", ".join(f"{name} {post[name]}" for name in names if name in post)
+    items = [("SAM", model("sam")), ("SAM-CP head", model("head")), ("CLIP", model("clip")),
+             ("vocabulary", f"{vocab['name']} ({plural(len(vocab['classes']), 'class', 'classes')}, "
+                            f"from {vocab['source']})"),
+             ("thresholds", thresholds or "not recorded"),
+             ("model input", f"longer side {labeling.get('decode', {}).get('max_side', '?')} px")]
+    return "<ul class=made>" + "".join(f"<li><b>{html.escape(name)}</b>: {html.escape(str(value))}</li>"
+                                       for name, value in items) + "</ul>"
+
+
 def report_html(source: str, stats: LabelStats, figures: Sequence[tuple[str, dict]],
-                not_shown: dict[str, str]) -> str:
+                not_shown: dict[str, str], labeling: dict) -> str:
     """The report page; a script on the page counts the images that loaded (shown at the top,
     and in `body[data-images-loaded]` / `body[data-images-broken]` for automated checks)."""
     gallery = "".join(
-        f"<figure><img src='{name}' alt='{html.escape(row['key'])}'><figcaption>{html.escape(row['key'])}"
-        f"<br>{len(row['segments'])} segments: "
+        f"<figure><a href='{name}'><img src='{name}' alt='{html.escape(row['key'])}'></a>"
+        f"<figcaption>{html.escape(row['key'])}"
+        f"<br>{plural(len(row['segments']), 'segment')}: "
         f"{html.escape(', '.join(sorted({s['category'] for s in row['segments']})) or 'none')}"
         f"</figcaption></figure>" for name, row in figures)
     score_bins = [(f"{i / SCORE_BINS:.2f}-{(i + 1) / SCORE_BINS:.2f}", int(c))
@@ -144,8 +168,11 @@ table.errors td {{ font-size: 12px; padding: 2px 8px; border-bottom: 1px solid #
 </style></head>
 <body>
 <h1>SAM-CP labels</h1>
-<p>{html.escape(source)}: {stats.rows} images, {stats.ok} labeled, {len(stats.errors)} errors;
-{len(figures)} shown. <span id="image-status"></span></p>
+<p>{html.escape(source)}: {plural(stats.rows, 'image')}, {stats.ok:,} labeled,
+{plural(len(stats.errors), 'error')};
+{len(figures):,} shown (each links to its full-size overlay). <span id="image-status"></span></p>
+<h2>Made with</h2>
+{made_with(labeling)}
 <h2>Images</h2>
 <div class="gallery">{gallery}</div>
 {f"<p>Not shown:</p><ul>{missing}</ul>" if missing else ""}

@@ -13,6 +13,7 @@ import argparse
 import sys
 
 from pipeline.report import render_report
+from pipeline.words import plural
 from samcp.storage import add_storage_options_argument
 
 
@@ -41,8 +42,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     for key, reason in counts["not_shown"].items():
         print(f"[render] {key}: not shown: {reason}", file=sys.stderr)
-    print(f"[render] {counts['rows']} rows ({counts['ok']} ok, {counts['errors']} errors), "
-          f"{counts['shown']} shown -> {args.output}/index.html")
+    print(f"[render] {plural(counts['rows'], 'row')} ({counts['ok']:,} ok, "
+          f"{plural(counts['errors'], 'error')}), "
+          f"{counts['shown']:,} shown -> {args.output}/index.html")
     return 1 if counts["not_shown"] else 0
 
 
