@@ -1,8 +1,9 @@
 """Every shell command in README.md and docs/*.md is checked, so none goes stale.
 
-Blocks marked `<!-- docs-test: run -->` run as written, in order, in an empty folder. Every other
-command is checked against the program it calls: a job's or benchmark's flags parse with its own
-argument parser (`build_parser()`), `samcp` with the console script's, and files named in
+Blocks marked `<!-- docs-test: run -->` run as written, in order, in an empty folder; the block
+marked `<!-- docs-test: cluster -->` (the README's local cluster) runs as written with bash. Every
+other command is checked against the program it calls: a job's or benchmark's flags parse with its
+own argument parser (`build_parser()`), `samcp` with its command's, and files named in
 `docker`/`kubectl`/`ray up` commands exist. A command of any other program fails the test, so a
 new kind of command in the docs needs a check here.
 """
@@ -19,20 +20,23 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 RUN_MARK = "<!-- docs-test: run -->"
+CLUSTER_MARK = "<!-- docs-test: cluster -->"
 PYTHONS = {"python", "python3", ".venv/bin/python"}
 # Programs whose commands are checked by the files they name (see check_command).
 FILE_ARGUMENTS = {("docker", "build"): "-f", ("kubectl", "apply"): "-f"}
 PLAIN_PROGRAMS = {"pip", ".venv/bin/pip", "chromium"}
 
 
-def doc_blocks() -> list[tuple[str, bool, str]]:
-    """(doc name, marked to run, block text) for each ```bash block of the docs."""
+def doc_blocks() -> list[tuple[str, str | None, str]]:
+    """(doc name, its mark: "run", "cluster" or None, block text) for each ```bash block of the docs."""
     blocks = []
     for doc in DOCS:
         text = doc.read_text()
         for match in re.finditer(r"```bash\n(.*?)\n```", text, re.S):
-            marked = text[:match.start()].rstrip().endswith(RUN_MARK)
-            blocks.append((doc.name, marked, match[1]))
+            before = text[:match.start()].rstrip()
+            mark = next((name for name, marker in (("run", RUN_MARK), ("cluster", CLUSTER_MARK))
+                         if before.endswith(marker)), None)
+            blocks.append((doc.name, mark, match[1]))
     return blocks
 
 
@@ -77,7 +81,7 @@ def check_command(command: list[str]) -> None:
     program, *args = command
     if program in PYTHONS:
         check_python(args)
-    elif program == "samcp":
+    elif program in ("samcp", ".venv/bin/samcp"):
         import importlib
 
         from pipeline.cli import COMMANDS
@@ -107,7 +111,7 @@ def check_command(command: list[str]) -> None:
             f"no check for this command: {shlex.join(command)}"
 
 
-CHECKED = [(doc, shlex.join(c)) for doc, marked, block in doc_blocks() if not marked for c in commands(block)]
+CHECKED = [(doc, shlex.join(c)) for doc, mark, block in doc_blocks() if mark is None for c in commands(block)]
 
 
 @pytest.mark.parametrize("doc,command", CHECKED, ids=[f"{d}:{c[:60]}" for d, c in CHECKED])
@@ -124,20 +128,50 @@ def test_the_checks_catch_a_stale_command():
         check_command(shlex.split("curl https://example.com"))
 
 
+@pytest.mark.xdist_group("default_ray_ports")
 def test_marked_blocks_run_as_written(tmp_path):
     """README's "Label a corpus on this machine": shards -> labels -> scores -> exports -> report."""
-    runs = [c for _, marked, block in doc_blocks() if marked for c in commands(block)]
+    runs = [c for _, mark, block in doc_blocks() if mark == "run" for c in commands(block)]
     assert len(runs) >= 7
     outputs = []
+    samcp = str(Path(sys.executable).parent / "samcp")
     for command in runs:
-        assert command[0] in PYTHONS, command
-        done = subprocess.run([sys.executable, str(ROOT / command[1]), *command[2:]], cwd=tmp_path,
-                              capture_output=True, text=True, timeout=600)
+        assert command[0] == "samcp", command
+        done = subprocess.run([samcp, *command[1:]], cwd=tmp_path, capture_output=True, text=True,
+                              timeout=600)
         assert done.returncode == 0, f"{shlex.join(command)}:\n{done.stderr[-3000:]}"
         outputs.append((command, done.stdout))
-    scores = [out for command, out in outputs if command[1] == "jobs/evaluate.py"]
+    scores = [out for command, out in outputs if command[1] == "evaluate"]
     assert len(scores) == 2 and re.search(r"^All +\d+\.\d", scores[0], re.M)
     assert scores[0] == scores[1]  # the COCO panoptic export scores the same PQ as the Parquet
     assert len(list((tmp_path / "data" / "labels").glob("*.parquet"))) == 2
     assert len(list((tmp_path / "data" / "hf" / "data").glob("*.parquet"))) == 2
     assert len(list((tmp_path / "data" / "report" / "overlays").glob("*.png"))) == 8
+
+
+@pytest.mark.xdist_group("default_ray_ports")
+def test_the_local_cluster_recipe_runs_as_written(tmp_path):
+    """README's one-machine cluster: Ray started from the venv, a job submitted with absolute paths,
+    run with bash from a folder whose `.venv` is the tests' own; the job labels both shards. Ray's
+    files go to a temp root of its own (RAY_TMPDIR), so no other test's `ray.init()` joins it and it
+    is stopped by that name; the tests that start Rays on the default ports run beside it in turn."""
+    import os
+    import shutil
+    import tempfile
+
+    from tests.conftest import stop_processes_using
+
+    blocks = [block for _, mark, block in doc_blocks() if mark == "cluster"]
+    assert len(blocks) == 1
+    (tmp_path / ".venv").symlink_to(Path(sys.prefix))
+    ray_root = tempfile.mkdtemp(prefix="samcp-recipe-", dir="/tmp")  # short: Ray's socket paths live here
+    try:
+        done = subprocess.run(["bash", "-euc", blocks[0]], cwd=tmp_path, capture_output=True, text=True,
+                              timeout=600, env={**os.environ, "RAY_TMPDIR": ray_root})
+    finally:
+        stop_processes_using(ray_root)
+        shutil.rmtree(ray_root, ignore_errors=True)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+    labels = tmp_path / "cluster_data" / "labels"
+    assert len(list(labels.glob("*.parquet"))) == 2 and (labels / "_SUCCESS").exists()
+    assert "[label] done: 8 images (8 ok, 0 errors)" in done.stdout

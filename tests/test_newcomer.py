@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 from PIL import Image
 
 from samcp.data.imageio import encode_image
@@ -33,6 +34,7 @@ def samcp(cwd, *args: str) -> tuple[int, list[str]]:
     return done.returncode, lines
 
 
+@pytest.mark.xdist_group("default_ray_ports")  # its `samcp corpus` starts a Ray of its own
 def test_four_photos_and_a_vocabulary_of_ones_own(tmp_path):
     photos = tmp_path / "photos"
     photos.mkdir()

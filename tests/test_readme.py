@@ -16,7 +16,7 @@ def readme_commands() -> list[str]:
 
 def test_readme_has_exactly_two_quick_start_commands():
     demo, tests = readme_commands()
-    assert "jobs/" in demo and "pytest" in tests
+    assert "samcp corpus --demo" in demo and "pytest" in tests
 
 
 def test_ci_runs_the_readme_test_command():
@@ -25,6 +25,7 @@ def test_ci_runs_the_readme_test_command():
     assert tests in ci
 
 
+@pytest.mark.xdist_group("default_ray_ports")
 def test_readme_demo_command_runs(tmp_path, browser_images):
     import shlex
     import subprocess
@@ -32,9 +33,9 @@ def test_readme_demo_command_runs(tmp_path, browser_images):
 
     demo, _ = readme_commands()
     job = shlex.split(demo.rsplit("&&", 1)[1])
-    assert job[0] == ".venv/bin/python" and job[1:] == ["jobs/label_corpus.py", "--demo"]
-    done = subprocess.run([sys.executable, str(ROOT / job[1]), *job[2:]],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert job == [".venv/bin/samcp", "corpus", "--demo"]
+    samcp = str(Path(sys.executable).parent / "samcp")
+    done = subprocess.run([samcp, *job[1:]], cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     out = tmp_path / "demo_output"
     assert len(list((out / "shards").glob("shard-*.tar"))) == 2
