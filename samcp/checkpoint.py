@@ -15,6 +15,8 @@ from torch import nn
 
 from samcp.storage import open_uri
 
+FOLDER = "checkpoint {uri} is a folder, not a file: name the weights file in it"
+
 
 def file_sha256(uri: str, storage_options: dict | None = None, chunk_bytes: int = 1 << 22) -> str:
     """sha256 hex digest of a file at a path or fsspec URI, read in chunks."""
@@ -25,6 +27,8 @@ def file_sha256(uri: str, storage_options: dict | None = None, chunk_bytes: int 
                 digest.update(chunk)
     except FileNotFoundError:
         raise FileNotFoundError(f"checkpoint not found: {uri}") from None
+    except IsADirectoryError:
+        raise ValueError(FOLDER.format(uri=uri)) from None
     return digest.hexdigest()
 
 
@@ -44,6 +48,8 @@ def read_checkpoint(uri: str, storage_options: dict | None = None):
             return _load_torch(path, uri)
     except FileNotFoundError:
         raise FileNotFoundError(f"checkpoint not found: {uri}") from None
+    except IsADirectoryError:
+        raise ValueError(FOLDER.format(uri=uri)) from None
 
 
 def _load_torch(path: str, uri: str):

@@ -181,6 +181,8 @@ def load_vocabulary(spec: str) -> Vocabulary:
             text = f.read()
     except FileNotFoundError:
         raise VocabularyError(f"vocabulary file not found: {spec}") from None
+    except IsADirectoryError:
+        raise VocabularyError(f"vocabulary {spec} is a folder, not a vocabulary file (YAML)") from None
     return parse_vocabulary(text, source=spec)
 
 

@@ -75,6 +75,9 @@ def test_bad_output_folders_and_stores_exit_2_with_the_reason(tmp_path, s3_endpo
         (shard, tmp_path / "out", ["--max-side", "4"], "--max-side must be"),
         (shard, tmp_path / "out", ["--max-member-mib", "0"], "--max-member-mib"),
         (shard, tmp_path / "out", ["--max-side", "big"], "invalid int value: 'big'"),
+        (shard, tmp_path / "out", ["--head-checkpoint", str(tmp_path)], "is a folder, not a file"),
+        (shard, tmp_path / "out", ["--sam-checkpoint", str(tmp_path)], "is a folder, not a file"),
+        (shard, tmp_path / "out", ["--vocab", str(tmp_path)], "is a folder, not a vocabulary file"),
     ]
     for source, output, extra, message in cases:
         started = time.monotonic()
