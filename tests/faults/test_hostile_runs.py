@@ -26,7 +26,7 @@ def shards(folder: str, count: int, size: int = 1, first: int = 0) -> list[str]:
 
 def label(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, os.path.join(REPO, "jobs", "label_corpus.py"), *args,
-                           "--points-per-side", "8"], capture_output=True, text=True, timeout=600)
+                           "--points-per-side", "8", "--json"], capture_output=True, text=True, timeout=600)
 
 
 def test_success_covers_the_whole_output_or_is_absent(ray_cluster, tmp_path):

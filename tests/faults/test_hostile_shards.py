@@ -76,7 +76,7 @@ COMPRESSED = ([member("p.png", IMAGES[0]), member("q.png", kind=tarfile.LNKTYPE,
 
 def label(*args: str, cwd: str = REPO) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, os.path.join(REPO, "jobs", "label_corpus.py"), *args,
-                           "--points-per-side", "8", "--max-member-mib", "2"],
+                           "--points-per-side", "8", "--max-member-mib", "2", "--json"],
                           capture_output=True, text=True, timeout=600, cwd=cwd)
 
 

@@ -64,7 +64,7 @@ def odd_images() -> dict[str, tuple[str, bytes, str | None]]:
 
 
 def label(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, os.path.join(REPO, "jobs", "label_corpus.py"), *args],
+    return subprocess.run([sys.executable, os.path.join(REPO, "jobs", "label_corpus.py"), *args, "--json"],
                           capture_output=True, text=True, timeout=600)
 
 

@@ -31,9 +31,10 @@ def test_written_shards_are_finished_with_counts_and_metadata(tmp_path):
     output = LabelOutput(str(tmp_path / "out"))
     output.prepare(manifest(), overwrite=False)
     rows = [ok_row("a", "s.tar", 2, 2, 3, [SEGMENT]), error_row("b", "s.tar", "corrupt image")]
-    assert output.write_shard("s.tar", rows, manifest()) == {"samples": 2, "ok": 1, "error": 1}
+    counts = {"samples": 2, "ok": 1, "error": 1, "segments": 1, "score_sum": 0.9, "max_score": 0.9}
+    assert output.write_shard("s.tar", rows, manifest()) == counts
     assert output.finished_shards(["s.tar", "t.tar"]) == {"s.tar"}
-    assert output.census().done == {"s.tar": {"samples": 2, "ok": 1, "error": 1}}
+    assert output.census().done == {"s.tar": counts}
     table = output.read_table()
     assert table.column("key").to_pylist() == ["a", "b"]
     assert table.column("segments").to_pylist()[0][0]["counts"] == "04"
@@ -81,7 +82,8 @@ def test_an_output_of_an_earlier_version_is_resumed_when_its_labels_would_be_the
     assert "samcp_head" in old.read_json(MANIFEST)["labeling"]
     old.prepare(today, overwrite=False)  # the same settings under today's names: resumed
     assert old.finished_shards(["s.tar"]) == {"s.tar"}
-    assert old.census(today["labeling"]).done == {"s.tar": {"samples": 1, "ok": 0, "error": 1}}
+    assert old.census(today["labeling"]).done == {"s.tar": {"samples": 1, "ok": 0, "error": 1, "segments": 0,
+                                                            "score_sum": 0.0, "max_score": None}}
     assert old.read_json(MANIFEST)["version"] == MANIFEST_VERSION  # now in today's form
     assert old.manifest()["labeling"]["head"] == {"sha256": "h"}
     old.write_shard("t.tar", [error_row("b", "t.tar", "x")], today)

@@ -47,5 +47,6 @@ def test_label_writes_overlays_and_json_and_the_vocabulary_file_renames_the_labe
 
 def test_a_bad_vocabulary_is_a_clear_error(tmp_path):
     (tmp_path / "bad.yaml").write_text("classes:\n  - {id: 1, name: a, isthing: maybe}\n")
-    done = samcp("label", "x.png", "--vocab", str(tmp_path / "bad.yaml"))
+    (tmp_path / "x.png").write_bytes(b"")  # the images are checked first: this one exists
+    done = samcp("label", str(tmp_path / "x.png"), "--vocab", str(tmp_path / "bad.yaml"))
     assert done.returncode == 2 and "bad.yaml:2" in done.stderr and "Traceback" not in done.stderr
