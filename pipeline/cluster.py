@@ -18,10 +18,12 @@ _verbose = True
 
 
 def set_verbose(verbose: bool) -> None:
-    """Whether this process shows Ray's output (a job's --verbose). Quiet: Ray's and Ray Data's
-    logs below warnings, Ray Data's progress report and the workers' output stay out of the
-    terminal (they are in Ray's log files, /tmp/ray/session_latest/logs on the head); the job's
-    own progress line and summary remain. Call before Ray starts."""
+    """Whether this process shows Ray's output (a job's --verbose); call once, before Ray starts.
+    Quiet: Ray's and Ray Data's Python logs below errors, Ray Data's progress report and the
+    workers' output stay out of the terminal (the workers' output is in Ray's log files,
+    /tmp/ray/session_latest/logs on the head), and Ray's C++ logs are kept to fatal errors, in the
+    driver and in a local Ray it starts itself (RAY_BACKEND_LOG_LEVEL, which that Ray inherits:
+    rerun with --verbose for its full logs); the job's own progress line and summary remain."""
     global _verbose
     _verbose = verbose
     if not verbose:

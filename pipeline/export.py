@@ -5,7 +5,8 @@
 - `coco-instances`: `instances.json` with the thing segments as compressed RLE and
   their scores, loadable by pycocotools.
 - `hf-parquet`: a Hugging Face `datasets` folder: `data/train-NNNNN.parquet` (one per
-  labeled shard) with `image` (the source image file's own bytes, unless `images=False`),
+  labeled shard) with `image` (the source image file's own bytes, or an upright PNG when the
+  file carries an EXIF rotation or another size than its labels; none if `images=False`),
   `panoptic` (the id map as a COCO panoptic PNG), `segments_info` and the sample's
   `key`, `width`, `height`; the `datasets` features in the files' schema metadata, so
   `datasets.load_dataset("parquet", data_files="DIR/data/*.parquet")` or
@@ -20,30 +21,37 @@ at the image's size after EXIF rotation, as those tools read it.
 
 Every format reads the output one shard file at a time, so a large output never
 sits in memory whole. Error rows are listed in `errors.json`; a key that comes
-back in another shard is exported once and listed there too, as is a sample whose
-image file is no longer in its shard.
+back in another shard is exported once and listed there too. A sample whose image file
+is no longer in its shard is left out of hf-parquet and of a COCO export with
+`images_dir`, and kept in a COCO export without it under its bare key; either way
+`errors.json` says so.
 """
 
 from __future__ import annotations
 
 import glob
 import html
+import io
 import json
 import os
 import re
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from PIL import Image
 from tqdm import tqdm
 
 from pipeline.labels import row_id_map
 from pipeline.output import LabelOutput
 from pipeline.reader import source_files
 from samcp.data.coco import id_to_rgb
+from samcp.data.decode import DecodeConfig, decode
 from samcp.data.imageio import encode_image
 from samcp.storage import inside, safe_name
 
 FORMATS = ("coco-panoptic", "coco-instances", "hf-parquet")
+EXIF_ORIENTATION = 0x0112
 
 # The `datasets` features of an hf-parquet file (datasets >= 4 serialization).
 _VALUE = {"int32": {"dtype": "int32", "_type": "Value"}, "int64": {"dtype": "int64", "_type": "Value"},
@@ -108,9 +116,10 @@ def export(labels: str, out_dir: str, fmt: str, storage_options: dict | None = N
                     rows.append(row)
             skipped += writer.add_shard(rows)
             bar.update(table.num_rows)
+    counts = {**writer.close(), "skipped": len(skipped)}
     with open(os.path.join(out_dir, "errors.json"), "w") as f:
-        json.dump(skipped, f, indent=1)
-    return {**writer.close(), "skipped": len(skipped)}
+        json.dump(skipped + getattr(writer, "unnamed", []), f, indent=1)
+    return counts
 
 
 def panoptic_png(row: dict) -> bytes:
@@ -125,6 +134,7 @@ class CocoWriter:
                  images_dir: str | None = None):
         self.out_dir, self.panoptic = out_dir, panoptic
         self.storage_options, self.images_dir = storage_options, images_dir
+        self.unnamed: list[dict] = []  # rows exported without their file's extension, and why
         if images_dir is not None:
             if os.path.exists(images_dir) and not os.path.isdir(images_dir):
                 raise ValueError(f"--images {images_dir} is a file, not a folder")
@@ -157,13 +167,19 @@ class CocoWriter:
             return []
         shard = rows[0]["shard"]
         files, problem = source_files(shard, {r["key"] for r in rows}, self.storage_options)
-        skipped = [{"key": r["key"], "shard": shard, "reason": f"image not exported: {problem}"}
-                   for r in rows if r["key"] not in files]
+        skipped = []
         for row in rows:
             if row["key"] not in files:
-                continue
-            extension, data = files[row["key"]]
-            file_name = f"{safe_name(row['key'])}.{extension}"
+                if self.images_dir is not None:  # its image cannot be copied: left out
+                    skipped.append({"key": row["key"], "shard": shard,
+                                    "reason": f"image not exported: {problem}"})
+                    continue
+                reason = f"exported under its key alone, no extension (image file not read: {problem})"
+                self.unnamed.append({"key": row["key"], "shard": shard, "reason": reason})
+                file_name = safe_name(row["key"])
+            else:
+                extension, data = files[row["key"]]
+                file_name = f"{safe_name(row['key'])}.{extension}"
             if self.images_dir is not None:
                 path = inside(self.images_dir, file_name)
                 os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -183,7 +199,8 @@ class CocoWriter:
         name = "panoptic.json" if self.panoptic else "instances.json"
         with open(os.path.join(self.out_dir, name), "w") as f:
             json.dump(self.coco, f)
-        return {"images": len(self.coco["images"]), "annotations": len(self.coco["annotations"])}
+        return {"images": len(self.coco["images"]), "annotations": len(self.coco["annotations"]),
+                "unnamed": len(self.unnamed)}
 
     def _add_panoptic(self, row: dict, image_id: int) -> None:
         file_name = f"{safe_name(row['key'])}.png"
@@ -228,6 +245,8 @@ class HFParquetWriter:
             skipped = [{"key": r["key"], "shard": shard, "reason": f"image not exported: {problem}"}
                        for r in rows if r["key"] not in files]
             rows = [r for r in rows if r["key"] in files]
+        files = {r["key"]: upright_file(*files[r["key"]], r["width"], r["height"])
+                 for r in rows if r["key"] in files}
         records = [{
             "key": r["key"], "width": r["width"], "height": r["height"],
             **({"image": {"bytes": files[r["key"]][1],
@@ -251,6 +270,22 @@ class HFParquetWriter:
                                         files=self.files, vocabulary=markdown_text(vocabulary.name),
                                         classes=classes))
         return {"images": self.rows, "files": self.files}
+
+
+def upright_file(extension: str, data: bytes, width: int, height: int) -> tuple[str, bytes]:
+    """An image file as (extension, bytes) that decodes upright at (width, height) without EXIF
+    handling: the file itself when it does (no EXIF rotation, that size), else its pixels turned
+    upright and resized to it, as PNG (`datasets` decodes images without turning them)."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            if image.getexif().get(EXIF_ORIENTATION, 1) == 1 and image.size == (width, height):
+                return extension, data
+    except Exception:  # noqa: BLE001 - undecodable here: decode() below says why
+        pass
+    pixels = decode(data, DecodeConfig(max_side=max(width, height, DecodeConfig.max_side))).pixels
+    if pixels.shape[:2] != (height, width):
+        pixels = np.asarray(Image.fromarray(pixels).resize((width, height), Image.BILINEAR))
+    return "png", encode_image(pixels, "png")
 
 
 def markdown_text(text: str) -> str:

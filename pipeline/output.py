@@ -209,7 +209,7 @@ class LabelOutput(Folder):
         if census.invalid:
             path, reason = next(iter(census.invalid.items()))
             raise OutputConflict(f"{path} is not a valid shard file of {self.uri}: {reason} "
-                                 f"({len(census.invalid)} such files); rerun jobs/label_corpus.py with the "
+                                 f"({len(census.invalid)} such files); rerun samcp corpus with the "
                                  "same arguments to label those shards again, or remove them")
         for shard in sorted(census.done, key=shard_file_name):
             with self.fs.open(self.path(shard_file_name(shard)), "rb") as f:
@@ -226,7 +226,7 @@ class LabelOutput(Folder):
         if isinstance(manifest, dict) and isinstance(manifest.get("labeling"), dict):
             return {**manifest, "labeling": current_labeling(manifest)}
         if manifest is None:
-            raise FileNotFoundError(f"{self.uri} has no {MANIFEST}: not the output of jobs/label_corpus.py")
+            raise FileNotFoundError(f"{self.uri} has no {MANIFEST}: not the output of samcp corpus")
         return manifest
 
     def vocabulary(self) -> Vocabulary:

@@ -54,7 +54,7 @@ def describe_models(cfg: LabelerConfig, storage_options: dict | None = None) -> 
             raise ValueError(f"the SAM-CP head reads {head.config.feature_dim}-channel SAM embeddings and "
                              f"{head.config.text_dim}-wide text embeddings, but SAM {cfg.sam_model!r} gives "
                              f"{widths[0]} and CLIP {cfg.clip_model!r} {widths[1]}: use a head trained with "
-                             "these models (jobs/train_samcp.py), or none (random weights) for speed tests")
+                             "these models (samcp train), or none (random weights) for speed tests")
         check_head_fits(head, cfg.sam_model, sam_weights)
         check_clip_width(head.config.clip_dim, cfg.clip_model)
 

@@ -62,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--verbose", action="store_true",
                      help="show Ray's and the workers' output (else in Ray's log files)")
     run.add_argument("--json", action="store_true",
-                     help="print the run's whole summary as JSON (kept in OUTPUT/_SUCCESS when whole)")
+                     help="end with the run's whole summary as JSON, after the progress lines (kept in "
+                          "OUTPUT/_SUCCESS when whole)")
     return parser
 
 

@@ -7,7 +7,7 @@
 Round 0 scores the starting head; each round labels the unlabeled shards with
 the latest head (`samcp corpus`), keeps segments scored >= --keep-score,
 retrains from that head on them (jobs/train_on_pseudo_labels.py, Ray Train),
-with the --ground-truth images alongside when given (a labeled subset keeps the
+with the --ground-truth-images (or --ground-truth) images alongside when given (a labeled subset keeps the
 classes alive that the pseudo-labels miss), and scores the new head on the
 evaluation shards against their COCO panoptic
 ground truth. Rerunning the same command resumes. OUTPUT/self_training.json

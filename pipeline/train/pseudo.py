@@ -44,7 +44,7 @@ class PseudoTrainConfig:
     scores: ScoreFilter = field(default_factory=ScoreFilter)
     ground_truth_images: tuple[str, ...] = field(default=(), metadata={
         "help": "shards of images with real labels, trained on too (they keep classes alive that the "
-                "pseudo-labels miss): the labels inside each sample (make_shards.py synthetic or coco), "
+                "pseudo-labels miss): the labels inside each sample (samcp shards synthetic or coco), "
                 "or those of --ground-truth", "repeat": True})
     ground_truth: str | None = field(default=None, metadata={
         "help": "a COCO panoptic folder that labels the --ground-truth-images (PNGs named by sample key)"})

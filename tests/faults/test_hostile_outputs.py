@@ -93,14 +93,17 @@ def test_exports_and_the_report_write_only_inside_their_folder(hostile):
     allowed = [str(root / d) for d in ("coco-panoptic", "coco-instances", "hf-parquet", "report")]
     assert new and all(any(p == a or p.startswith(a + "/") for a in allowed) for p in new), sorted(new)
     assert not any(Path("/tmp").glob("samcp-hostile-abs*")) and not (root.parent / "escape.png").exists()
-    # "." and ".." name no sample in a tar ("..jpg" has no key): their images cannot be read back.
-    readable = [key for key in KEYS if key not in (".", "..")]
-    assert shown["shown"] == len(readable) and set(shown["not_shown"]) == {".", ".."}
-    assert counts["hf-parquet"]["images"] == counts["coco-panoptic"]["images"] == len(readable)
+    # "." and ".." name no sample in a tar ("..jpg" has no key): their images cannot be read back,
+    # so hf-parquet leaves them out and COCO names them by their key alone.
+    unreadable = {".", ".."}
+    assert shown["shown"] == len(KEYS) - 2 and set(shown["not_shown"]) == unreadable
+    assert counts["hf-parquet"]["images"] == len(KEYS) - 2
+    assert counts["coco-panoptic"]["images"] == len(KEYS) and counts["coco-panoptic"]["unnamed"] == 2
     panoptic = json.load(open(root / "coco-panoptic" / "panoptic.json"))
-    assert [image["key"] for image in panoptic["images"]] == readable  # the mapping, recorded
+    assert [image["key"] for image in panoptic["images"]] == KEYS  # the mapping, recorded
     for image, annotation in zip(panoptic["images"], panoptic["annotations"]):
-        assert image["file_name"] == f"{safe_name(image['key'])}.jpg"
+        extension = "" if image["key"] in unreadable else ".jpg"
+        assert image["file_name"] == f"{safe_name(image['key'])}{extension}"
         assert annotation["file_name"] == f"{safe_name(image['key'])}.png"
         assert (root / "coco-panoptic" / "panoptic" / annotation["file_name"]).is_file()
     card = (root / "hf-parquet" / "README.md").read_text()

@@ -15,7 +15,7 @@ from samcp.data.coco import rgb_to_id
 def test_coco_panoptic_export_scores_the_same_as_the_parquet(labeled):
     root, images = labeled
     counts = export(str(root / "labels"), str(root / "pan"), "coco-panoptic", progress=False)
-    assert counts == {"images": 4, "annotations": 4, "skipped": 1}
+    assert counts == {"images": 4, "annotations": 4, "unnamed": 0, "skipped": 1}
     assert json.load(open(root / "pan" / "errors.json"))[0]["reason"] == "corrupt image: cut"
     from_export = evaluate_folders(str(root / "truth"), str(root / "pan"))
     from_parquet = evaluate_labels(str(root / "truth"), str(root / "labels"), None)
@@ -125,3 +125,26 @@ def test_hf_parquet_export_without_images_and_with_a_missing_shard(labeled, tmp_
     assert counts == {"images": 2, "files": 1, "skipped": 3}
     reasons = [e["reason"] for e in json.load(open(tmp_path / "partial" / "errors.json"))]
     assert sum("image not exported: shard not found" in r for r in reasons) == 2
+
+
+def test_an_image_file_with_an_exif_rotation_goes_to_hf_parquet_upright():
+    """`datasets` decodes without EXIF handling: a rotated JPEG is stored turned, as PNG; a plain
+    one as it is."""
+    import io
+
+    from PIL import Image
+
+    from pipeline.export import upright_file
+
+    pixels = np.zeros((20, 40, 3), np.uint8)
+    pixels[:, :10] = 255  # a white band on the left, to see the turn
+    plain, rotated = io.BytesIO(), io.BytesIO()
+    Image.fromarray(pixels).save(plain, "JPEG")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # shown turned 90 degrees clockwise: 20 wide, 40 high
+    Image.fromarray(pixels).save(rotated, "JPEG", exif=exif)
+    assert upright_file("jpg", plain.getvalue(), 40, 20) == ("jpg", plain.getvalue())
+    extension, data = upright_file("jpg", rotated.getvalue(), 20, 40)
+    with Image.open(io.BytesIO(data)) as image:
+        assert extension == "png" and image.format == "PNG" and image.size == (20, 40)
+        assert np.asarray(image)[:10].mean() > 200 and np.asarray(image)[-10:].mean() < 50  # band on top
