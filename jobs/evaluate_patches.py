@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 import time
 
@@ -22,7 +21,7 @@ from samcp.data.attributes import PATTERNS
 from samcp.data.synthetic import SPLIT_SEEDS, SyntheticConfig, SyntheticCorpus, SyntheticImage
 from samcp.eval.patch_quality import PatchQuality
 from samcp.flags import CORPUS_SHIFT, add_config_arguments, config_from_args, flag_values
-from samcp.provenance import provenance
+from samcp.provenance import provenance, write_result
 from samcp.sam.build import architectures, build_sam
 from samcp.sam.patches import PatchConfig, PatchGenerator
 from samcp.shipped import checkpoint_file
@@ -105,8 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, r in summary["recall_by_class"].items():
         print(f"  {name:12s} @0.50 {r['0.50']:.3f}  @0.75 {r['0.75']:.3f}  (n={r['count']})")
     if args.output:
-        with open(args.output, "w") as f:
-            json.dump(summary, f, indent=1)
+        write_result(args.output, summary)
     return 0
 
 

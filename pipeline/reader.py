@@ -119,7 +119,7 @@ class ShardReader:
         if sample.problems:
             row["error"] = "; ".join(sample.problems)
             return row
-        name = next((f for f in ("bytes", *IMAGE_FIELDS) if f in fields), None)
+        name = image_field(fields)
         if name is None:
             row["error"] = f"sample has no image (fields: {', '.join(sorted(fields)) or 'none'})"
             return row
@@ -172,7 +172,7 @@ def source_files(shard: str, keys: set[str], storage_options: dict | None = None
         for sample in ShardReader(storage_options).samples(shard, SkippedMembers()):
             count += 1
             if sample.key in keys and sample.duplicate_of is None and not sample.problems:
-                name = next((f for f in ("bytes", *IMAGE_FIELDS) if f in sample.fields), None)
+                name = image_field(sample.fields)
                 if name is not None:
                     data = sample.fields[name]
                     files[sample.key] = (image_extension(data) if name == "bytes" else name, data)
@@ -182,6 +182,11 @@ def source_files(shard: str, keys: set[str], storage_options: dict | None = None
     if missing:
         problems.append(f"{len(missing)} samples not found or not readable in {shard} (e.g. {missing[0]!r})")
     return files, "; ".join(problems)
+
+
+def image_field(fields: dict[str, bytes]) -> str | None:
+    """Which of a sample's members is its image: a slice's "bytes", else the first image extension."""
+    return next((f for f in ("bytes", *IMAGE_FIELDS) if f in fields), None)
 
 
 def image_extension(data: bytes) -> str:

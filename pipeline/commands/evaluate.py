@@ -13,7 +13,6 @@ Prediction segments may carry `score` (for AP; 1.0 when missing).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 from samcp.config import LabelerConfig
@@ -21,7 +20,7 @@ from samcp.data.coco import PanopticDataset
 from samcp.data.synthetic import SPLIT_SEEDS, SyntheticConfig
 from samcp.eval.evaluator import PanopticEvaluator, evaluate_against, evaluate_on_synthetic
 from samcp.flags import CORPUS_SHIFT, add_config_arguments, config_from_args, flag_values
-from samcp.provenance import provenance
+from samcp.provenance import provenance, write_result
 from samcp.storage import add_storage_options_argument
 
 
@@ -92,8 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(PanopticEvaluator.format(summary))
     if args.output:
-        with open(args.output, "w") as f:
-            json.dump(summary, f, indent=1)
+        write_result(args.output, summary)
     return 0
 
 
