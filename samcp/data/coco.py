@@ -23,15 +23,17 @@ from samcp.storage import member, open_uri
 
 
 def id_to_rgb(id_map: np.ndarray) -> np.ndarray:
-    """(H, W) integer ids -> (H, W, 3) uint8 COCO panoptic colours."""
-    ids = id_map.astype(np.int64)
-    return np.stack([ids % 256, ids // 256 % 256, ids // 256**2 % 256], axis=-1).astype(np.uint8)
+    """(H, W) integer ids in [0, 2**24) -> (H, W, 3) uint8 COCO panoptic colours (R = id % 256,
+    G = id // 256 % 256, B = id // 256**2 % 256): the low three bytes of each little-endian id."""
+    ids = np.ascontiguousarray(id_map, dtype="<u4")
+    return np.ascontiguousarray(ids.view(np.uint8).reshape(*ids.shape, 4)[..., :3])
 
 
 def rgb_to_id(rgb: np.ndarray) -> np.ndarray:
-    """(H, W, 3) uint8 COCO panoptic colours -> (H, W) int32 ids."""
-    rgb = rgb.astype(np.int32)
-    return rgb[..., 0] + 256 * rgb[..., 1] + 256**2 * rgb[..., 2]
+    """(H, W, 3) uint8 COCO panoptic colours -> (H, W) int32 ids (R + 256 G + 256**2 B)."""
+    padded = np.zeros((*rgb.shape[:2], 4), np.uint8)
+    padded[..., :3] = rgb
+    return padded.view("<i4").reshape(rgb.shape[:2]).astype(np.int32, copy=False)
 
 
 def decode_id_png(data: bytes) -> np.ndarray:

@@ -7,6 +7,7 @@ import io
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
@@ -31,7 +32,7 @@ class MaskAP:
             if s["category_id"] in self.thing_ids:
                 rle = encode_rle(gt == s["id"])
                 self.gt.append({"id": len(self.gt) + 1, "image_id": image_id, "category_id": s["category_id"],
-                                "segmentation": rle, "area": int((gt == s["id"]).sum()),
+                                "segmentation": rle, "area": int(mask_utils.area(rle)),
                                 "bbox": list(s.get("bbox", [0, 0, w, h])), "iscrowd": s.get("iscrowd", 0)})
         for s in pred_segments:
             if s["category_id"] in self.thing_ids:
