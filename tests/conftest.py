@@ -35,6 +35,13 @@ os.environ["AWS_DEFAULT_REGION"] = "us-east-1"
 os.environ["AWS_ENDPOINT_URL"] = "http://127.0.0.1:9"  # closed port until the S3 server starts
 
 
+def pytest_collection_modifyitems(items):
+    """The slow tests first: the two xdist workers take them while plenty of short ones are left to
+    even out the end, instead of each finishing on a long one (a stable sort: the same order in every
+    worker, as xdist requires)."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture(scope="session")
 def s3_endpoint():
     """A moto S3 server on 127.0.0.1; AWS_ENDPOINT_URL points at it for the session."""

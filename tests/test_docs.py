@@ -129,6 +129,7 @@ def test_the_checks_catch_a_stale_command():
 
 
 @pytest.mark.xdist_group("default_ray_ports")
+@pytest.mark.slow
 def test_marked_blocks_run_as_written(tmp_path):
     """README's "Label a corpus on this machine": shards -> labels -> scores -> exports -> report."""
     runs = [c for _, mark, block in doc_blocks() if mark == "run" for c in commands(block)]

@@ -35,6 +35,7 @@ def samcp(cwd, *args: str) -> tuple[int, list[str]]:
 
 
 @pytest.mark.xdist_group("default_ray_ports")  # its `samcp corpus` starts a Ray of its own
+@pytest.mark.slow
 def test_four_photos_and_a_vocabulary_of_ones_own(tmp_path):
     photos = tmp_path / "photos"
     photos.mkdir()

@@ -26,6 +26,7 @@ def test_ci_runs_the_readme_test_command():
 
 
 @pytest.mark.xdist_group("default_ray_ports")
+@pytest.mark.slow
 def test_readme_demo_command_runs(tmp_path, browser_images):
     import shlex
     import subprocess

@@ -17,6 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import s3fs
 
 from samcp.data.coco import export_coco
@@ -67,6 +68,7 @@ def put_coco(fs: s3fs.S3FileSystem, folder: Path, bucket: str, split: str, corpu
     return local
 
 
+@pytest.mark.slow
 def test_the_coco_runbook_runs_with_the_small_models(ray_cluster, s3_bucket, tmp_path):
     fs = s3fs.S3FileSystem()
     put_coco(fs, tmp_path, s3_bucket, "train", "train", 8)

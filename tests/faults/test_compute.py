@@ -14,6 +14,7 @@ import time
 from collections import Counter
 
 import psutil
+import pytest
 
 from pipeline.output import SUCCESS, LabelOutput
 from pipeline.shards import synthetic_sample, write_shards
@@ -97,6 +98,7 @@ Node(RayParams(gcs_address=sys.argv[1], node_ip_address="127.0.0.1", num_cpus=2,
 """
 
 
+@pytest.mark.slow
 def test_a_worker_node_removed_mid_job(ray_cluster, tmp_path):
     joined = subprocess.run([sys.executable, "-c", START_NODE, ray_cluster.address], capture_output=True,
                             text=True, timeout=120)

@@ -90,6 +90,7 @@ def test_bad_output_folders_and_stores_exit_2_with_the_reason(tmp_path, s3_endpo
     assert not (tmp_path / "out").exists()  # refused settings claim nothing
 
 
+@pytest.mark.slow
 def test_a_store_that_never_answers_fails_in_bounded_time(tmp_path, capsys):
     server = socket.socket()
     server.bind(("127.0.0.1", 0))

@@ -10,6 +10,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from pipeline.output import MANIFEST, PENDING, SUCCESS, LabelOutput, labeling_vocabulary
 from pipeline.shards import synthetic_sample, write_shards
 from samcp.data.synthetic import SPLIT_SEEDS, SyntheticConfig, SyntheticCorpus
@@ -56,9 +58,10 @@ def test_success_covers_the_whole_output_or_is_absent(ray_cluster, tmp_path):
     assert len(output.read_table()) == 3
 
 
+@pytest.mark.slow
 def test_a_run_whose_output_is_taken_over_stops_and_the_output_holds_one_configuration(ray_cluster,
                                                                                        tmp_path):
-    inputs = shards(str(tmp_path / "s"), 40, size=2)
+    inputs = shards(str(tmp_path / "s"), 24, size=2)
     out = str(tmp_path / "labels")
     output = LabelOutput(out)
     common = [a for s in inputs for a in ("--input", s)] + ["--output", out, "--ray-address",
@@ -78,7 +81,7 @@ def test_a_run_whose_output_is_taken_over_stops_and_the_output_holds_one_configu
     assert manifest["labeling"]["postprocess"]["min_score"] == 0.5
     census = output.census()
     assert not census.invalid and len(census.done) == len(inputs)  # every file of the second's settings
-    assert output.read_json(SUCCESS)["samples"] == 40 == len(output.read_table())
+    assert output.read_json(SUCCESS)["samples"] == 24 == len(output.read_table())
 
 
 def test_training_reads_the_vocabulary_the_labels_were_made_with(tmp_path):

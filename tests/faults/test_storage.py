@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 import s3fs
 
 from pipeline.output import SUCCESS, LabelOutput
@@ -77,6 +78,7 @@ def test_a_denied_shard_fails_with_the_reason_and_the_rerun_completes(ray_cluste
     assert rows_per_shard(s3_bucket) == {s: 2 for s in shards}
 
 
+@pytest.mark.slow
 def test_labels_that_cannot_be_written_are_retried_then_reported_not_lost(ray_cluster, s3_proxy, s3_bucket):
     shards = corpus(s3_bucket)
     # The store refuses label files for 12 s: the job's retries with backoff carry the writes through.
@@ -102,6 +104,7 @@ def test_labels_that_cannot_be_written_are_retried_then_reported_not_lost(ray_cl
     assert LabelOutput(f"s3://{s3_bucket}/labels").read_json(SUCCESS)["samples"] == 6
 
 
+@pytest.mark.slow
 def test_while_the_store_refuses_one_shards_labels_the_other_shards_are_labeled(ray_cluster, s3_proxy,
                                                                                  s3_bucket, tmp_path):
     shards = corpus(s3_bucket, num_images=8, shard_size=2)

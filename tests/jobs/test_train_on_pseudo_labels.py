@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 
+import pytest
 import s3fs
 
 from samcp.config import LabelerConfig
@@ -27,6 +28,7 @@ def run(script: str, *args: str, cwd: str = REPO) -> subprocess.CompletedProcess
     return done
 
 
+@pytest.mark.slow
 def test_two_workers_train_resume_and_the_head_labels(ray_cluster, s3_bucket, tmp_path):
     shards, labels, out = tmp_path / "shards", tmp_path / "labels", f"s3://{s3_bucket}/run"
     fs = s3fs.S3FileSystem()
@@ -46,16 +48,16 @@ def test_two_workers_train_resume_and_the_head_labels(ray_cluster, s3_bucket, tm
               "--keep-score", "0.3", "--ground-truth-images", "truth/*.tar",
               "--workers", "2", "--batch-size", "2", "--lr", "3e-4",
               "--ray-address", ray_cluster.address]
-    run("train_on_pseudo_labels.py", *common, "--epochs", "3", cwd=str(tmp_path))
+    run("train_on_pseudo_labels.py", *common, "--epochs", "2", cwd=str(tmp_path))
     first = json.loads(fs.cat_file(f"{out}/metrics.json"))["history"]
-    assert [e["epoch"] for e in first] == [1, 2, 3]
+    assert [e["epoch"] for e in first] == [1, 2]
     assert first[-1]["loss"] < first[0]["loss"]
 
-    # A rerun with more epochs resumes from the last checkpoint: epochs 1-3 are not trained again.
-    run("train_on_pseudo_labels.py", *common, "--epochs", "4", cwd=str(tmp_path))
+    # A rerun with more epochs resumes from the last checkpoint: epochs 1-2 are not trained again.
+    run("train_on_pseudo_labels.py", *common, "--epochs", "3", cwd=str(tmp_path))
     fs.invalidate_cache()
     metrics = json.loads(fs.cat_file(f"{out}/metrics.json"))
-    assert metrics["history"][:3] == first and metrics["history"][3]["epoch"] == 4
+    assert metrics["history"][:2] == first and metrics["history"][2]["epoch"] == 3
     assert metrics["images"] == 12 and "storage_options" not in metrics["config"]
 
     image = SyntheticCorpus(SyntheticConfig(seed=SPLIT_SEEDS["val"]))[0].image

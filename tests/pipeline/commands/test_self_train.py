@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from samcp.data.synthetic import SPLIT_SEEDS
 from samcp.model.factory import build_head
 from tests.jobs.test_train_on_pseudo_labels import run  # the retraining job, run as a script
 
 
+@pytest.mark.slow
 def test_one_round_trains_on_mirrored_and_turned_labels_scores_both_heads_and_resumes(ray_cluster, tmp_path):
     run("make_shards.py", "synthetic", "--num-images", "6", "--shard-size", "3", "--seed",
         str(SPLIT_SEEDS["train"]), "--start-index", "200", "--output", str(tmp_path / "target"),
