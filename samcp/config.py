@@ -43,7 +43,8 @@ class LabelerConfig:
     sam_checkpoint: str | None = field(default="shipped", metadata=_help(
         "SAM weights path/URI, 'shipped' (tiny, tiny8) or 'none' (random weights: speed tests)"))
     head_checkpoint: str | None = field(default="shipped", metadata=_help(
-        "SAM-CP head path/URI, 'shipped' or 'none' (random weights: speed tests)"))
+        "SAM-CP head path/URI, 'shipped' (the package's head for the shipped SAM: tiny, tiny8) or 'none' "
+        "(random weights: speed tests)"))
     clip_model: str = field(default="samcp-clip-tiny", metadata=_help("open_clip architecture"))
     clip_checkpoint: str | None = field(default="shipped", metadata=_help(
         "open_clip weights path/URI, 'shipped' (samcp-clip-tiny) or 'none' (fixed-seed random weights)"))
@@ -88,7 +89,7 @@ class LabelerConfig:
     def checkpoint_files(self) -> dict[str, str | None]:
         """{"sam", "head", "clip"}: the file each checkpoint reference names ("shipped" resolved)."""
         return {"sam": checkpoint_file("sam", self.sam_model, self.sam_checkpoint),
-                "head": checkpoint_file("head", "samcp-head", self.head_checkpoint),
+                "head": checkpoint_file("head", self.sam_model, self.head_checkpoint),
                 "clip": checkpoint_file("clip", self.clip_model, self.clip_checkpoint)}
 
     def with_absolute_paths(self) -> LabelerConfig:

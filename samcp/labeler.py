@@ -113,7 +113,7 @@ class Labeler:
         sam = build_sam(cfg.sam_model, cfg.sam_checkpoint, storage_options).to(device)
         text = TextEncoder(cfg.clip_model, cfg.clip_checkpoint, storage_options, device=device)
         head = (random_head(sam.prompt_encoder.embed_dim, text.dim) if cfg.head_checkpoint is None
-                else build_head(cfg.head_checkpoint, storage_options))
+                else build_head(cfg.head_checkpoint, storage_options, cfg.sam_model))
         generator = PatchGenerator(sam, cfg.patch_config(), autocast_dtype=AUTOCAST_DTYPES[cfg.autocast])
         labeler = cls(sam, head.to(device), text, load_vocabulary(cfg.vocab), generator,
                       cfg.postprocess_config(), clip_trained=bool(cfg.clip_checkpoint),

@@ -108,7 +108,7 @@ def run_pseudo_training(cfg: PseudoTrainConfig, log: Callable[[str], None] = pri
         PanopticDataset.folder(cfg.ground_truth)  # a wrong folder fails now, not in a reading task
     labels = LabelOutput(cfg.labels, cfg.storage_options)
     labeling = labeling_models(labels.manifest()["labeling"], cfg.sam_checkpoint, cfg.storage_options)
-    head = build_head(cfg.init, cfg.storage_options)  # the cache holds what this head reads
+    head = build_head(cfg.init, cfg.storage_options, labeling["sam"]["model"])  # what the cache holds
     check_clip_width(head.config.clip_dim, labeling["clip"]["model"])
     shards = expand_inputs(list(cfg.images), cfg.storage_options)
     labeled = labels.finished_shards(shards)

@@ -239,7 +239,7 @@ def starting_head(cfg: TrainConfig, head_config: HeadConfig, labeling: dict, exa
     sam_weights = "" if sam_file is None else weights_fingerprint(
         load_state_dict(sam_file, cfg.storage_options))
     if cfg.init:
-        head = build_head(cfg.init, cfg.storage_options)
+        head = build_head(cfg.init, cfg.storage_options, sam["model"])
     else:
         text_dim = open_clip.get_model_config(clip["model"])["embed_dim"]
         if head_config.reads_sam_embedding:

@@ -30,8 +30,9 @@ def check_head_fits(head: SamCPHead, sam_model: str, sam_weights: str | None = N
                          "checkpoint it was trained with, or a head trained on this one")
 
 
-def shipped_head_checkpoint() -> str:
-    return shipped_file("head", "samcp-head")
+def shipped_head_checkpoint(sam_model: str = "tiny") -> str:
+    """The package's head for the shipped SAM `sam_model` ("tiny" or "tiny8")."""
+    return shipped_file("head", sam_model)
 
 
 def save_head(head: SamCPHead, uri: str, half: bool = True, storage_options: dict | None = None) -> None:
@@ -52,10 +53,12 @@ def random_head(feature_dim: int, text_dim: int, seed: int = 0) -> SamCPHead:
         return SamCPHead(HeadConfig(feature_dim=feature_dim, text_dim=text_dim)).eval()
 
 
-def build_head(checkpoint: str = "shipped", storage_options: dict | None = None) -> SamCPHead:
-    """A head in eval mode from a checkpoint path or fsspec URI ("shipped": the package's own)."""
+def build_head(checkpoint: str = "shipped", storage_options: dict | None = None,
+               sam_model: str = "tiny") -> SamCPHead:
+    """A head in eval mode from a checkpoint path or fsspec URI ("shipped": the package's own for
+    the shipped SAM `sam_model`)."""
     if checkpoint == "shipped":
-        checkpoint = shipped_head_checkpoint()
+        checkpoint = shipped_head_checkpoint(sam_model)
     raw = read_checkpoint(checkpoint, storage_options)
     if not isinstance(raw, dict) or not isinstance(raw.get("config"), dict):
         raise ValueError(f"{checkpoint} is not a SAM-CP head checkpoint (no 'config')")
@@ -73,7 +76,7 @@ def build_head(checkpoint: str = "shipped", storage_options: dict | None = None)
     sam_weights = raw.get("sam_weights", "")  # older checkpoints do not record it
     if not isinstance(sam_weights, str):
         raise ValueError(f"{checkpoint}: 'sam_weights' must be a weights fingerprint")
-    if checkpoint == shipped_head_checkpoint():  # it predates heads that record their SAM weights
+    if checkpoint == shipped_head_checkpoint("tiny"):  # it predates heads that record their SAM weights
         sam_model, sam_weights = SHIPPED_HEAD_SAM
     head = SamCPHead(HeadConfig(**config_dict), tuple(trained_classes), sam_model, sam_weights)
     load_weights(head, checkpoint, "samcp-head", storage_options)

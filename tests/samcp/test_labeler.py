@@ -65,7 +65,10 @@ def test_a_head_that_does_not_fit_the_sam_is_refused_and_none_gives_a_random_hea
         Labeler.from_config(LabelerConfig(sam_model="vit_b", sam_checkpoint=None,
                                           head_checkpoint=shipped_head_checkpoint()), device="cpu")
     with pytest.raises(ValueError, match="SAM-CP head was trained on SAM 'tiny'.*not 'tiny8'"):
-        Labeler.from_config(LabelerConfig(sam_model="tiny8"), device="cpu")  # same width: refused by name
+        Labeler.from_config(LabelerConfig(sam_model="tiny8", head_checkpoint=shipped_head_checkpoint("tiny")),
+                            device="cpu")  # same width: refused by name
+    with pytest.raises(ValueError, match="no shipped head for SAM 'vit_b'.*--head-checkpoint"):
+        Labeler.from_config(LabelerConfig(sam_model="vit_b", sam_checkpoint=None), device="cpu")
     labeler = Labeler.from_config(LabelerConfig(head_checkpoint=None), device="cpu")
     assert labeler.head.config.feature_dim == labeler.sam.prompt_encoder.embed_dim
     twin = Labeler.from_config(LabelerConfig(head_checkpoint=None), device="cpu")

@@ -9,7 +9,7 @@ import torch
 from samcp.checkpoint import load_state_dict, weights_fingerprint
 from samcp.config import LabelerConfig
 from samcp.labeler import Labeler
-from samcp.model.factory import build_head, save_head
+from samcp.model.factory import build_head, save_head, shipped_head_checkpoint
 from samcp.model_files import describe_models
 from samcp.shipped import SHIPPED_HEAD_SAM, shipped_file
 
@@ -57,8 +57,9 @@ def test_what_the_labeler_would_refuse_is_refused_from_the_files(tmp_path, case)
     files = {"missing": LabelerConfig(sam_checkpoint=str(tmp_path / "nothing.pt")),
              "corrupt": LabelerConfig(clip_checkpoint=str(tmp_path / "corrupt.pt")),
              "other-architecture": LabelerConfig(sam_checkpoint=shipped_file("sam", "tiny8")),
-             "head-width": LabelerConfig(sam_model="vit_b", sam_checkpoint=None),
-             "head-sam": LabelerConfig(sam_model="tiny8")}
+             "head-width": LabelerConfig(sam_model="vit_b", sam_checkpoint=None,
+                                         head_checkpoint=shipped_head_checkpoint("tiny")),
+             "head-sam": LabelerConfig(sam_model="tiny8", head_checkpoint=shipped_head_checkpoint("tiny"))}
     (tmp_path / "corrupt.pt").write_bytes(b"not a checkpoint")
     expected = {"missing": (FileNotFoundError, "not found"),
                 "corrupt": (ValueError, "(corrupt|refusing) checkpoint"),
