@@ -91,7 +91,7 @@ def main() -> None:
     recorded = {"presets": {}}
     if os.path.exists(RESULT):
         with open(RESULT) as f:
-            recorded = json.load(f)
+            recorded["presets"] = json.load(f).get("presets", {})  # the presets not measured again
     for sam_model in args.preset:
         recorded["presets"][sam_model] = result = record(sam_model)
         print(f"{sam_model}: baseline PQ {result['baseline']['pq']:.2f}, oracle PQ "
