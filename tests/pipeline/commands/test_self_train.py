@@ -23,7 +23,7 @@ def test_one_round_trains_on_mirrored_and_turned_labels_scores_both_heads_and_re
     command = ["--unlabeled", f"{tmp_path}/target/*.tar", "--eval-images", f"{tmp_path}/val/*.tar",
                "--eval-ground-truth", str(tmp_path / "val_coco"), "--output", str(tmp_path / "rounds"),
                "--rounds", "1", "--keep-score", "0.3", "--points-per-side", "8", "--epochs", "1", "--mirror",
-               "--turn", "--workers", "2", "--batch-size", "2", "--ray-address", ray_cluster.address]
+               "--turn", "--workers", "1", "--batch-size", "4", "--ray-address", ray_cluster.address]
     first = run("self_train.py", *command).stdout
 
     table = json.loads((tmp_path / "rounds" / "self_training.json").read_text())
